@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what haltwatch's demo and tests need, into .tools/ (git-ignored):
+#   - anvil (a real EVM node), from the npm package @foundry-rs/anvil
+#   - with --with-solc: solcjs and @openzeppelin/contracts, to rebuild
+#     contracts/out with contracts/build.sh (the compiled outputs are committed,
+#     so tests never need this)
+# Needs node + npm. Idempotent: does nothing when the pinned versions are there.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+tools="$root/.tools"
+anvil_version=1.7.1
+anvil="$tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+
+command -v npm >/dev/null || { echo "setup: npm is required (apt-get install nodejs npm)" >&2; exit 1; }
+mkdir -p "$tools"
+
+# Each tool gets its own prefix: `npm install --no-save` prunes what an
+# earlier call installed under the same prefix.
+install() { # prefix, packages...
+  local prefix=$1; shift
+  echo "setup: installing $* into ${prefix#$root/}"
+  # --ignore-scripts: the anvil package ships its native binary; its postinstall is not needed.
+  npm install --prefix "$prefix" --no-audit --no-fund --no-save --ignore-scripts --loglevel=error "$@" >/dev/null
+}
+if ! [ -x "$anvil" ] || ! "$anvil" --version 2>/dev/null | grep -q "Version: $anvil_version"; then
+  install "$tools" "@foundry-rs/anvil@$anvil_version"
+fi
+if [ "${1:-}" = "--with-solc" ] && ! [ -x "$tools/solc/node_modules/.bin/solcjs" ]; then
+  install "$tools/solc" "solc@0.8.37" "@openzeppelin/contracts@5.7.0"
+fi
+"$anvil" --version | head -1

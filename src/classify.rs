@@ -1,0 +1,320 @@
+//! The classifier: a pure state machine per protocol. Signals of one
+//! transaction go in; at most one incident update comes out. No I/O: the
+//! pipeline persists [`Tracker`] snapshots so restarts and reorgs restore it.
+//!
+//! A protocol is `halted` while a whole-contract halt is active or while every
+//! scope of a complete set is halted, `degraded` while only some scopes are
+//! halted, and `operational` otherwise.
+
+use std::collections::BTreeSet;
+
+use alloy::primitives::keccak256;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ProtocolConfig;
+use crate::model::{Evidence, IncidentUpdate, ProtocolState, Scope, Transition, TransitionKind};
+
+/// What the classifier needs to know about a protocol: fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct ProtocolModel {
+    pub index: usize,
+    pub name: String,
+    /// Sets of scopes that, all halted together, halt the whole protocol.
+    pub complete_sets: Vec<BTreeSet<Scope>>,
+}
+
+impl ProtocolModel {
+    pub fn new(index: usize, protocol: &ProtocolConfig) -> Self {
+        let mut complete_sets: Vec<BTreeSet<Scope>> = Vec::new();
+        for rule in &protocol.rules {
+            let Some(set) = &rule.complete_set else {
+                continue;
+            };
+            let contract = &protocol.contracts[rule.contract].name;
+            let scopes: BTreeSet<Scope> = set
+                .iter()
+                .map(|k| Scope::keyed(contract.clone(), k.clone()))
+                .collect();
+            if !complete_sets.contains(&scopes) {
+                complete_sets.push(scopes);
+            }
+        }
+        ProtocolModel {
+            index,
+            name: protocol.name.clone(),
+            complete_sets,
+        }
+    }
+}
+
+/// The open incident a tracker is following.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenIncident {
+    pub key: String,
+    pub state: ProtocolState,
+}
+
+/// The mutable state of one protocol: which scopes are halted, which incident is open.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracker {
+    pub halted: BTreeSet<Scope>,
+    pub open: Option<OpenIncident>,
+}
+
+impl Tracker {
+    /// The protocol's state given the scopes now halted.
+    pub fn state(&self, model: &ProtocolModel) -> ProtocolState {
+        if self.halted.iter().any(|s| s.key.is_none())
+            || model
+                .complete_sets
+                .iter()
+                .any(|set| set.is_subset(&self.halted))
+        {
+            ProtocolState::Halted
+        } else if self.halted.is_empty() {
+            ProtocolState::Operational
+        } else {
+            ProtocolState::Degraded
+        }
+    }
+
+    /// Applies the evidence of one transaction (in log order) for this protocol.
+    ///
+    /// Returns an update when an incident opens, changes state, resolves, or
+    /// gains evidence. A resume for scopes that are not halted changes nothing.
+    pub fn apply(
+        &mut self,
+        model: &ProtocolModel,
+        evidence: Vec<Evidence>,
+    ) -> Option<IncidentUpdate> {
+        let first = evidence.first()?;
+        let before = self.state(model);
+        let mut changed = false;
+        let mut halts = false;
+        for change in evidence.iter().flat_map(|e| &e.changes) {
+            if change.halted {
+                halts = true;
+                changed |= self.halted.insert(change.scope.clone());
+            } else {
+                changed |= self.halted.remove(&change.scope);
+            }
+        }
+        let after = self.state(model);
+        let transition = TransitionKind::between(before, after).map(|kind| Transition {
+            kind,
+            from: before,
+            to: after,
+            at: first.block_timestamp,
+            block_number: first.block_number,
+        });
+        let key = match (&mut self.open, &transition) {
+            (None, None) => return None,
+            (None, Some(_)) => {
+                let key = incident_key(&model.name, first);
+                self.open = Some(OpenIncident {
+                    key: key.clone(),
+                    state: after,
+                });
+                key
+            }
+            (Some(_), None) if !changed && !halts => return None,
+            (Some(open), _) => {
+                open.state = after;
+                open.key.clone()
+            }
+        };
+        if after == ProtocolState::Operational {
+            self.open = None;
+        }
+        Some(IncidentUpdate {
+            key,
+            protocol: model.index,
+            transition,
+            evidence,
+        })
+    }
+}
+
+/// A stable key for an incident: the same opening evidence gives the same key
+/// on every run, so a re-run or a restart never duplicates an incident.
+pub fn incident_key(protocol: &str, opening: &Evidence) -> String {
+    let material = format!(
+        "{}|{}|{}|{}",
+        protocol, opening.chain_id, opening.block_hash, opening.log_index
+    );
+    alloy::hex::encode(&keccak256(material.as_bytes())[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ScopeChange;
+    use alloy::primitives::{Address, B256};
+
+    fn model(sets: &[&[&str]]) -> ProtocolModel {
+        ProtocolModel {
+            index: 0,
+            name: "P".into(),
+            complete_sets: sets
+                .iter()
+                .map(|s| s.iter().map(|k| Scope::keyed("c", *k)).collect())
+                .collect(),
+        }
+    }
+
+    /// Evidence at block `n` (timestamp 100 n) with the given changes.
+    /// `"*"` stands for the whole contract; `+` halts, `-` resumes.
+    fn ev(n: u64, changes: &[&str]) -> Evidence {
+        Evidence {
+            chain_id: 1,
+            contract: Address::ZERO,
+            contract_name: "c".into(),
+            tx_hash: B256::with_last_byte(n as u8),
+            block_number: n,
+            block_hash: B256::with_last_byte(n as u8),
+            block_timestamp: 100 * n,
+            log_index: 0,
+            event: "E()".into(),
+            args: vec![],
+            changes: changes
+                .iter()
+                .map(|c| {
+                    let (sign, key) = c.split_at(1);
+                    ScopeChange {
+                        scope: if key == "*" {
+                            Scope::whole("c")
+                        } else {
+                            Scope::keyed("c", key)
+                        },
+                        halted: sign == "+",
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs transactions through a tracker; returns (transition kinds, states) per tx.
+    fn run(model: &ProtocolModel, txs: &[&[&str]]) -> Vec<(Option<TransitionKind>, bool)> {
+        let mut t = Tracker::default();
+        txs.iter()
+            .enumerate()
+            .map(|(i, changes)| {
+                let u = t.apply(model, vec![ev(i as u64 + 1, changes)]);
+                (
+                    u.as_ref()
+                        .and_then(|u| u.transition.as_ref().map(|t| t.kind)),
+                    u.is_some(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn table() {
+        use TransitionKind::*;
+        let none = model(&[]);
+        let ab = model(&[&["a", "b"]]);
+        type Case<'a> = (
+            &'a str,
+            &'a ProtocolModel,
+            Vec<&'a [&'a str]>,
+            Vec<(Option<TransitionKind>, bool)>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "pause then unpause",
+                &none,
+                vec![&["+*"], &["-*"]],
+                vec![(Some(Opened), true), (Some(Resolved), true)],
+            ),
+            (
+                "duplicate pause merges",
+                &none,
+                vec![&["+*"], &["+*"], &["-*"]],
+                vec![(Some(Opened), true), (None, true), (Some(Resolved), true)],
+            ),
+            (
+                "resume when nothing halted",
+                &none,
+                vec![&["-*"], &["-a"]],
+                vec![(None, false), (None, false)],
+            ),
+            (
+                "partial scope is degraded",
+                &ab,
+                vec![&["+a"], &["-a"]],
+                vec![(Some(Opened), true), (Some(Resolved), true)],
+            ),
+            (
+                "complete set escalates",
+                &ab,
+                vec![&["+a"], &["+b"], &["-b"], &["-a"]],
+                vec![
+                    (Some(Opened), true),
+                    (Some(Escalated), true),
+                    (Some(Deescalated), true),
+                    (Some(Resolved), true),
+                ],
+            ),
+            (
+                "whole set in one tx opens halted",
+                &ab,
+                vec![&["+a", "+b"], &["-a", "-b"]],
+                vec![(Some(Opened), true), (Some(Resolved), true)],
+            ),
+            (
+                "flag false for unhalted scope is nothing",
+                &ab,
+                vec![&["-a", "-b"]],
+                vec![(None, false)],
+            ),
+            (
+                "resume of other scope while open adds nothing",
+                &ab,
+                vec![&["+a"], &["-b"], &["-a"]],
+                vec![(Some(Opened), true), (None, false), (Some(Resolved), true)],
+            ),
+        ];
+        for (name, m, txs, want) in cases {
+            assert_eq!(run(m, &txs), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn opening_states_and_severity() {
+        let ab = model(&[&["a", "b"]]);
+        let mut t = Tracker::default();
+        let u = t.apply(&ab, vec![ev(1, &["+a"]), ev(1, &["+b"])]).unwrap();
+        let tr = u.transition.unwrap();
+        assert_eq!(
+            (tr.from, tr.to),
+            (ProtocolState::Operational, ProtocolState::Halted)
+        );
+        assert_eq!(u.evidence.len(), 2);
+        assert_eq!(t.open.as_ref().unwrap().state, ProtocolState::Halted);
+        let u2 = t.apply(&ab, vec![ev(5, &["-a", "-b"])]).unwrap();
+        assert_eq!(u2.key, u.key, "resolution belongs to the same incident");
+        assert_eq!(u2.transition.unwrap().at, 500);
+        assert!(t.open.is_none());
+    }
+
+    #[test]
+    fn a_new_episode_is_a_new_incident() {
+        let m = model(&[]);
+        let mut t = Tracker::default();
+        let first = t.apply(&m, vec![ev(1, &["+*"])]).unwrap().key;
+        t.apply(&m, vec![ev(2, &["-*"])]);
+        let second = t.apply(&m, vec![ev(3, &["+*"])]).unwrap().key;
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn tracker_round_trips_through_json() {
+        let m = model(&[]);
+        let mut t = Tracker::default();
+        t.apply(&m, vec![ev(1, &["+*", "+x"])]);
+        let json = serde_json::to_string(&t).unwrap();
+        let back: Tracker = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, t);
+    }
+}

@@ -1,0 +1,943 @@
+//! The configuration contract (see `config/README.md`): TOML parsed into
+//! serde types with `deny_unknown_fields`, then validated and resolved against
+//! the ABIs. Every problem is collected with its key path before anything
+//! starts; nothing half-valid is returned.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::dyn_abi::DynSolType;
+use alloy::json_abi::{Event, JsonAbi};
+use alloy::primitives::{Address, B256};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::presets;
+
+/// Where the embedded default store lives when `[store]` is absent.
+pub const DEFAULT_STORE_URL: &str = "sqlite://haltwatch.db";
+
+/// A problem with one key of the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, e.g. `protocols[0].contracts[1].address`.
+    pub key: String,
+    /// What was expected, and what was found.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {} problem(s):\n{}", problems.len(), list(problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// ---------------------------------------------------------------- raw (file) types
+
+/// `[store]`: where the halt history and the pipeline state live.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    /// `sqlite://PATH` (relative to the config file's folder); created if missing.
+    url: String,
+}
+
+/// `[[chains]]`: one EVM chain and how to reach it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChain {
+    name: String,
+    chain_id: u64,
+    /// One or more endpoints, `ws(s)://` and/or `http(s)://`, tried in order.
+    rpc: Vec<String>,
+    /// Blocks behind the head before a block is processed.
+    #[serde(default)]
+    confirmations: u64,
+    /// How often HTTP endpoints are polled for a new head.
+    #[serde(default = "default_poll_interval_ms")]
+    poll_interval_ms: u64,
+    /// Where the first run starts: `"latest"` or a block number.
+    #[serde(default)]
+    start_block: Option<toml::Value>,
+    /// Link template for a transaction, with `{hash}`.
+    #[serde(default)]
+    explorer_tx_url: Option<String>,
+}
+
+fn default_poll_interval_ms() -> u64 {
+    2000
+}
+
+/// `[[protocols]]`: contracts and rules are parsed element by element.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProtocol {
+    name: String,
+    chain: String,
+    #[serde(default)]
+    responders: Vec<String>,
+    #[serde(default)]
+    contracts: Vec<toml::Value>,
+    #[serde(default)]
+    rules: Vec<toml::Value>,
+}
+
+/// `[[protocols.contracts]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContract {
+    name: String,
+    address: String,
+    /// Path to a JSON ABI (plain array, or an artifact with an `abi` field).
+    abi: String,
+    #[serde(default)]
+    preset: Option<String>,
+}
+
+/// `[[protocols.rules]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    contract: String,
+    /// Event name, or full signature when overloaded.
+    event: String,
+    /// `halt`, `resume`, `toggle` or `flags`.
+    effect: String,
+    #[serde(default)]
+    toggle_arg: Option<String>,
+    /// One argument name, or several joined into one scope key.
+    #[serde(default)]
+    scope_arg: Option<OneOrMany>,
+    /// A fixed scope key for every log of this rule.
+    #[serde(default)]
+    scope: Option<String>,
+    /// The complete set of scopes: all halted means the protocol is halted.
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+// ---------------------------------------------------------------- resolved types
+
+/// A validated configuration: every reference resolved, every ABI parsed once.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub store: StoreConfig,
+    pub chains: Vec<ChainConfig>,
+    pub protocols: Vec<ProtocolConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The SQLite database file, resolved against the config file's folder.
+    pub sqlite_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartBlock {
+    Latest,
+    Number(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    pub name: String,
+    pub chain_id: u64,
+    pub rpc: Vec<String>,
+    pub confirmations: u64,
+    pub poll_interval: Duration,
+    pub start_block: StartBlock,
+    pub explorer_tx_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProtocolConfig {
+    pub name: String,
+    /// Index into [`Config::chains`].
+    pub chain: usize,
+    pub responders: Vec<String>,
+    pub contracts: Vec<ContractConfig>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContractConfig {
+    pub name: String,
+    pub address: Address,
+    pub abi_path: PathBuf,
+    pub abi: Arc<JsonAbi>,
+}
+
+/// How a rule's log moves scopes in and out of a halt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EffectSpec {
+    Halt,
+    Resume,
+    /// A bool argument (true = halt) or an integer argument (non-zero = halt).
+    Toggle(String),
+    /// Every bool argument is its own scope, named after the argument.
+    Flags,
+}
+
+/// Which scope a rule's log concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeSpec {
+    /// The whole contract.
+    Whole,
+    /// Always this key.
+    Fixed(String),
+    /// The values of these arguments, joined with `:`.
+    Args(Vec<String>),
+}
+
+/// A rule as written (explicit or from a preset), before resolution.
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    pub event: String,
+    pub effect: EffectSpec,
+    pub scope: ScopeSpec,
+    pub scopes: Option<Vec<String>>,
+}
+
+/// A rule resolved against its contract's ABI: argument positions, not names.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Index into the protocol's contracts.
+    pub contract: usize,
+    pub event: Event,
+    pub selector: B256,
+    pub effect: Effect,
+    pub scope: RuleScope,
+    /// Scope keys that together mean the whole protocol is halted.
+    pub complete_set: Option<BTreeSet<String>>,
+}
+
+/// [`EffectSpec`] with argument names resolved to positions in `event.inputs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Halt,
+    Resume,
+    Toggle(usize),
+    /// (argument position, scope key) per flag.
+    Flags(Vec<(usize, String)>),
+}
+
+/// [`ScopeSpec`] with argument names resolved to positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleScope {
+    Whole,
+    Fixed(String),
+    Args(Vec<usize>),
+}
+
+// ---------------------------------------------------------------- loading
+
+/// Loads, validates and resolves the configuration at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Loads only `[store]`, for commands that just read the history: a config
+/// whose chains or ABIs are broken still lets an auditor read the history.
+pub fn load_store(path: &Path) -> Result<StoreConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut v = Validator::new(path);
+    let table = v.table(&text);
+    let store = v.store(table.as_ref().and_then(|t| t.get("store")).cloned());
+    v.finish(store)
+}
+
+/// Validates `text` as if read from `path` (relative paths resolve against its folder).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut v = Validator::new(path);
+    let Some(mut table) = v.table(text) else {
+        return Err(v.into_error());
+    };
+    for key in table.keys() {
+        if !["store", "chains", "protocols"].contains(&key.as_str()) {
+            v.problem(
+                key,
+                "unknown section, expected one of `store`, `chains`, `protocols`",
+            );
+        }
+    }
+    let store = v.store(table.remove("store"));
+    let chains = v.chains(table.remove("chains"));
+    let protocols = v.protocols(table.remove("protocols"), &chains);
+    let config = store.map(|store| Config {
+        path: path.to_path_buf(),
+        store,
+        chains,
+        protocols,
+    });
+    v.finish(config)
+}
+
+struct Validator {
+    path: PathBuf,
+    dir: PathBuf,
+    problems: Vec<Problem>,
+    abis: HashMap<PathBuf, Option<Arc<JsonAbi>>>,
+}
+
+impl Validator {
+    fn new(path: &Path) -> Self {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        Validator {
+            path: path.to_path_buf(),
+            dir,
+            problems: Vec::new(),
+            abis: HashMap::new(),
+        }
+    }
+
+    fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn into_error(self) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path,
+            problems: self.problems,
+        }
+    }
+
+    fn finish<T>(self, value: Option<T>) -> Result<T, ConfigError> {
+        match value {
+            Some(v) if self.problems.is_empty() => Ok(v),
+            _ => Err(self.into_error()),
+        }
+    }
+
+    fn table(&mut self, text: &str) -> Option<toml::Table> {
+        match text.parse::<toml::Table>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let key = match e.span() {
+                    Some(span) => {
+                        let line = text[..span.start].matches('\n').count() + 1;
+                        format!("line {line}")
+                    }
+                    None => "(file)".to_string(),
+                };
+                self.problem(key, format!("not valid TOML: {}", e.message()));
+                None
+            }
+        }
+    }
+
+    /// Deserializes one element, recording a problem with its full key path.
+    fn element<T: DeserializeOwned>(&mut self, key: &str, value: toml::Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let full = if inner == "." || inner.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{key}.{inner}")
+                };
+                let message = e.into_inner().to_string();
+                self.problem(full, message.trim().to_string());
+                None
+            }
+        }
+    }
+
+    fn array(&mut self, key: &str, value: Option<toml::Value>) -> Vec<toml::Value> {
+        match value {
+            None => Vec::new(),
+            Some(toml::Value::Array(items)) => items,
+            Some(other) => {
+                self.problem(
+                    key,
+                    format!(
+                        "expected an array of tables ([[{key}]]), found a {}",
+                        other.type_str()
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn store(&mut self, value: Option<toml::Value>) -> Option<StoreConfig> {
+        let url = match value {
+            None => DEFAULT_STORE_URL.to_string(),
+            Some(v) => self.element::<RawStore>("store", v)?.url,
+        };
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let rest = rest.split('?').next().unwrap_or(rest);
+            if rest.is_empty() {
+                self.problem("store.url", "expected a file path after `sqlite://`");
+                return None;
+            }
+            return Some(StoreConfig {
+                sqlite_path: self.dir.join(rest),
+            });
+        }
+        let scheme = url.split(':').next().unwrap_or("");
+        let message = if scheme.starts_with("postgres") {
+            "PostgreSQL stores are not supported yet; expected `sqlite://PATH`".to_string()
+        } else {
+            format!("expected `sqlite://PATH`, found `{scheme}:`")
+        };
+        self.problem("store.url", message);
+        None
+    }
+
+    fn chains(&mut self, value: Option<toml::Value>) -> Vec<ChainConfig> {
+        let mut chains = Vec::new();
+        let mut names = HashSet::new();
+        let mut ids = HashSet::new();
+        for (i, item) in self.array("chains", value).into_iter().enumerate() {
+            let key = format!("chains[{i}]");
+            let Some(raw) = self.element::<RawChain>(&key, item) else {
+                continue;
+            };
+            if raw.name.trim().is_empty() {
+                self.problem(format!("{key}.name"), "expected a non-empty name");
+            }
+            if !names.insert(raw.name.clone()) {
+                self.problem(
+                    format!("{key}.name"),
+                    format!("duplicate chain name `{}`", raw.name),
+                );
+            }
+            if !ids.insert(raw.chain_id) {
+                self.problem(
+                    format!("{key}.chain_id"),
+                    format!("chain_id {} is already used by another chain", raw.chain_id),
+                );
+            }
+            if raw.rpc.is_empty() {
+                self.problem(format!("{key}.rpc"), "expected at least one endpoint URL");
+            }
+            for (j, url) in raw.rpc.iter().enumerate() {
+                let scheme = url.split("://").next().unwrap_or("");
+                let host_ok = url.split("://").nth(1).is_some_and(|h| !h.is_empty());
+                if !["http", "https", "ws", "wss"].contains(&scheme) || !host_ok {
+                    self.problem(
+                        format!("{key}.rpc[{j}]"),
+                        format!(
+                            "expected an http(s):// or ws(s):// URL, found `{}`",
+                            crate::redact_url(url)
+                        ),
+                    );
+                }
+            }
+            if raw.poll_interval_ms == 0 {
+                self.problem(
+                    format!("{key}.poll_interval_ms"),
+                    "expected a positive number of milliseconds",
+                );
+            }
+            let start_block = match raw.start_block {
+                None => StartBlock::Latest,
+                Some(toml::Value::String(s)) if s == "latest" => StartBlock::Latest,
+                Some(toml::Value::Integer(n)) if n >= 0 => StartBlock::Number(n as u64),
+                Some(other) => {
+                    self.problem(
+                        format!("{key}.start_block"),
+                        format!("expected \"latest\" or a block number, found `{other}`"),
+                    );
+                    StartBlock::Latest
+                }
+            };
+            if let Some(t) = &raw.explorer_tx_url
+                && !t.contains("{hash}")
+            {
+                self.problem(
+                    format!("{key}.explorer_tx_url"),
+                    "expected a URL template containing `{hash}`",
+                );
+            }
+            chains.push(ChainConfig {
+                name: raw.name,
+                chain_id: raw.chain_id,
+                rpc: raw.rpc,
+                confirmations: raw.confirmations,
+                poll_interval: Duration::from_millis(raw.poll_interval_ms.max(1)),
+                start_block,
+                explorer_tx_url: raw.explorer_tx_url,
+            });
+        }
+        chains
+    }
+
+    fn protocols(
+        &mut self,
+        value: Option<toml::Value>,
+        chains: &[ChainConfig],
+    ) -> Vec<ProtocolConfig> {
+        let mut protocols = Vec::new();
+        let mut names = HashSet::new();
+        for (i, item) in self.array("protocols", value).into_iter().enumerate() {
+            let key = format!("protocols[{i}]");
+            let Some(raw) = self.element::<RawProtocol>(&key, item) else {
+                continue;
+            };
+            if raw.name.trim().is_empty() {
+                self.problem(format!("{key}.name"), "expected a non-empty name");
+            }
+            if !names.insert(raw.name.clone()) {
+                self.problem(
+                    format!("{key}.name"),
+                    format!("duplicate protocol name `{}`", raw.name),
+                );
+            }
+            let chain = chains.iter().position(|c| c.name == raw.chain);
+            if chain.is_none() {
+                let known: Vec<_> = chains.iter().map(|c| c.name.as_str()).collect();
+                self.problem(
+                    format!("{key}.chain"),
+                    format!(
+                        "no chain named `{}` is defined (defined: {})",
+                        raw.chain,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+            for (j, r) in raw.responders.iter().enumerate() {
+                let ok = r
+                    .split_once('@')
+                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
+                if !ok {
+                    self.problem(
+                        format!("{key}.responders[{j}]"),
+                        format!("expected an email address, found `{r}`"),
+                    );
+                }
+            }
+            let (contracts, presets) = self.contracts(&key, raw.contracts);
+            let mut rules = Vec::new();
+            for (c, preset) in presets {
+                let Some(specs) = presets::rules(&preset) else {
+                    continue; // reported by contracts()
+                };
+                let pkey = format!("{key}.contracts[{c}].preset");
+                for spec in specs {
+                    if let Some(rule) = self.resolve(&pkey, &contracts[c], c, spec) {
+                        rules.push(rule);
+                    }
+                }
+            }
+            for (j, item) in raw.rules.into_iter().enumerate() {
+                let rkey = format!("{key}.rules[{j}]");
+                if let Some(rule) = self.rule(&rkey, item, &contracts) {
+                    rules.push(rule);
+                }
+            }
+            if let Some(chain) = chain {
+                protocols.push(ProtocolConfig {
+                    name: raw.name,
+                    chain,
+                    responders: raw.responders,
+                    contracts,
+                    rules,
+                });
+            }
+        }
+        protocols
+    }
+
+    /// Returns the valid contracts and, for those with a preset, (index, preset).
+    fn contracts(
+        &mut self,
+        key: &str,
+        items: Vec<toml::Value>,
+    ) -> (Vec<ContractConfig>, Vec<(usize, String)>) {
+        let mut contracts = Vec::new();
+        let mut presets_of = Vec::new();
+        let mut names = HashSet::new();
+        for (j, item) in items.into_iter().enumerate() {
+            let ckey = format!("{key}.contracts[{j}]");
+            let Some(raw) = self.element::<RawContract>(&ckey, item) else {
+                continue;
+            };
+            if !names.insert(raw.name.clone()) {
+                self.problem(
+                    format!("{ckey}.name"),
+                    format!("duplicate contract name `{}` in this protocol", raw.name),
+                );
+            }
+            let address = match parse_address(&raw.address) {
+                Ok(a) => Some(a),
+                Err(m) => {
+                    self.problem(format!("{ckey}.address"), m);
+                    None
+                }
+            };
+            let abi_path = self.dir.join(&raw.abi);
+            let abi = self.abi(&format!("{ckey}.abi"), &abi_path);
+            if let Some(p) = &raw.preset
+                && presets::rules(p).is_none()
+            {
+                self.problem(
+                    format!("{ckey}.preset"),
+                    format!(
+                        "unknown preset `{p}`, expected one of: {}",
+                        presets::NAMES.join(", ")
+                    ),
+                );
+            }
+            if let (Some(address), Some(abi)) = (address, abi) {
+                if let Some(p) = raw.preset {
+                    presets_of.push((contracts.len(), p));
+                }
+                contracts.push(ContractConfig {
+                    name: raw.name,
+                    address,
+                    abi_path,
+                    abi,
+                });
+            }
+        }
+        (contracts, presets_of)
+    }
+
+    /// Reads an ABI file once per path; a broken file is one problem, however many contracts use it.
+    fn abi(&mut self, key: &str, path: &Path) -> Option<Arc<JsonAbi>> {
+        if let Some(cached) = self.abis.get(path) {
+            return cached.clone();
+        }
+        let loaded = match read_abi(path) {
+            Ok(abi) => Some(Arc::new(abi)),
+            Err(message) => {
+                self.problem(key, message);
+                None
+            }
+        };
+        self.abis.insert(path.to_path_buf(), loaded.clone());
+        loaded
+    }
+
+    fn rule(&mut self, key: &str, item: toml::Value, contracts: &[ContractConfig]) -> Option<Rule> {
+        let raw = self.element::<RawRule>(key, item)?;
+        let Some(c) = contracts.iter().position(|c| c.name == raw.contract) else {
+            self.problem(
+                format!("{key}.contract"),
+                format!(
+                    "no contract named `{}` in this protocol (or it has errors above)",
+                    raw.contract
+                ),
+            );
+            return None;
+        };
+        let effect = match (raw.effect.as_str(), raw.toggle_arg) {
+            ("halt", None) => EffectSpec::Halt,
+            ("resume", None) => EffectSpec::Resume,
+            ("flags", None) => EffectSpec::Flags,
+            ("toggle", Some(arg)) => EffectSpec::Toggle(arg),
+            ("toggle", None) => {
+                self.problem(
+                    format!("{key}.toggle_arg"),
+                    "effect = \"toggle\" needs toggle_arg: a bool or integer argument of the event",
+                );
+                return None;
+            }
+            ("halt" | "resume" | "flags", Some(_)) => {
+                self.problem(
+                    format!("{key}.toggle_arg"),
+                    "toggle_arg is only used with effect = \"toggle\"",
+                );
+                return None;
+            }
+            (other, _) => {
+                self.problem(
+                    format!("{key}.effect"),
+                    format!(
+                        "expected \"halt\", \"resume\", \"toggle\" or \"flags\", found \"{other}\""
+                    ),
+                );
+                return None;
+            }
+        };
+        let scope = match (raw.scope_arg, raw.scope) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    format!("{key}.scope"),
+                    "give either scope_arg or scope, not both",
+                );
+                return None;
+            }
+            (Some(OneOrMany::One(a)), None) => ScopeSpec::Args(vec![a]),
+            (Some(OneOrMany::Many(a)), None) => ScopeSpec::Args(a),
+            (None, Some(s)) => ScopeSpec::Fixed(s),
+            (None, None) => ScopeSpec::Whole,
+        };
+        let spec = RuleSpec {
+            event: raw.event,
+            effect,
+            scope,
+            scopes: raw.scopes,
+        };
+        self.resolve(key, &contracts[c], c, spec)
+    }
+
+    /// Resolves a rule spec against the contract's ABI, reporting under `key`.
+    fn resolve(
+        &mut self,
+        key: &str,
+        contract: &ContractConfig,
+        index: usize,
+        spec: RuleSpec,
+    ) -> Option<Rule> {
+        let abi_name = contract.abi_path.display();
+        let event = match find_event(&contract.abi, &spec.event) {
+            Ok(e) => e.clone(),
+            Err(m) => {
+                self.problem(format!("{key}.event"), format!("{m} in ABI {abi_name}"));
+                return None;
+            }
+        };
+        let arg = |name: &str| -> Result<(usize, DynSolType), String> {
+            let pos = event
+                .inputs
+                .iter()
+                .position(|p| p.name == name)
+                .ok_or_else(|| {
+                    let names: Vec<_> = event.inputs.iter().map(|p| p.name.as_str()).collect();
+                    format!(
+                        "event {} has no argument `{name}` (arguments: {})",
+                        event.signature(),
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    )
+                })?;
+            let ty = DynSolType::parse(&event.inputs[pos].selector_type())
+                .map_err(|e| format!("argument `{name}` has an unsupported type: {e}"))?;
+            Ok((pos, ty))
+        };
+        let effect = match spec.effect {
+            EffectSpec::Halt => Effect::Halt,
+            EffectSpec::Resume => Effect::Resume,
+            EffectSpec::Toggle(name) => match arg(&name) {
+                Ok((pos, DynSolType::Bool | DynSolType::Uint(_) | DynSolType::Int(_))) => {
+                    Effect::Toggle(pos)
+                }
+                Ok((_, ty)) => {
+                    self.problem(
+                        format!("{key}.toggle_arg"),
+                        format!("argument `{name}` is {ty}, expected a bool or an integer"),
+                    );
+                    return None;
+                }
+                Err(m) => {
+                    self.problem(format!("{key}.toggle_arg"), m);
+                    return None;
+                }
+            },
+            EffectSpec::Flags => {
+                let flags: Vec<(usize, String)> = event
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.ty == "bool")
+                    .map(|(i, p)| (i, p.name.clone()))
+                    .collect();
+                if flags.is_empty() {
+                    self.problem(
+                        format!("{key}.effect"),
+                        format!(
+                            "effect = \"flags\" needs bool arguments; {} has none",
+                            event.signature()
+                        ),
+                    );
+                    return None;
+                }
+                Effect::Flags(flags)
+            }
+        };
+        let (scope, scope_is_address) = match spec.scope {
+            ScopeSpec::Whole => (RuleScope::Whole, false),
+            ScopeSpec::Fixed(s) => (RuleScope::Fixed(s), false),
+            ScopeSpec::Args(names) => {
+                let mut positions = Vec::new();
+                let mut single_address = names.len() == 1;
+                for name in &names {
+                    match arg(name) {
+                        Ok((pos, ty)) => {
+                            single_address &= ty == DynSolType::Address;
+                            positions.push(pos);
+                        }
+                        Err(m) => {
+                            self.problem(format!("{key}.scope_arg"), m);
+                            return None;
+                        }
+                    }
+                }
+                (RuleScope::Args(positions), single_address)
+            }
+        };
+        let complete_set = match (&effect, spec.scopes) {
+            (Effect::Flags(flags), None) => Some(flags.iter().map(|(_, n)| n.clone()).collect()),
+            (_, None) => None,
+            (_, Some(_)) if scope == RuleScope::Whole => {
+                self.problem(
+                    format!("{key}.scopes"),
+                    "scopes lists the complete set of scope keys; it needs scope_arg or scope",
+                );
+                return None;
+            }
+            (_, Some(list)) => {
+                let mut set = BTreeSet::new();
+                for (i, s) in list.iter().enumerate() {
+                    // Address scopes are compared in checksummed form.
+                    let normalised = if scope_is_address {
+                        match parse_address(s) {
+                            Ok(a) => a.to_checksum(None),
+                            Err(m) => {
+                                self.problem(format!("{key}.scopes[{i}]"), m);
+                                return None;
+                            }
+                        }
+                    } else {
+                        s.clone()
+                    };
+                    set.insert(normalised);
+                }
+                if set.is_empty() {
+                    self.problem(format!("{key}.scopes"), "expected at least one scope key");
+                    return None;
+                }
+                Some(set)
+            }
+        };
+        Some(Rule {
+            contract: index,
+            selector: event.selector(),
+            event,
+            effect,
+            scope,
+            complete_set,
+        })
+    }
+}
+
+/// Parses a 20-byte hex address; the message says what was expected.
+pub fn parse_address(s: &str) -> Result<Address, String> {
+    Address::from_str(s.trim())
+        .map_err(|_| format!("expected a 20-byte hex address like 0x1f98…f984, found `{s}`"))
+}
+
+/// Reads a JSON ABI: a plain array, or a Hardhat/Foundry artifact with an `abi` field.
+pub fn read_abi(path: &Path) -> Result<JsonAbi, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read ABI file {}: {e}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "ABI file {} is not valid JSON (truncated?): {e}",
+            path.display()
+        )
+    })?;
+    let abi = match value {
+        serde_json::Value::Array(_) => value,
+        serde_json::Value::Object(mut o) => o.remove("abi").ok_or_else(|| {
+            format!(
+                "ABI file {} is an object without an `abi` field; expected a JSON ABI array or a Hardhat/Foundry artifact",
+                path.display()
+            )
+        })?,
+        _ => {
+            return Err(format!(
+                "ABI file {} is not a JSON ABI array or artifact",
+                path.display()
+            ));
+        }
+    };
+    serde_json::from_value(abi)
+        .map_err(|e| format!("ABI file {} is not a valid ABI: {e}", path.display()))
+}
+
+/// Finds an event by name (when not overloaded) or by full signature.
+fn find_event<'a>(abi: &'a JsonAbi, wanted: &str) -> Result<&'a Event, String> {
+    let wanted = wanted.trim();
+    if wanted.contains('(') {
+        let compact: String = wanted.chars().filter(|c| !c.is_whitespace()).collect();
+        return abi
+            .events()
+            .find(|e| e.signature() == compact)
+            .ok_or_else(|| format!("no event with signature `{compact}`"));
+    }
+    let overloads = abi.events.get(wanted).map(Vec::as_slice).unwrap_or(&[]);
+    match overloads {
+        [one] => Ok(one),
+        [] => {
+            let names: Vec<_> = abi.events.keys().map(String::as_str).collect();
+            Err(format!(
+                "no event named `{wanted}` (events: {})",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ))
+        }
+        many => Err(format!(
+            "event `{wanted}` is overloaded; give the full signature, one of: {}",
+            many.iter()
+                .map(|e| e.signature())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}

@@ -1,0 +1,277 @@
+//! The ABI registry: built once per chain from the resolved configuration,
+//! indexed by `(address, topic0)`. A log no rule asks for is skipped with one
+//! hash lookup and no allocation; a log that fails to decode is reported as a
+//! value, never a panic.
+
+use std::collections::{BTreeSet, HashMap};
+
+use alloy::dyn_abi::{DynSolEvent, DynSolValue, Specifier};
+use alloy::json_abi::Event;
+use alloy::primitives::{Address, B256};
+use alloy::rpc::types::Log;
+
+use crate::config::{Config, Rule};
+use crate::model::EventArg;
+
+/// A rule of a protocol that asks for a given `(address, topic0)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleRef {
+    pub protocol: usize,
+    pub rule: usize,
+}
+
+/// Everything needed to decode one event of one contract, resolved once.
+#[derive(Debug)]
+pub struct EventEntry {
+    pub event: Event,
+    /// `Paused(address)`.
+    pub signature: String,
+    decoder: DynSolEvent,
+    pub rules: Vec<RuleRef>,
+}
+
+/// A log decoded with its contract's ABI; `values` follow `event.inputs` order.
+#[derive(Debug)]
+pub struct DecodedLog<'a> {
+    pub entry: &'a EventEntry,
+    pub log: &'a Log,
+    pub values: Vec<DynSolValue>,
+}
+
+impl DecodedLog<'_> {
+    /// The decoded arguments as self-describing text.
+    pub fn args(&self) -> Vec<EventArg> {
+        self.entry
+            .event
+            .inputs
+            .iter()
+            .zip(&self.values)
+            .map(|(p, v)| EventArg {
+                name: p.name.clone(),
+                ty: p.ty.clone(),
+                value: format_value(v),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("log {log_index:?} of tx {tx_hash:?} from {address} does not decode as {signature}")]
+pub struct DecodeError {
+    pub address: Address,
+    pub signature: String,
+    pub tx_hash: Option<B256>,
+    pub log_index: Option<u64>,
+    #[source]
+    pub source: alloy::dyn_abi::Error,
+}
+
+/// Resolved decoders for the monitored contracts of one chain.
+#[derive(Debug, Default)]
+pub struct AbiRegistry {
+    entries: HashMap<(Address, B256), EventEntry>,
+}
+
+impl AbiRegistry {
+    /// Builds the registry for chain `chain` of a validated configuration.
+    pub fn for_chain(config: &Config, chain: usize) -> Self {
+        let mut entries: HashMap<(Address, B256), EventEntry> = HashMap::new();
+        for (p, protocol) in config.protocols.iter().enumerate() {
+            if protocol.chain != chain {
+                continue;
+            }
+            for (r, rule) in protocol.rules.iter().enumerate() {
+                let address = protocol.contracts[rule.contract].address;
+                let key = (address, rule.selector);
+                let entry = match entries.get_mut(&key) {
+                    Some(e) => e,
+                    None => match new_entry(rule) {
+                        Some(e) => entries.entry(key).or_insert(e),
+                        None => continue,
+                    },
+                };
+                entry.rules.push(RuleRef {
+                    protocol: p,
+                    rule: r,
+                });
+            }
+        }
+        AbiRegistry { entries }
+    }
+
+    /// Addresses to ask the node for logs of, sorted.
+    pub fn addresses(&self) -> Vec<Address> {
+        let set: BTreeSet<Address> = self.entries.keys().map(|(a, _)| *a).collect();
+        set.into_iter().collect()
+    }
+
+    /// Topics (event selectors) to ask the node for, sorted.
+    pub fn topics(&self) -> Vec<B256> {
+        let set: BTreeSet<B256> = self.entries.keys().map(|(_, t)| *t).collect();
+        set.into_iter().collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// `None` when no rule asks for this log; otherwise the decoded log or why it did not decode.
+    pub fn decode<'a>(&'a self, log: &'a Log) -> Option<Result<DecodedLog<'a>, DecodeError>> {
+        let topic0 = *log.topics().first()?;
+        let entry = self.entries.get(&(log.address(), topic0))?;
+        Some(
+            entry
+                .decoder
+                .decode_log_data(&log.inner.data)
+                .map(|decoded| DecodedLog {
+                    entry,
+                    log,
+                    values: in_input_order(&entry.event, decoded.indexed, decoded.body),
+                })
+                .map_err(|source| DecodeError {
+                    address: log.address(),
+                    signature: entry.signature.clone(),
+                    tx_hash: log.transaction_hash,
+                    log_index: log.log_index,
+                    source,
+                }),
+        )
+    }
+}
+
+fn new_entry(rule: &Rule) -> Option<EventEntry> {
+    // Resolution was checked while validating the config; an event that cannot
+    // resolve has no argument a rule could use.
+    let decoder = rule.event.resolve().ok()?;
+    Some(EventEntry {
+        signature: rule.event.signature(),
+        event: rule.event.clone(),
+        decoder,
+        rules: Vec::new(),
+    })
+}
+
+/// Interleaves indexed and body values back into the event's declared order.
+fn in_input_order(
+    event: &Event,
+    indexed: Vec<DynSolValue>,
+    body: Vec<DynSolValue>,
+) -> Vec<DynSolValue> {
+    let mut indexed = indexed.into_iter();
+    let mut body = body.into_iter();
+    event
+        .inputs
+        .iter()
+        .filter_map(|p| {
+            if p.indexed {
+                indexed.next()
+            } else {
+                body.next()
+            }
+        })
+        .collect()
+}
+
+/// Text form of a decoded value: checksummed addresses, decimal integers, 0x-hex bytes.
+pub fn format_value(v: &DynSolValue) -> String {
+    match v {
+        DynSolValue::Address(a) => a.to_checksum(None),
+        DynSolValue::Bool(b) => b.to_string(),
+        DynSolValue::Int(i, _) => i.to_string(),
+        DynSolValue::Uint(u, _) => u.to_string(),
+        DynSolValue::FixedBytes(w, size) => alloy::hex::encode_prefixed(&w[..*size]),
+        DynSolValue::Bytes(b) => alloy::hex::encode_prefixed(b),
+        DynSolValue::String(s) => s.clone(),
+        DynSolValue::Function(f) => alloy::hex::encode_prefixed(f.as_slice()),
+        DynSolValue::Array(items) | DynSolValue::FixedArray(items) | DynSolValue::Tuple(items) => {
+            let inner: Vec<String> = items.iter().map(format_value).collect();
+            format!("[{}]", inner.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::{LogData, U256, address, b256};
+
+    fn registry() -> (Config, AbiRegistry) {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let toml = format!(
+            r#"
+            [[chains]]
+            name = "local"
+            chain_id = 31337
+            rpc = ["http://127.0.0.1:8545"]
+            [[protocols]]
+            name = "Aave"
+            chain = "local"
+              [[protocols.contracts]]
+              name = "configurator"
+              address = "0x00000000000000000000000000000000000000aa"
+              abi = "{dir}/abis/aave-v3-configurator.json"
+              preset = "aave-v3-configurator"
+            "#
+        );
+        let config = crate::config::parse(&toml, std::path::Path::new("x.toml")).unwrap();
+        let registry = AbiRegistry::for_chain(&config, 0);
+        (config, registry)
+    }
+
+    fn log(address: Address, topics: Vec<B256>, data: Vec<u8>) -> Log {
+        Log {
+            inner: alloy::primitives::Log {
+                address,
+                data: LogData::new_unchecked(topics, data.into()),
+            },
+            ..Default::default()
+        }
+    }
+
+    const RESERVE_PAUSED: B256 =
+        b256!("0xe188d542a5f11925d3a3af33703cdd30a43cb3e8066a3cf68b1b57f61a5a94b5");
+    const CONFIGURATOR: Address = address!("0x00000000000000000000000000000000000000aa");
+
+    #[test]
+    fn selector_is_the_real_one() {
+        let (_, registry) = registry();
+        assert_eq!(registry.topics(), vec![RESERVE_PAUSED]);
+        assert_eq!(registry.addresses(), vec![CONFIGURATOR]);
+    }
+
+    #[test]
+    fn decodes_indexed_and_body_in_declared_order() {
+        let (_, registry) = registry();
+        let asset = address!("0x1f9840a85d5aF5bf1D1762F925BDADdC4201F984");
+        let l = log(
+            CONFIGURATOR,
+            vec![RESERVE_PAUSED, asset.into_word()],
+            U256::from(1).to_be_bytes::<32>().to_vec(),
+        );
+        let decoded = registry.decode(&l).unwrap().unwrap();
+        let args = decoded.args();
+        assert_eq!(args[0].name, "asset");
+        assert_eq!(args[0].value, asset.to_checksum(None));
+        assert_eq!(args[1].name, "paused");
+        assert_eq!(args[1].value, "true");
+    }
+
+    #[test]
+    fn unmonitored_logs_are_skipped_and_bad_logs_are_errors() {
+        let (_, registry) = registry();
+        let other = address!("0x00000000000000000000000000000000000000bb");
+        let cases: Vec<(Log, &str)> = vec![
+            (log(other, vec![RESERVE_PAUSED], vec![]), "other address"),
+            (log(CONFIGURATOR, vec![B256::ZERO], vec![]), "other topic"),
+            (log(CONFIGURATOR, vec![], vec![]), "anonymous"),
+        ];
+        for (l, why) in &cases {
+            assert!(registry.decode(l).is_none(), "{why}");
+        }
+        // Monitored topic, but the asset topic is missing and the data is short.
+        let bad = log(CONFIGURATOR, vec![RESERVE_PAUSED], vec![1, 2, 3]);
+        assert!(registry.decode(&bad).unwrap().is_err());
+        let short = log(CONFIGURATOR, vec![RESERVE_PAUSED, B256::ZERO], vec![0; 7]);
+        assert!(registry.decode(&short).unwrap().is_err());
+    }
+}

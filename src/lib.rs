@@ -1,0 +1,76 @@
+//! haltwatch: a circuit-breaker monitor for DeFi protocols.
+//!
+//! It follows EVM chains over JSON-RPC, decodes the logs of a protocol's
+//! contracts with their JSON ABIs, and turns pause events into downtime
+//! incidents (start, end, duration, cause, evidence) in a halt history.
+//!
+//! # Layout
+//!
+//! Data flows one way: source → decode → detect → classify → store. Stages
+//! know the shared model, not each other; only [`pipeline`] wires them.
+//!
+//! - [`config`]: the TOML contract; load, validate (every problem at once), resolve rules against ABIs.
+//! - [`presets`]: halt/resume rules of known contract families (OpenZeppelin, USDC, Aave, …).
+//! - [`model`]: the shared vocabulary: blocks, chain updates, evidence, signals, transitions.
+//! - [`source`]: follows a chain (ws heads or polling), checkpoints, reorgs, catch-up.
+//! - [`decode`]: the ABI registry, `(address, topic0)` → resolved decoder.
+//! - [`detect`]: detectors that turn decoded logs into signals.
+//! - [`classify`]: the pure per-protocol state machine: signals → incident updates.
+//! - [`store`]: the SQLite halt history, checkpoints and classifier snapshots.
+//! - [`pipeline`]: tasks and channels; shutdown and draining.
+//! - [`render`]: incidents as tables and JSON for the CLI.
+//! - [`demo`]: the self-contained demo on a local anvil chain.
+
+pub mod classify;
+pub mod config;
+pub mod decode;
+pub mod demo;
+pub mod detect;
+pub mod model;
+pub mod pipeline;
+pub mod presets;
+pub mod render;
+pub mod source;
+pub mod store;
+
+pub use config::{Config, ConfigError};
+pub use store::Store;
+
+/// Reduces an endpoint URL to scheme and host, so API keys in paths, queries
+/// or user info never reach a log line, an error or a page.
+///
+/// `https://user:pw@eth.example.com/v3/KEY?x=1` → `https://eth.example.com/…`
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<invalid url>".to_string();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let hidden = authority.contains('@') || rest.len() > authority.len();
+    format!("{scheme}://{host}{}", if hidden { "/…" } else { "" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redacts_keys_from_urls() {
+        let cases = [
+            (
+                "https://eth.example.com/v3/KEY",
+                "https://eth.example.com/…",
+            ),
+            (
+                "wss://u:pw@eth.example.com:8546",
+                "wss://eth.example.com:8546/…",
+            ),
+            ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
+            ("https://x.io?apikey=K", "https://x.io/…"),
+            ("nonsense", "<invalid url>"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The shared vocabulary of every stage: blocks, chain updates, evidence,
+//! signals, protocol states and incident updates. Plain data, no I/O.
+
+use std::fmt;
+
+use alloy::primitives::{Address, B256};
+use alloy::rpc::types::Log;
+use serde::{Deserialize, Serialize};
+
+/// A block as the pipeline remembers it: enough to link parents and date evidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRef {
+    pub number: u64,
+    pub hash: B256,
+    pub parent_hash: B256,
+    /// Unix seconds, from the block header.
+    pub timestamp: u64,
+}
+
+/// What the source tells the rest of the pipeline. Every stage handles both
+/// sides through one path: undo the reverted blocks, then apply the committed.
+#[derive(Debug)]
+pub enum ChainUpdate {
+    /// Blocks `from..=tip.number` are canonical and fully fetched.
+    Committed(CommittedRange),
+    /// Every block above `ancestor` is no longer canonical.
+    Reverted { ancestor: u64 },
+}
+
+/// A contiguous run of processed blocks and the monitored logs in them.
+#[derive(Debug)]
+pub struct CommittedRange {
+    pub from: u64,
+    pub tip: BlockRef,
+    /// Headers the source knows in this range (always the tip; near the head, every block).
+    pub blocks: Vec<BlockRef>,
+    /// Logs of monitored addresses and topics, in chain order.
+    pub logs: Vec<Log>,
+}
+
+/// Whether a protocol works, works in part, or does not work.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtocolState {
+    #[default]
+    Operational,
+    Degraded,
+    Halted,
+}
+
+impl ProtocolState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolState::Operational => "operational",
+            ProtocolState::Degraded => "degraded",
+            ProtocolState::Halted => "halted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "operational" => Some(ProtocolState::Operational),
+            "degraded" => Some(ProtocolState::Degraded),
+            "halted" => Some(ProtocolState::Halted),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The part of a protocol a halt concerns: a whole contract (`key = None`),
+/// or one scope of it (an asset, an action, a flag).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Scope {
+    pub contract: String,
+    pub key: Option<String>,
+}
+
+impl Scope {
+    pub fn whole(contract: impl Into<String>) -> Self {
+        Scope {
+            contract: contract.into(),
+            key: None,
+        }
+    }
+
+    pub fn keyed(contract: impl Into<String>, key: impl Into<String>) -> Self {
+        Scope {
+            contract: contract.into(),
+            key: Some(key.into()),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            None => f.write_str(&self.contract),
+            Some(k) => write!(f, "{}:{}", self.contract, k),
+        }
+    }
+}
+
+/// One scope entering (`halted = true`) or leaving a halt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeChange {
+    pub scope: Scope,
+    pub halted: bool,
+}
+
+/// One decoded event argument, kept as text so the history is self-describing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventArg {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Addresses checksummed, integers in decimal, bytes as 0x-hex; strings
+    /// exactly as on chain (untrusted: sanitise before display).
+    pub value: String,
+}
+
+/// Where on the chain a signal came from: enough to re-read it later.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub chain_id: u64,
+    pub contract: Address,
+    pub contract_name: String,
+    pub tx_hash: B256,
+    pub block_number: u64,
+    pub block_hash: B256,
+    pub block_timestamp: u64,
+    pub log_index: u64,
+    /// Event signature, e.g. `Paused(address)`.
+    pub event: String,
+    pub args: Vec<EventArg>,
+    pub changes: Vec<ScopeChange>,
+}
+
+/// A detector's finding for one protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signal {
+    /// Index of the protocol in the configuration.
+    pub protocol: usize,
+    pub evidence: Evidence,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransitionKind {
+    Opened,
+    Escalated,
+    Deescalated,
+    Resolved,
+}
+
+impl TransitionKind {
+    pub fn between(from: ProtocolState, to: ProtocolState) -> Option<Self> {
+        use ProtocolState::Operational;
+        match (from, to) {
+            _ if from == to => None,
+            (Operational, _) => Some(TransitionKind::Opened),
+            (_, Operational) => Some(TransitionKind::Resolved),
+            _ if to > from => Some(TransitionKind::Escalated),
+            _ => Some(TransitionKind::Deescalated),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitionKind::Opened => "opened",
+            TransitionKind::Escalated => "escalated",
+            TransitionKind::Deescalated => "deescalated",
+            TransitionKind::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            TransitionKind::Opened,
+            TransitionKind::Escalated,
+            TransitionKind::Deescalated,
+            TransitionKind::Resolved,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// A change of a protocol's state, dated by the block that caused it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub kind: TransitionKind,
+    pub from: ProtocolState,
+    pub to: ProtocolState,
+    /// Unix seconds (chain time).
+    pub at: u64,
+    pub block_number: u64,
+}
+
+/// What the classifier tells the store about one transaction's signals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentUpdate {
+    /// Stable across restarts and re-runs: derived from the opening evidence.
+    pub key: String,
+    pub protocol: usize,
+    pub transition: Option<Transition>,
+    pub evidence: Vec<Evidence>,
+}
+
+/// Makes untrusted on-chain text safe to print on a terminal or in a log:
+/// control characters (CR, LF, ESC, …) become `\u{..}` escapes and the text is
+/// capped at `max_chars` characters.
+pub fn sanitize_text(s: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max_chars));
+    for (count, c) in s.chars().enumerate() {
+        if count == max_chars {
+            out.push('…');
+            break;
+        }
+        if c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}') {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_kinds() {
+        use ProtocolState::*;
+        let cases = [
+            (Operational, Degraded, Some(TransitionKind::Opened)),
+            (Operational, Halted, Some(TransitionKind::Opened)),
+            (Degraded, Halted, Some(TransitionKind::Escalated)),
+            (Halted, Degraded, Some(TransitionKind::Deescalated)),
+            (Halted, Operational, Some(TransitionKind::Resolved)),
+            (Degraded, Operational, Some(TransitionKind::Resolved)),
+            (Halted, Halted, None),
+        ];
+        for (from, to, want) in cases {
+            assert_eq!(TransitionKind::between(from, to), want, "{from} -> {to}");
+        }
+    }
+
+    #[test]
+    fn sanitize_escapes_control_characters_and_caps_length() {
+        assert_eq!(sanitize_text("a\r\nBcc: x", 100), "a\\u{d}\\u{a}Bcc: x");
+        assert_eq!(sanitize_text("abcdef", 3), "abc…");
+        assert_eq!(sanitize_text("\u{202e}evil", 100), "\\u{202e}evil");
+    }
+}

@@ -1,0 +1,713 @@
+//! The halt history and the pipeline's own state (checkpoints, reorg window,
+//! classifier snapshots) in SQLite. Everything one block range produced is
+//! written in one transaction together with the new checkpoint, so a crash
+//! leaves either all of it or none of it.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use crate::config::StoreConfig;
+use crate::model::{
+    BlockRef, EventArg, Evidence, IncidentUpdate, ProtocolState, ScopeChange, TransitionKind,
+};
+
+/// Migrations, applied in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_history.sql")];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate the store {path} to version {version}")]
+    Migrate {
+        path: PathBuf,
+        version: usize,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "the store {path} was written by a newer haltwatch (schema {found}, this build knows {known})"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    #[error("store query failed: {what}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("store holds a value it cannot read: {what}: {value}")]
+    Corrupt { what: &'static str, value: String },
+    #[error("incident {key} is not in the store (an update for it arrived before it was opened)")]
+    UnknownIncident { key: String },
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { what, source }
+}
+
+/// Lifecycle of a stored incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentState {
+    Open,
+    Resolved,
+    /// Every piece of evidence it rested on was removed by a reorg.
+    Withdrawn,
+}
+
+impl IncidentState {
+    fn as_str(self) -> &'static str {
+        match self {
+            IncidentState::Open => "open",
+            IncidentState::Resolved => "resolved",
+            IncidentState::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+/// One update ready to be written, with the names the store records.
+pub struct StoredUpdate<'a> {
+    pub protocol: &'a str,
+    pub chain: &'a str,
+    pub update: &'a IncidentUpdate,
+}
+
+/// Everything one committed block range produced, written atomically.
+pub struct Batch<'a> {
+    pub chain_id: u64,
+    /// Blocks to remember for reorg detection; the highest is the new checkpoint.
+    pub blocks: &'a [BlockRef],
+    pub updates: Vec<StoredUpdate<'a>>,
+    /// (protocol, block, tracker JSON after that block) for every block in
+    /// which a protocol's tracker changed.
+    pub trackers: Vec<(&'a str, u64, String)>,
+    /// Blocks below `checkpoint - window` are forgotten.
+    pub window_blocks: u64,
+}
+
+/// Filters for [`Store::list`].
+#[derive(Debug, Default, Clone)]
+pub struct IncidentFilter {
+    pub protocol: Option<String>,
+    pub chain: Option<String>,
+    pub open_only: bool,
+    pub include_withdrawn: bool,
+}
+
+/// An incident as the history tells it: what `incidents list/show` print.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentRecord {
+    pub id: i64,
+    pub key: String,
+    pub protocol: String,
+    pub chain: String,
+    pub chain_id: u64,
+    pub state: IncidentState,
+    pub severity: ProtocolState,
+    #[serde(with = "rfc3339")]
+    pub started_at: u64,
+    #[serde(with = "rfc3339_opt")]
+    pub ended_at: Option<u64>,
+    pub duration_seconds: Option<u64>,
+    pub start_block: u64,
+    pub end_block: Option<u64>,
+    /// Every scope halted during the incident, e.g. `pool` or `configurator:0x…`.
+    pub scopes: Vec<String>,
+    pub transitions: Vec<TransitionRecord>,
+    pub evidence: Vec<EvidenceRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TransitionRecord {
+    pub kind: TransitionKind,
+    pub from: ProtocolState,
+    pub to: ProtocolState,
+    #[serde(with = "rfc3339")]
+    pub at: u64,
+    pub block_number: u64,
+    pub block_hash: B256,
+    pub retracted: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceRecord {
+    pub chain_id: u64,
+    pub contract: Address,
+    pub contract_name: String,
+    pub tx_hash: B256,
+    pub block_number: u64,
+    pub block_hash: B256,
+    #[serde(with = "rfc3339")]
+    pub block_time: u64,
+    pub log_index: u64,
+    pub event: String,
+    pub args: Vec<EventArg>,
+    pub changes: Vec<ScopeChange>,
+    pub retracted: bool,
+}
+
+/// The SQLite store. Cheap to clone; every clone shares one pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if missing) and migrates the store.
+    pub async fn open(config: &StoreConfig) -> Result<Self> {
+        let path = config.sqlite_path.clone();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            return Err(StoreError::Open {
+                path: path.clone(),
+                source: sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("folder {} does not exist", dir.display()),
+                )),
+            });
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let store = Store { pool };
+        store.migrate(&path).await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self, path: &std::path::Path) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(q("begin migration"))?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q("read schema version"))?;
+        if version as usize > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let fail = |source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                version: i + 1,
+                source,
+            };
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            // The version is our own integer, not input.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "PRAGMA user_version = {}",
+                i + 1
+            )))
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        }
+        tx.commit().await.map_err(q("commit migration"))
+    }
+
+    /// Answers a trivial query: for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(q("ping"))
+            .map(drop)
+    }
+
+    /// The remembered blocks of a chain, oldest first; the last is the checkpoint.
+    pub async fn window(&self, chain_id: u64) -> Result<Vec<BlockRef>> {
+        let rows = sqlx::query(
+            "SELECT number, hash, parent_hash, timestamp FROM chain_blocks
+             WHERE chain_id = ? ORDER BY number",
+        )
+        .bind(chain_id as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("read block window"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(BlockRef {
+                    number: r.get::<i64, _>(0) as u64,
+                    hash: parse_b256(&r.get::<String, _>(1))?,
+                    parent_hash: parse_b256(&r.get::<String, _>(2))?,
+                    timestamp: r.get::<i64, _>(3) as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest tracker snapshot of a protocol (JSON), if any.
+    pub async fn tracker(&self, protocol: &str) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT tracker FROM protocol_state WHERE protocol = ?
+             ORDER BY block_number DESC LIMIT 1",
+        )
+        .bind(protocol)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q("read tracker"))
+    }
+
+    /// Writes one committed range: incidents, evidence, trackers and checkpoint.
+    pub async fn commit(&self, batch: Batch<'_>) -> Result<()> {
+        let Some(tip) = batch.blocks.iter().map(|b| b.number).max() else {
+            return Ok(());
+        };
+        let mut tx = self.pool.begin().await.map_err(q("begin commit"))?;
+        for u in &batch.updates {
+            write_update(&mut tx, u).await?;
+        }
+        for (protocol, block, tracker) in &batch.trackers {
+            sqlx::query(
+                "INSERT INTO protocol_state (protocol, block_number, tracker) VALUES (?, ?, ?)
+                 ON CONFLICT (protocol, block_number) DO UPDATE SET tracker = excluded.tracker",
+            )
+            .bind(protocol)
+            .bind(*block as i64)
+            .bind(tracker)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("write tracker"))?;
+            // Keep the snapshots inside the window, and the newest one below it.
+            sqlx::query(
+                "DELETE FROM protocol_state WHERE protocol = ?1 AND block_number <
+                   (SELECT MAX(block_number) FROM protocol_state
+                    WHERE protocol = ?1 AND block_number <= ?2)",
+            )
+            .bind(protocol)
+            .bind(tip.saturating_sub(batch.window_blocks) as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("prune trackers"))?;
+        }
+        for b in batch.blocks {
+            sqlx::query(
+                "INSERT INTO chain_blocks (chain_id, number, hash, parent_hash, timestamp)
+                 VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (chain_id, number) DO UPDATE SET hash = excluded.hash,
+                   parent_hash = excluded.parent_hash, timestamp = excluded.timestamp",
+            )
+            .bind(batch.chain_id as i64)
+            .bind(b.number as i64)
+            .bind(b.hash.to_string())
+            .bind(b.parent_hash.to_string())
+            .bind(b.timestamp as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("write block"))?;
+        }
+        sqlx::query("DELETE FROM chain_blocks WHERE chain_id = ? AND number < ?")
+            .bind(batch.chain_id as i64)
+            .bind(tip.saturating_sub(batch.window_blocks) as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("prune blocks"))?;
+        tx.commit().await.map_err(q("commit"))
+    }
+
+    /// Undoes everything above block `ancestor` of a chain: its evidence and
+    /// transitions are marked retracted, the incidents they touched are
+    /// re-derived (withdrawn when nothing remains), and the window and
+    /// tracker snapshots above it are dropped.
+    pub async fn revert(&self, chain_id: u64, protocols: &[&str], ancestor: u64) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(q("begin revert"))?;
+        let touched: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT incident_id FROM evidence
+             WHERE chain_id = ? AND block_number > ? AND retracted = 0",
+        )
+        .bind(chain_id as i64)
+        .bind(ancestor as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(q("find reverted incidents"))?;
+        sqlx::query(
+            "UPDATE evidence SET retracted = 1 WHERE chain_id = ? AND block_number > ? AND retracted = 0",
+        )
+        .bind(chain_id as i64)
+        .bind(ancestor as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("retract evidence"))?;
+        sqlx::query(
+            "UPDATE transitions SET retracted = 1 WHERE block_number > ? AND retracted = 0
+             AND incident_id IN (SELECT id FROM incidents WHERE chain_id = ?)",
+        )
+        .bind(ancestor as i64)
+        .bind(chain_id as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("retract transitions"))?;
+        for id in touched {
+            rederive(&mut tx, id).await?;
+        }
+        sqlx::query("DELETE FROM chain_blocks WHERE chain_id = ? AND number > ?")
+            .bind(chain_id as i64)
+            .bind(ancestor as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("drop reverted blocks"))?;
+        for p in protocols {
+            sqlx::query("DELETE FROM protocol_state WHERE protocol = ? AND block_number > ?")
+                .bind(p)
+                .bind(ancestor as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("drop reverted trackers"))?;
+        }
+        tx.commit().await.map_err(q("commit revert"))
+    }
+
+    /// Incidents matching `filter`, newest first, with transitions and evidence.
+    pub async fn list(&self, filter: &IncidentFilter) -> Result<Vec<IncidentRecord>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM incidents
+             WHERE (?1 IS NULL OR protocol = ?1) AND (?2 IS NULL OR chain = ?2)
+               AND (?3 = 0 OR state = 'open') AND (?4 = 1 OR state != 'withdrawn')
+             ORDER BY started_at DESC, id DESC",
+        )
+        .bind(&filter.protocol)
+        .bind(&filter.chain)
+        .bind(filter.open_only)
+        .bind(filter.include_withdrawn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list incidents"))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.incident(id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One incident with its transitions and evidence.
+    pub async fn incident(&self, id: i64) -> Result<Option<IncidentRecord>> {
+        let Some(row) = sqlx::query(
+            "SELECT id, key, protocol, chain, chain_id, state, severity, started_at, ended_at,
+                    start_block, end_block FROM incidents WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q("read incident"))?
+        else {
+            return Ok(None);
+        };
+        let transitions = sqlx::query(
+            "SELECT kind, from_state, to_state, at, block_number, block_hash, retracted
+             FROM transitions WHERE incident_id = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("read transitions"))?
+        .iter()
+        .map(|r| {
+            Ok(TransitionRecord {
+                kind: parse_kind(&r.get::<String, _>(0))?,
+                from: parse_state(&r.get::<String, _>(1))?,
+                to: parse_state(&r.get::<String, _>(2))?,
+                at: r.get::<i64, _>(3) as u64,
+                block_number: r.get::<i64, _>(4) as u64,
+                block_hash: parse_b256(&r.get::<String, _>(5))?,
+                retracted: r.get::<bool, _>(6),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let evidence = sqlx::query(
+            "SELECT chain_id, contract, contract_name, tx_hash, block_number, block_hash,
+                    block_timestamp, log_index, event, args, changes, retracted
+             FROM evidence WHERE incident_id = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("read evidence"))?
+        .iter()
+        .map(|r| {
+            Ok(EvidenceRecord {
+                chain_id: r.get::<i64, _>(0) as u64,
+                contract: Address::from_str(&r.get::<String, _>(1)).map_err(|_| {
+                    StoreError::Corrupt {
+                        what: "contract address",
+                        value: r.get(1),
+                    }
+                })?,
+                contract_name: r.get(2),
+                tx_hash: parse_b256(&r.get::<String, _>(3))?,
+                block_number: r.get::<i64, _>(4) as u64,
+                block_hash: parse_b256(&r.get::<String, _>(5))?,
+                block_time: r.get::<i64, _>(6) as u64,
+                log_index: r.get::<i64, _>(7) as u64,
+                event: r.get(8),
+                args: parse_json("evidence args", &r.get::<String, _>(9))?,
+                changes: parse_json("evidence changes", &r.get::<String, _>(10))?,
+                retracted: r.get::<bool, _>(11),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let state = match row.get::<String, _>(5).as_str() {
+            "open" => IncidentState::Open,
+            "resolved" => IncidentState::Resolved,
+            "withdrawn" => IncidentState::Withdrawn,
+            other => {
+                return Err(StoreError::Corrupt {
+                    what: "incident state",
+                    value: other.into(),
+                });
+            }
+        };
+        let scopes: BTreeSet<String> = evidence
+            .iter()
+            .filter(|e| !e.retracted || state == IncidentState::Withdrawn)
+            .flat_map(|e| &e.changes)
+            .filter(|c| c.halted)
+            .map(|c| c.scope.to_string())
+            .collect();
+        let started_at = row.get::<i64, _>(7) as u64;
+        let ended_at = row.get::<Option<i64>, _>(8).map(|v| v as u64);
+        Ok(Some(IncidentRecord {
+            id: row.get(0),
+            key: row.get(1),
+            protocol: row.get(2),
+            chain: row.get(3),
+            chain_id: row.get::<i64, _>(4) as u64,
+            state,
+            severity: parse_state(&row.get::<String, _>(6))?,
+            started_at,
+            ended_at,
+            duration_seconds: ended_at.map(|e| e.saturating_sub(started_at)),
+            start_block: row.get::<i64, _>(9) as u64,
+            end_block: row.get::<Option<i64>, _>(10).map(|v| v as u64),
+            scopes: scopes.into_iter().collect(),
+            transitions,
+            evidence,
+        }))
+    }
+}
+
+async fn write_update(tx: &mut Transaction<'static, Sqlite>, u: &StoredUpdate<'_>) -> Result<()> {
+    let update = u.update;
+    if let Some(t) = update
+        .transition
+        .as_ref()
+        .filter(|t| t.kind == TransitionKind::Opened)
+    {
+        let chain_id = update.evidence.first().map_or(0, |e| e.chain_id);
+        sqlx::query(
+            "INSERT INTO incidents (key, protocol, chain, chain_id, state, severity, started_at, start_block)
+             VALUES (?, ?, ?, ?, 'open', ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(&update.key)
+        .bind(u.protocol)
+        .bind(u.chain)
+        .bind(chain_id as i64)
+        .bind(t.to.as_str())
+        .bind(t.at as i64)
+        .bind(t.block_number as i64)
+        .execute(&mut **tx)
+        .await
+        .map_err(q("insert incident"))?;
+    }
+    let id: i64 = sqlx::query_scalar("SELECT id FROM incidents WHERE key = ?")
+        .bind(&update.key)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(q("find incident"))?
+        .ok_or_else(|| StoreError::UnknownIncident {
+            key: update.key.clone(),
+        })?;
+    for e in &update.evidence {
+        write_evidence(tx, id, e).await?;
+    }
+    if let Some(t) = &update.transition {
+        let block_hash = update.evidence.first().map_or(B256::ZERO, |e| e.block_hash);
+        sqlx::query(
+            "INSERT INTO transitions (incident_id, kind, from_state, to_state, at, block_number, block_hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(t.kind.as_str())
+        .bind(t.from.as_str())
+        .bind(t.to.as_str())
+        .bind(t.at as i64)
+        .bind(t.block_number as i64)
+        .bind(block_hash.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(q("insert transition"))?;
+        rederive(tx, id).await?;
+    }
+    Ok(())
+}
+
+async fn write_evidence(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: i64,
+    e: &Evidence,
+) -> Result<()> {
+    let args = serde_json::to_string(&e.args).unwrap_or_else(|_| "[]".into());
+    let changes = serde_json::to_string(&e.changes).unwrap_or_else(|_| "[]".into());
+    sqlx::query(
+        "INSERT INTO evidence (incident_id, chain_id, contract, contract_name, tx_hash, block_number,
+            block_hash, block_timestamp, log_index, event, args, changes)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (incident_id, block_hash, log_index) DO NOTHING",
+    )
+    .bind(id)
+    .bind(e.chain_id as i64)
+    .bind(e.contract.to_checksum(None))
+    .bind(&e.contract_name)
+    .bind(e.tx_hash.to_string())
+    .bind(e.block_number as i64)
+    .bind(e.block_hash.to_string())
+    .bind(e.block_timestamp as i64)
+    .bind(e.log_index as i64)
+    .bind(&e.event)
+    .bind(args)
+    .bind(changes)
+    .execute(&mut **tx)
+    .await
+    .map_err(q("insert evidence"))?;
+    Ok(())
+}
+
+/// Recomputes an incident's header (state, severity, start, end) from its
+/// transitions that still stand. The header is derived data: one code path
+/// serves both new transitions and reorgs.
+async fn rederive(tx: &mut Transaction<'static, Sqlite>, id: i64) -> Result<()> {
+    let rows = sqlx::query(
+        "SELECT kind, to_state, at, block_number FROM transitions
+         WHERE incident_id = ? AND retracted = 0 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(q("read transitions"))?;
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        sqlx::query("UPDATE incidents SET state = 'withdrawn', ended_at = NULL, end_block = NULL WHERE id = ?")
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(q("withdraw incident"))?;
+        return Ok(());
+    };
+    let mut severity = ProtocolState::Degraded;
+    for r in &rows {
+        severity = severity.max(parse_state(&r.get::<String, _>(1))?);
+    }
+    let resolved = parse_kind(&last.get::<String, _>(0))? == TransitionKind::Resolved;
+    let (state, ended_at, end_block) = if resolved {
+        (
+            IncidentState::Resolved,
+            Some(last.get::<i64, _>(2)),
+            Some(last.get::<i64, _>(3)),
+        )
+    } else {
+        (IncidentState::Open, None, None)
+    };
+    sqlx::query(
+        "UPDATE incidents SET state = ?, severity = ?, started_at = ?, start_block = ?,
+            ended_at = ?, end_block = ? WHERE id = ?",
+    )
+    .bind(state.as_str())
+    .bind(severity.as_str())
+    .bind(first.get::<i64, _>(2))
+    .bind(first.get::<i64, _>(3))
+    .bind(ended_at)
+    .bind(end_block)
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .map_err(q("update incident"))?;
+    Ok(())
+}
+
+fn parse_b256(s: &str) -> Result<B256> {
+    B256::from_str(s).map_err(|_| StoreError::Corrupt {
+        what: "hash",
+        value: s.into(),
+    })
+}
+
+fn parse_state(s: &str) -> Result<ProtocolState> {
+    ProtocolState::parse(s).ok_or_else(|| StoreError::Corrupt {
+        what: "protocol state",
+        value: s.into(),
+    })
+}
+
+fn parse_kind(s: &str) -> Result<TransitionKind> {
+    TransitionKind::parse(s).ok_or_else(|| StoreError::Corrupt {
+        what: "transition kind",
+        value: s.into(),
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(what: &'static str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|_| StoreError::Corrupt {
+        what,
+        value: s.into(),
+    })
+}
+
+/// Formats unix seconds as RFC 3339 UTC, e.g. `2026-11-20T14:03:00Z`.
+pub fn format_time(secs: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs as i64)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+mod rfc3339 {
+    pub fn serialize<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_time(*v))
+    }
+}
+
+mod rfc3339_opt {
+    pub fn serialize<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&super::format_time(*v)),
+            None => s.serialize_none(),
+        }
+    }
+}
