@@ -1,0 +1,361 @@
+//! The `haltwatch` binary as a user runs it: check-config and incidents.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use haltwatch::demo::selector;
+
+fn haltwatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+        .args(args)
+        .env_remove("HALTWATCH_CONFIG")
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run haltwatch")
+}
+
+fn check(dir: &Path, text: &str) -> (i32, String) {
+    let path = dir.join("check.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = haltwatch(&["check-config", "--config", path.to_str().unwrap()]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+const CHAIN: &str = r#"
+[[chains]]
+name = "mainnet"
+chain_id = 1
+rpc = ["https://rpc.example/v3/SECRETKEY"]
+"#;
+
+fn contract(name: &str, address: &str, abi_file: &str, extra: &str) -> String {
+    format!(
+        "  [[protocols.contracts]]\n  name = \"{name}\"\n  address = \"{address}\"\n  abi = \"{abi_file}\"\n  {extra}\n"
+    )
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let out = haltwatch(&[
+        "check-config",
+        "--config",
+        root().join("config/haltwatch.toml").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // --config also works after the subcommand and before it.
+    let out = haltwatch(&[
+        "--config",
+        root().join("config/haltwatch.toml").to_str().unwrap(),
+        "check-config",
+    ]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn check_config_reports_every_problem_at_once_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("truncated.json"),
+        r#"[{"type":"event","name":"Paused","inp"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("object.json"), r#"{"bytecode": "0x"}"#).unwrap();
+    let pausable = abi("oz-pausable.json");
+    let comptroller = abi("compound-comptroller.json");
+    let good = "0x0000000000000000000000000000000000000001";
+    let text = format!(
+        r#"
+[store]
+url = "sqlite://h.db"
+colour = "red"
+{CHAIN}
+[[chains]]
+name = "mainnet"
+chain_id = 10
+rpc = ["https://other.example"]
+
+[[protocols]]
+name = "Lending"
+chain = "polygon"
+{c1}{c2}{c3}{c4}{c5}{c6}
+  [[protocols.rules]]
+  contract = "comptroller"
+  event = "ActionPaused"
+  effect = "toggle"
+  toggle_arg = "pauseState"
+  [[protocols.rules]]
+  contract = "comptroller"
+  event = "ActionPaused(string,bool)"
+  effect = "toggle"
+  toggle_arg = "paused"
+  [[protocols.rules]]
+  contract = "pool"
+  event = "Frozen"
+  effect = "halt"
+  [[protocols.rules]]
+  contract = "ghost"
+  event = "Paused"
+  effect = "halt"
+  [[protocols.rules]]
+  contract = "pool"
+  event = "Paused"
+  effect = "toggle"
+  toggle_arg = "account"
+
+[[protocols]]
+name = "Lending"
+chain = "mainnet"
+"#,
+        c1 = contract("pool", good, &pausable, "preset = \"oz-pausable\""),
+        c2 = contract("pool", good, &pausable, ""),
+        c3 = contract("bad-address", "0x12", &pausable, ""),
+        c4 = contract("missing-abi", good, "does-not-exist.json", ""),
+        c5 = contract(
+            "truncated",
+            good,
+            "truncated.json",
+            "preset = \"oz-pausable\""
+        ),
+        c6 = contract(
+            "comptroller",
+            good,
+            &comptroller,
+            "preset = \"not-a-preset\""
+        ) + &contract("object", good, "object.json", ""),
+    );
+    let (code, out) = check(dir.path(), &text);
+    assert_eq!(code, 2, "{out}");
+    let expected: &[(&str, &str)] = &[
+        ("store.colour", "unknown field `colour`"),
+        ("chains[1].name", "duplicate chain name `mainnet`"),
+        ("protocols[0].chain", "no chain named `polygon`"),
+        (
+            "protocols[0].contracts[1].name",
+            "duplicate contract name `pool`",
+        ),
+        (
+            "protocols[0].contracts[2].address",
+            "expected a 20-byte hex address",
+        ),
+        ("protocols[0].contracts[3].abi", "does-not-exist.json"),
+        (
+            "protocols[0].contracts[4].abi",
+            "not valid JSON (truncated?)",
+        ),
+        (
+            "protocols[0].contracts[5].preset",
+            "unknown preset `not-a-preset`",
+        ),
+        ("protocols[0].contracts[6].abi", "without an `abi` field"),
+        ("protocols[0].rules[0].event", "overloaded"),
+        (
+            "protocols[0].rules[1].toggle_arg",
+            "has no argument `paused`",
+        ),
+        ("protocols[0].rules[2].event", "no event named `Frozen`"),
+        (
+            "protocols[0].rules[3].contract",
+            "no contract named `ghost`",
+        ),
+        (
+            "protocols[0].rules[4].toggle_arg",
+            "expected a bool or an integer",
+        ),
+        ("protocols[1].name", "duplicate protocol name `Lending`"),
+    ];
+    for (key, message) in expected {
+        let found = out
+            .lines()
+            .any(|l| l.contains(&format!("{key}:")) && l.contains(message));
+        assert!(found, "missing `{key}: …{message}…` in:\n{out}");
+    }
+    assert!(
+        out.contains(&format!("{} problem(s)", expected.len())),
+        "{out}"
+    );
+    assert!(out.contains("check.toml"), "names the file: {out}");
+    assert!(
+        !out.contains("SECRETKEY"),
+        "never prints a URL's secret part: {out}"
+    );
+}
+
+#[test]
+fn check_config_names_unknown_keys_bad_values_and_broken_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            format!("{CHAIN}poll_interval = 5\n"),
+            "chains[0].poll_interval",
+            "unknown field",
+        ),
+        (
+            "[[chains]]\nname = \"x\"\nchain_id = \"one\"\nrpc = []\n".into(),
+            "chains[0].chain_id",
+            "invalid type",
+        ),
+        (
+            format!("{CHAIN}start_block = \"earliest\"\n"),
+            "chains[0].start_block",
+            "expected \"latest\" or a block number",
+        ),
+        (
+            "[[chains]]\nname = \"x\"\nchain_id = 1\nrpc = [\"ftp://h\"]\n".into(),
+            "chains[0].rpc[0]",
+            "http(s):// or ws(s)://",
+        ),
+        (
+            "[store]\nurl = \"postgres://db/h\"\n".into(),
+            "store.url",
+            "PostgreSQL stores are not supported yet",
+        ),
+        ("[[chains]\nname = 1".into(), "line 1", "not valid TOML"),
+        ("[alerts]\nx = 1\n".into(), "alerts", "unknown section"),
+    ];
+    for (text, key, message) in cases {
+        let (code, out) = check(dir.path(), &text);
+        assert_eq!(code, 2, "{text}\n{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!("{key}:")) && l.contains(message)),
+            "want `{key}: …{message}…` for\n{text}\ngot:\n{out}"
+        );
+    }
+    let (code, out) = check(dir.path(), CHAIN);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test]
+async fn incidents_list_and_show_read_the_history_as_table_and_json() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config_text(
+            &node.endpoint(),
+            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+        ),
+    );
+    let running = start(&path).await;
+    next_block_time(&chain, 2_000_000_000).await;
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    next_block_time(&chain, 2_000_000_090).await;
+    let unpaused = chain.call(vault, selector("unpause()")).await.unwrap();
+    chain.call(vault, selector("pause()")).await.unwrap();
+    wait_caught_up(&running.store, &chain).await;
+    running.stop().await;
+    let config = path.to_str().unwrap();
+
+    let out = haltwatch(&["incidents", "list", "--config", config, "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let resolved = &list[1];
+    for field in [
+        "id",
+        "protocol",
+        "chain",
+        "state",
+        "severity",
+        "started_at",
+        "ended_at",
+        "duration_seconds",
+        "start_block",
+        "end_block",
+        "scopes",
+        "transitions",
+        "evidence",
+    ] {
+        assert!(resolved.get(field).is_some(), "field {field} in {resolved}");
+    }
+    assert_eq!(resolved["state"], "resolved");
+    assert_eq!(resolved["severity"], "halted");
+    assert_eq!(resolved["started_at"], "2033-05-18T03:33:20Z");
+    assert_eq!(resolved["ended_at"], "2033-05-18T03:34:50Z");
+    assert_eq!(resolved["duration_seconds"], 90);
+    assert_eq!(resolved["start_block"], paused.block_number.unwrap());
+    assert_eq!(resolved["end_block"], unpaused.block_number.unwrap());
+    assert_eq!(
+        resolved["evidence"][0]["tx_hash"],
+        paused.transaction_hash.to_string()
+    );
+    assert_eq!(list[0]["state"], "open");
+    assert!(list[0]["ended_at"].is_null() && list[0]["duration_seconds"].is_null());
+
+    let open = haltwatch(&[
+        "--config",
+        config,
+        "incidents",
+        "list",
+        "--open",
+        "--format",
+        "json",
+    ]);
+    let open: serde_json::Value = serde_json::from_slice(&open.stdout).unwrap();
+    assert_eq!(open.as_array().unwrap().len(), 1);
+    let other = haltwatch(&[
+        "incidents",
+        "list",
+        "--protocol",
+        "Nope",
+        "--format",
+        "json",
+        "--config",
+        config,
+    ]);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&other.stdout).unwrap(),
+        serde_json::json!([])
+    );
+
+    let id = resolved["id"].as_i64().unwrap().to_string();
+    let show = haltwatch(&["incidents", "show", &id, "--config", config]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("1m 30s (90 s)"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "https://explorer.example/tx/{}",
+            paused.transaction_hash
+        )),
+        "{text}"
+    );
+    let json = haltwatch(&[
+        "incidents",
+        "show",
+        &id,
+        "--format",
+        "json",
+        "--config",
+        config,
+    ]);
+    let one: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(&one, resolved);
+
+    let table = haltwatch(&["incidents", "list", "--config", config]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table.contains("Vault") && table.contains("ongoing") && table.contains("1m 30s"),
+        "{table}"
+    );
+
+    let missing = haltwatch(&["incidents", "show", "999", "--config", config]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no incident with id 999"));
+}

@@ -1,0 +1,194 @@
+//! Test harness: real anvil nodes, real SQLite files, the real pipeline.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy::node_bindings::AnvilInstance;
+use alloy::primitives::{Address, B256};
+use alloy::providers::Provider;
+use haltwatch::demo::{Chain, spawn_anvil};
+use haltwatch::store::{IncidentFilter, IncidentRecord, Store};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const CHAIN_ID: u64 = 31337;
+
+/// Starts anvil; `block_time_secs = 0` is automine (one block per transaction).
+/// Fails (never skips) with the install instructions when anvil is missing.
+pub fn anvil(block_time_secs: u64) -> AnvilInstance {
+    spawn_anvil(block_time_secs).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub async fn chain(anvil: &AnvilInstance) -> Chain {
+    Chain::connect(anvil).await.expect("connect to anvil")
+}
+
+/// Creation code of a contract compiled by `contracts/build.sh`.
+pub fn bin(contract: &str) -> String {
+    let path = root().join("contracts/out").join(format!("{contract}.bin"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Absolute path of an ABI in `abis/`, for configs written in temp folders.
+pub fn abi(name: &str) -> String {
+    root().join("abis").join(name).display().to_string()
+}
+
+/// A config with one anvil chain (polled every 50 ms) and the given protocols.
+pub fn config_text(rpc: &str, protocols: &str) -> String {
+    format!(
+        r#"
+[store]
+url = "sqlite://history.db"
+
+[[chains]]
+name = "anvil"
+chain_id = {CHAIN_ID}
+rpc = ["{rpc}"]
+poll_interval_ms = 50
+start_block = 0
+explorer_tx_url = "https://explorer.example/tx/{{hash}}"
+
+{protocols}
+"#
+    )
+}
+
+/// A protocol with one contract and a preset.
+pub fn protocol(
+    name: &str,
+    contract: &str,
+    address: Address,
+    abi_file: &str,
+    preset: &str,
+) -> String {
+    format!(
+        r#"
+[[protocols]]
+name = "{name}"
+chain = "anvil"
+responders = ["oncall@example.org"]
+  [[protocols.contracts]]
+  name = "{contract}"
+  address = "{address}"
+  abi = "{abi}"
+  preset = "{preset}"
+"#,
+        abi = abi(abi_file)
+    )
+}
+
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("haltwatch.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The pipeline running in this process, stopped through its shutdown future.
+pub struct Running {
+    pub store: Store,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), haltwatch::pipeline::PipelineError>>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.handle)
+            .await
+            .expect("pipeline stops within 10 s")
+            .expect("pipeline task")
+            .expect("pipeline ends cleanly");
+    }
+}
+
+pub async fn start(config_path: &Path) -> Running {
+    let config = haltwatch::config::load(config_path).unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::open(&config.store).await.expect("open store");
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(haltwatch::pipeline::run(config, store.clone(), async {
+        let _ = rx.await;
+    }));
+    Running {
+        store,
+        stop: Some(tx),
+        handle,
+    }
+}
+
+/// Waits until the store's checkpoint has reached `block` (at most 20 s).
+pub async fn wait_processed(store: &Store, block: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let cp = store
+            .window(CHAIN_ID)
+            .await
+            .expect("window")
+            .last()
+            .map(|b| b.number);
+        if cp.is_some_and(|n| n >= block) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "checkpoint {cp:?} did not reach block {block} in 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits until the pipeline has processed the current head.
+pub async fn wait_caught_up(store: &Store, chain: &Chain) {
+    let head = chain.provider.get_block_number().await.expect("head");
+    wait_processed(store, head).await;
+}
+
+/// Every incident (withdrawn ones too), oldest first.
+pub async fn incidents(store: &Store) -> Vec<IncidentRecord> {
+    let mut list = store
+        .list(&IncidentFilter {
+            include_withdrawn: true,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    list.reverse();
+    list
+}
+
+/// Sets the timestamp of the next block (automine mode).
+pub async fn next_block_time(chain: &Chain, timestamp: u64) {
+    let _: serde_json::Value = chain
+        .provider
+        .raw_request("evm_setNextBlockTimestamp".into(), (timestamp,))
+        .await
+        .expect("evm_setNextBlockTimestamp");
+}
+
+pub async fn mine(chain: &Chain, blocks: u64) {
+    for _ in 0..blocks {
+        let _: serde_json::Value = chain
+            .provider
+            .raw_request("evm_mine".into(), ())
+            .await
+            .expect("evm_mine");
+    }
+}
+
+pub async fn block_hash(chain: &Chain, number: u64) -> B256 {
+    chain
+        .provider
+        .get_block_by_number(number.into())
+        .await
+        .expect("get block")
+        .expect("block exists")
+        .header
+        .hash
+}

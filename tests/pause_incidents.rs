@@ -1,0 +1,500 @@
+//! Pause events on a real anvil chain become incidents in a real SQLite history.
+
+mod common;
+
+use alloy::primitives::{Address, B256, U256, address};
+use alloy::sol;
+use alloy::sol_types::{SolCall, SolEvent};
+use common::*;
+use haltwatch::demo::selector;
+use haltwatch::model::ProtocolState;
+use haltwatch::store::IncidentState;
+
+sol! {
+    function setReservePause(address asset, bool paused);
+    function setPoolPause(address[] assets, bool paused);
+    function setGlobalPaused(string action, bool state);
+    function setMarketPaused(address cToken, string action, bool state);
+    function pause(bool supply, bool transfer, bool withdraw, bool absorb, bool buy);
+    function cageIlk(bytes32 ilk);
+    function emitRaw(bytes32[] topics, bytes data);
+    event Paused(address account);
+}
+
+const WETH: Address = address!("0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2");
+const USDC: Address = address!("0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48");
+const WBTC: Address = address!("0x2260FAC5E5542a773Aa44fBCfeDf7C193bc2C599");
+
+#[tokio::test]
+async fn pause_opens_an_incident_and_unpause_resolves_it_with_the_exact_duration() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let spoofer = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config_text(
+            &node.endpoint(),
+            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+        ),
+    );
+    let running = start(&path).await;
+
+    let t0 = 2_000_000_000;
+    next_block_time(&chain, t0).await;
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    assert!(paused.status());
+    wait_processed(&running.store, paused.block_number.unwrap()).await;
+
+    // The same event from an address nobody configured changes nothing.
+    let spoofed = chain.call(spoofer, selector("pause()")).await.unwrap();
+    assert!(spoofed.status());
+    wait_processed(&running.store, spoofed.block_number.unwrap()).await;
+
+    let open = incidents(&running.store).await;
+    assert_eq!(open.len(), 1, "one incident: the spoofed Paused is ignored");
+    let i = &open[0];
+    assert_eq!(i.state, IncidentState::Open);
+    assert_eq!(i.severity, ProtocolState::Halted);
+    assert_eq!(i.started_at, t0);
+    assert_eq!(i.start_block, paused.block_number.unwrap());
+    assert_eq!(i.scopes, vec!["vault".to_string()]);
+    assert_eq!(i.evidence.len(), 1);
+    let e = &i.evidence[0];
+    assert_eq!(e.contract, vault);
+    assert_eq!(e.tx_hash, paused.transaction_hash);
+    assert_eq!(e.block_hash, paused.block_hash.unwrap());
+    assert_eq!(e.log_index, 0);
+    assert_eq!(e.event, "Paused(address)");
+    assert_eq!(e.args[0].name, "account");
+    assert_eq!(e.args[0].value, chain.from.to_checksum(None));
+
+    next_block_time(&chain, t0 + 3600).await;
+    let unpaused = chain.call(vault, selector("unpause()")).await.unwrap();
+    wait_processed(&running.store, unpaused.block_number.unwrap()).await;
+    let done = incidents(&running.store).await;
+    assert_eq!(done.len(), 1);
+    let i = &done[0];
+    assert_eq!(i.state, IncidentState::Resolved);
+    assert_eq!(i.ended_at, Some(t0 + 3600));
+    assert_eq!(i.duration_seconds, Some(3600));
+    assert_eq!(i.end_block, unpaused.block_number);
+    let kinds: Vec<_> = i.transitions.iter().map(|t| t.kind.as_str()).collect();
+    assert_eq!(kinds, ["opened", "resolved"]);
+    running.stop().await;
+}
+
+fn aave_protocol(configurator: Address, scopes: bool) -> String {
+    let scopes = if scopes {
+        format!(
+            r#"scopes = ["{WETH}", "{}", "{WBTC}"]"#,
+            USDC.to_string().to_lowercase()
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"
+[[protocols]]
+name = "Aave"
+chain = "anvil"
+  [[protocols.contracts]]
+  name = "configurator"
+  address = "{configurator}"
+  abi = "{abi}"
+  [[protocols.rules]]
+  contract = "configurator"
+  event = "ReservePaused"
+  effect = "toggle"
+  toggle_arg = "paused"
+  scope_arg = "asset"
+  {scopes}
+"#,
+        abi = abi("aave-v3-configurator.json")
+    )
+}
+
+#[tokio::test]
+async fn pausing_every_reserve_in_one_transaction_is_one_halted_incident_with_all_scopes() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let configurator = chain.deploy(&bin("AaveConfiguratorMock")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config_text(&node.endpoint(), &aave_protocol(configurator, true)),
+    );
+    let running = start(&path).await;
+
+    let all = vec![WETH, USDC, WBTC];
+    let r = chain
+        .call(
+            configurator,
+            setPoolPauseCall {
+                assets: all.clone(),
+                paused: true,
+            }
+            .abi_encode(),
+        )
+        .await
+        .unwrap();
+    wait_processed(&running.store, r.block_number.unwrap()).await;
+    let list = incidents(&running.store).await;
+    assert_eq!(list.len(), 1);
+    let i = &list[0];
+    assert_eq!(i.severity, ProtocolState::Halted);
+    assert_eq!(i.evidence.len(), 3);
+    let mut want: Vec<String> = all.iter().map(|a| format!("configurator:{a}")).collect();
+    want.sort();
+    assert_eq!(i.scopes, want);
+    assert_eq!(
+        i.transitions.len(),
+        1,
+        "opened straight into halted: {:?}",
+        i.transitions
+    );
+    assert_eq!(
+        (i.transitions[0].from, i.transitions[0].to),
+        (ProtocolState::Operational, ProtocolState::Halted)
+    );
+
+    // One reserve back: degraded. All back: resolved.
+    let r = chain
+        .call(
+            configurator,
+            setReservePauseCall {
+                asset: WETH,
+                paused: false,
+            }
+            .abi_encode(),
+        )
+        .await
+        .unwrap();
+    wait_processed(&running.store, r.block_number.unwrap()).await;
+    let r = chain
+        .call(
+            configurator,
+            setPoolPauseCall {
+                assets: all,
+                paused: false,
+            }
+            .abi_encode(),
+        )
+        .await
+        .unwrap();
+    wait_processed(&running.store, r.block_number.unwrap()).await;
+    let i = &incidents(&running.store).await[0];
+    let kinds: Vec<_> = i
+        .transitions
+        .iter()
+        .map(|t| (t.kind.as_str(), t.to))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("opened", ProtocolState::Halted),
+            ("deescalated", ProtocolState::Degraded),
+            ("resolved", ProtocolState::Operational)
+        ]
+    );
+    assert_eq!(i.state, IncidentState::Resolved);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_partial_scope_halt_is_degraded() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let configurator = chain.deploy(&bin("AaveConfiguratorMock")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config_text(&node.endpoint(), &aave_protocol(configurator, true)),
+    );
+    let running = start(&path).await;
+
+    let r = chain
+        .call(
+            configurator,
+            setReservePauseCall {
+                asset: WBTC,
+                paused: true,
+            }
+            .abi_encode(),
+        )
+        .await
+        .unwrap();
+    wait_processed(&running.store, r.block_number.unwrap()).await;
+    let i = &incidents(&running.store).await[0];
+    assert_eq!(
+        (i.state, i.severity),
+        (IncidentState::Open, ProtocolState::Degraded)
+    );
+    assert_eq!(i.scopes, vec![format!("configurator:{WBTC}")]);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn every_preset_family_classifies_its_own_events() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let fiat = chain.deploy(&bin("FiatTokenMock")).await.unwrap();
+    let lido = chain.deploy(&bin("LidoMock")).await.unwrap();
+    let comet = chain.deploy(&bin("CometMock")).await.unwrap();
+    let comptroller = chain.deploy(&bin("ComptrollerMock")).await.unwrap();
+    let end = chain.deploy(&bin("EndMock")).await.unwrap();
+    let protocols = [
+        protocol("USDC", "token", fiat, "fiat-token.json", "fiat-token"),
+        protocol("Lido", "steth", lido, "lido.json", "lido"),
+        protocol("Comet", "comet", comet, "comet.json", "comet"),
+        protocol(
+            "Compound",
+            "comptroller",
+            comptroller,
+            "compound-comptroller.json",
+            "compound-comptroller",
+        ),
+        protocol("Maker", "end", end, "maker-end.json", "maker-end"),
+    ]
+    .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &config_text(&node.endpoint(), &protocols));
+    let running = start(&path).await;
+
+    let c_token = address!("0x39AA39c021dfbaE8faC545936693aC917d5E7563");
+    let calls: Vec<(Address, Vec<u8>)> = vec![
+        // USDC emits Pause() twice: one incident, two pieces of evidence.
+        (fiat, selector("pause()")),
+        (fiat, selector("pause()")),
+        (fiat, selector("unpause()")),
+        // Lido: staking alone is degraded; stop() halts and escalates.
+        (lido, selector("pauseStaking()")),
+        (lido, selector("stop()")),
+        (lido, selector("resume()")),
+        // Comet: two flags degraded, then all five halted.
+        (
+            comet,
+            pauseCall {
+                supply: true,
+                transfer: false,
+                withdraw: true,
+                absorb: false,
+                buy: false,
+            }
+            .abi_encode(),
+        ),
+        (
+            comet,
+            pauseCall {
+                supply: true,
+                transfer: true,
+                withdraw: true,
+                absorb: true,
+                buy: true,
+            }
+            .abi_encode(),
+        ),
+        (
+            comet,
+            pauseCall {
+                supply: false,
+                transfer: false,
+                withdraw: false,
+                absorb: false,
+                buy: false,
+            }
+            .abi_encode(),
+        ),
+        // Compound: a global action and a market action, by overload.
+        (
+            comptroller,
+            setGlobalPausedCall {
+                action: "Transfer".into(),
+                state: true,
+            }
+            .abi_encode(),
+        ),
+        (
+            comptroller,
+            setMarketPausedCall {
+                cToken: c_token,
+                action: "Mint".into(),
+                state: true,
+            }
+            .abi_encode(),
+        ),
+        (
+            comptroller,
+            setGlobalPausedCall {
+                action: "Transfer".into(),
+                state: false,
+            }
+            .abi_encode(),
+        ),
+        (
+            comptroller,
+            setMarketPausedCall {
+                cToken: c_token,
+                action: "Mint".into(),
+                state: false,
+            }
+            .abi_encode(),
+        ),
+        // Maker: one ilk caged is degraded; Cage() is global settlement.
+        (
+            end,
+            cageIlkCall {
+                ilk: B256::right_padding_from(b"ETH-A"),
+            }
+            .abi_encode(),
+        ),
+        (end, selector("cage()")),
+    ];
+    let mut last = 0;
+    for (to, data) in calls {
+        let r = chain.call(to, data).await.unwrap();
+        assert!(r.status());
+        last = r.block_number.unwrap();
+    }
+    wait_processed(&running.store, last).await;
+    let list = incidents(&running.store).await;
+    let of = |p: &str| {
+        list.iter()
+            .find(|i| i.protocol == p)
+            .unwrap_or_else(|| panic!("no {p} incident"))
+    };
+    let path_of = |p: &str| -> Vec<(&str, ProtocolState)> {
+        of(p)
+            .transitions
+            .iter()
+            .map(|t| (t.kind.as_str(), t.to))
+            .collect()
+    };
+    use ProtocolState::*;
+    assert_eq!(list.len(), 5, "one incident per protocol: {list:#?}");
+
+    assert_eq!(
+        path_of("USDC"),
+        [("opened", Halted), ("resolved", Operational)]
+    );
+    assert_eq!(
+        of("USDC").evidence.len(),
+        3,
+        "both Pause() logs and the Unpause()"
+    );
+
+    assert_eq!(
+        path_of("Lido"),
+        [
+            ("opened", Degraded),
+            ("escalated", Halted),
+            ("resolved", Operational)
+        ]
+    );
+    assert_eq!(of("Lido").scopes, ["steth", "steth:staking"]);
+
+    assert_eq!(
+        path_of("Comet"),
+        [
+            ("opened", Degraded),
+            ("escalated", Halted),
+            ("resolved", Operational)
+        ]
+    );
+    assert_eq!(of("Comet").scopes.len(), 5);
+
+    assert_eq!(
+        path_of("Compound"),
+        [("opened", Degraded), ("resolved", Operational)]
+    );
+    assert_eq!(
+        of("Compound").scopes,
+        [
+            format!("comptroller:{c_token}:Mint"),
+            "comptroller:Transfer".to_string()
+        ]
+    );
+
+    assert_eq!(
+        path_of("Maker"),
+        [("opened", Degraded), ("escalated", Halted)]
+    );
+    assert_eq!(of("Maker").state, IncidentState::Open);
+    let ilk = format!("end:{}", B256::right_padding_from(b"ETH-A"));
+    assert!(
+        of("Maker").scopes.contains(&ilk),
+        "{:?}",
+        of("Maker").scopes
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_log_that_does_not_decode_is_skipped_and_the_chain_is_still_followed() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let emitter = chain.deploy(&bin("RawEmitter")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config_text(
+            &node.endpoint(),
+            &protocol(
+                "Weird",
+                "emitter",
+                emitter,
+                "oz-pausable.json",
+                "oz-pausable",
+            ),
+        ),
+    );
+    let running = start(&path).await;
+
+    // `Paused(address)`'s topic with 3 bytes of data, then with an extra topic.
+    let topic = Paused::SIGNATURE_HASH;
+    for (topics, data) in [
+        (vec![topic], vec![1u8, 2, 3]),
+        (
+            vec![topic, B256::ZERO],
+            U256::from(1).to_be_bytes::<32>().to_vec(),
+        ),
+    ] {
+        let r = chain
+            .call(
+                emitter,
+                emitRawCall {
+                    topics,
+                    data: data.into(),
+                }
+                .abi_encode(),
+            )
+            .await
+            .unwrap();
+        assert!(r.status());
+        wait_processed(&running.store, r.block_number.unwrap()).await;
+    }
+    assert!(incidents(&running.store).await.is_empty());
+
+    // A well-formed Paused from the same address still opens an incident.
+    let good = Paused {
+        account: chain.from,
+    }
+    .encode_data();
+    let r = chain
+        .call(
+            emitter,
+            emitRawCall {
+                topics: vec![topic],
+                data: good.into(),
+            }
+            .abi_encode(),
+        )
+        .await
+        .unwrap();
+    wait_processed(&running.store, r.block_number.unwrap()).await;
+    let list = incidents(&running.store).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].start_block, r.block_number.unwrap());
+    running.stop().await;
+}
