@@ -4,7 +4,8 @@
 #   - with --with-solc: solcjs and @openzeppelin/contracts, to rebuild
 #     contracts/out with contracts/build.sh (the compiled outputs are committed,
 #     so tests never need this)
-# Needs node + npm. Idempotent: does nothing when the pinned versions are there.
+#   - aiosmtpd (a real SMTP server) in .tools/venv, for the email tests
+# Needs node + npm and python3. Idempotent: does nothing when the pinned versions are there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="$root/.tools"
@@ -24,6 +25,13 @@ install() { # prefix, packages...
 }
 if ! [ -x "$anvil" ] || ! "$anvil" --version 2>/dev/null | grep -q "Version: $anvil_version"; then
   install "$tools" "@foundry-rs/anvil@$anvil_version"
+fi
+# A real SMTP server for the email tests: aiosmtpd in its own virtualenv.
+venv="$tools/venv"
+if ! [ -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+  echo "setup: installing aiosmtpd==1.4.6 into .tools/venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check aiosmtpd==1.4.6
 fi
 if [ "${1:-}" = "--with-solc" ] && ! [ -x "$tools/solc/node_modules/.bin/solcjs" ]; then
   install "$tools/solc" "solc@0.8.37" "@openzeppelin/contracts@5.7.0"

@@ -95,6 +95,65 @@ fn default_poll_interval_ms() -> u64 {
     2000
 }
 
+/// `[email]`: how responders are reached.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    smtp_host: String,
+    #[serde(default = "default_smtp_port")]
+    smtp_port: u16,
+    /// `none`, `starttls` or `tls`.
+    #[serde(default = "default_tls")]
+    tls: String,
+    #[serde(default)]
+    username: Option<String>,
+    /// Name of the environment variable that holds the SMTP password.
+    #[serde(default)]
+    password_env: Option<String>,
+    /// `Name <address>` or a bare address.
+    from: String,
+    /// Transitions of one incident inside this window go out as one mail.
+    #[serde(default = "default_group_wait_seconds")]
+    group_wait_seconds: u64,
+    /// Mails per protocol per hour; beyond it, one digest.
+    #[serde(default = "default_max_per_hour")]
+    max_per_hour: u32,
+    /// First retry delay after a temporary SMTP failure; doubles up to 10 minutes.
+    #[serde(default = "default_retry_initial_ms")]
+    retry_initial_ms: u64,
+    /// SMTP connection and command timeout.
+    #[serde(default = "default_smtp_timeout_seconds")]
+    timeout_seconds: u64,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+fn default_tls() -> String {
+    "starttls".into()
+}
+fn default_group_wait_seconds() -> u64 {
+    10
+}
+fn default_max_per_hour() -> u32 {
+    20
+}
+fn default_retry_initial_ms() -> u64 {
+    1000
+}
+fn default_smtp_timeout_seconds() -> u64 {
+    30
+}
+
+/// `[[maintenance]]`: a planned halt window of one protocol.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaintenance {
+    protocol: String,
+    start: String,
+    end: String,
+}
+
 /// `[[protocols]]`: contracts and rules are parsed element by element.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +218,52 @@ pub struct Config {
     pub store: StoreConfig,
     pub chains: Vec<ChainConfig>,
     pub protocols: Vec<ProtocolConfig>,
+    /// Absent: incidents are recorded, nobody is mailed.
+    pub email: Option<EmailConfig>,
+    pub maintenance: Vec<MaintenanceWindow>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    None,
+    StartTls,
+    Tls,
+}
+
+/// `[email]`, validated. The password is not here: only the name of the
+/// variable that holds it, read when the transport is built.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub from: lettre::message::Mailbox,
+    pub group_wait: Duration,
+    pub max_per_hour: u32,
+    pub retry_initial: Duration,
+    pub timeout: Duration,
+}
+
+/// A planned halt: incidents of `protocol` that open inside it are recorded
+/// as planned and nobody is paged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceWindow {
+    /// Index into [`Config::protocols`].
+    pub protocol: usize,
+    /// Unix seconds.
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Config {
+    /// True when `protocol` is inside a maintenance window at unix time `at`.
+    pub fn in_maintenance(&self, protocol: usize, at: u64) -> bool {
+        self.maintenance
+            .iter()
+            .any(|m| m.protocol == protocol && (m.start..m.end).contains(&at))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,24 +400,33 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         return Err(v.into_error());
     };
     for key in table.keys() {
-        if !["store", "chains", "protocols"].contains(&key.as_str()) {
+        if !SECTIONS.contains(&key.as_str()) {
             v.problem(
                 key,
-                "unknown section, expected one of `store`, `chains`, `protocols`",
+                format!(
+                    "unknown section, expected one of `{}`",
+                    SECTIONS.join("`, `")
+                ),
             );
         }
     }
     let store = v.store(table.remove("store"));
     let chains = v.chains(table.remove("chains"));
     let protocols = v.protocols(table.remove("protocols"), &chains);
+    let email = table.remove("email").and_then(|e| v.email(e));
+    let maintenance = v.maintenance(table.remove("maintenance"), &protocols);
     let config = store.map(|store| Config {
         path: path.to_path_buf(),
         store,
         chains,
         protocols,
+        email,
+        maintenance,
     });
     v.finish(config)
 }
+
+const SECTIONS: &[&str] = &["store", "chains", "protocols", "email", "maintenance"];
 
 struct Validator {
     path: PathBuf,
@@ -435,6 +549,121 @@ impl Validator {
         };
         self.problem("store.url", message);
         None
+    }
+
+    fn email(&mut self, value: toml::Value) -> Option<EmailConfig> {
+        let raw = self.element::<RawEmail>("email", value)?;
+        let mut ok = true;
+        let tls = match raw.tls.as_str() {
+            "none" => TlsMode::None,
+            "starttls" => TlsMode::StartTls,
+            "tls" => TlsMode::Tls,
+            other => {
+                self.problem(
+                    "email.tls",
+                    format!("expected \"none\", \"starttls\" or \"tls\", found \"{other}\""),
+                );
+                ok = false;
+                TlsMode::None
+            }
+        };
+        if raw.smtp_host.trim().is_empty() {
+            self.problem("email.smtp_host", "expected a host name");
+            ok = false;
+        }
+        let from = match raw.from.parse::<lettre::message::Mailbox>() {
+            Ok(m) => Some(m),
+            Err(_) => {
+                self.problem(
+                    "email.from",
+                    format!(
+                        "expected an address like `haltwatch <alerts@example.org>`, found `{}`",
+                        raw.from
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(var) = &raw.password_env {
+            if std::env::var_os(var).is_none() {
+                self.problem(
+                    "email.password_env",
+                    format!("environment variable `{var}` is not set"),
+                );
+                ok = false;
+            }
+            if raw.username.is_none() {
+                self.problem("email.username", "password_env needs a username");
+                ok = false;
+            }
+        }
+        if raw.max_per_hour == 0 {
+            self.problem("email.max_per_hour", "expected at least 1");
+            ok = false;
+        }
+        if raw.timeout_seconds == 0 {
+            self.problem("email.timeout_seconds", "expected at least 1");
+            ok = false;
+        }
+        let from = from.filter(|_| ok)?;
+        Some(EmailConfig {
+            smtp_host: raw.smtp_host,
+            smtp_port: raw.smtp_port,
+            tls,
+            username: raw.username,
+            password_env: raw.password_env,
+            from,
+            group_wait: Duration::from_secs(raw.group_wait_seconds),
+            max_per_hour: raw.max_per_hour,
+            retry_initial: Duration::from_millis(raw.retry_initial_ms.max(1)),
+            timeout: Duration::from_secs(raw.timeout_seconds),
+        })
+    }
+
+    fn maintenance(
+        &mut self,
+        value: Option<toml::Value>,
+        protocols: &[ProtocolConfig],
+    ) -> Vec<MaintenanceWindow> {
+        let mut out = Vec::new();
+        for (i, item) in self.array("maintenance", value).into_iter().enumerate() {
+            let key = format!("maintenance[{i}]");
+            let Some(raw) = self.element::<RawMaintenance>(&key, item) else {
+                continue;
+            };
+            let protocol = protocols.iter().position(|p| p.name == raw.protocol);
+            if protocol.is_none() {
+                self.problem(
+                    format!("{key}.protocol"),
+                    format!("no protocol named `{}`", raw.protocol),
+                );
+            }
+            let mut time = |field: &str, s: &str| match parse_rfc3339(s) {
+                Some(t) => Some(t),
+                None => {
+                    self.problem(
+                        format!("{key}.{field}"),
+                        format!("expected an RFC 3339 time like 2026-12-01T02:00:00Z, found `{s}`"),
+                    );
+                    None
+                }
+            };
+            let (start, end) = (time("start", &raw.start), time("end", &raw.end));
+            if let (Some(start), Some(end)) = (start, end)
+                && end <= start
+            {
+                self.problem(format!("{key}.end"), "expected a time after start");
+                continue;
+            }
+            if let (Some(protocol), Some(start), Some(end)) = (protocol, start, end) {
+                out.push(MaintenanceWindow {
+                    protocol,
+                    start,
+                    end,
+                });
+            }
+        }
+        out
     }
 
     fn chains(&mut self, value: Option<toml::Value>) -> Vec<ChainConfig> {
@@ -871,6 +1100,13 @@ impl Validator {
             complete_set,
         })
     }
+}
+
+/// Parses an RFC 3339 time into unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    u64::try_from(t.unix_timestamp()).ok()
 }
 
 /// Parses a 20-byte hex address; the message says what was expected.

@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: source → decode → detect → classify → store. Stages
+//! Data flows one way: source → decode → detect → classify → store → notify. Stages
 //! know the shared model, not each other; only [`pipeline`] wires them.
 //!
 //! - [`config`]: the TOML contract; load, validate (every problem at once), resolve rules against ABIs.
@@ -17,6 +17,7 @@
 //! - [`detect`]: detectors that turn decoded logs into signals.
 //! - [`classify`]: the pure per-protocol state machine: signals → incident updates.
 //! - [`store`]: the SQLite halt history, checkpoints and classifier snapshots.
+//! - [`notify`]: the outbox sender: email rendering, threading, retries, SMTP (lettre).
 //! - [`pipeline`]: tasks and channels; shutdown and draining.
 //! - [`render`]: incidents as tables and JSON for the CLI.
 //! - [`demo`]: the self-contained demo on a local anvil chain.
@@ -27,6 +28,7 @@ pub mod decode;
 pub mod demo;
 pub mod detect;
 pub mod model;
+pub mod notify;
 pub mod pipeline;
 pub mod presets;
 pub mod render;

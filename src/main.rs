@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use haltwatch::render::{self, Explorers};
 use haltwatch::store::{IncidentFilter, Store};
-use haltwatch::{config, demo, pipeline};
+use haltwatch::{config, demo, notify, pipeline};
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +46,12 @@ enum Command {
     },
     /// Start a local anvil chain, pause and unpause a demo protocol, print the incident.
     Demo,
+    /// Send one test mail with the [email] settings and print the server's reply.
+    SendTestEmail {
+        /// Recipient address.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -132,6 +138,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Incidents { command } => incidents(&cli.config, command).await,
+        Command::SendTestEmail { to } => {
+            let config = config::load(&cli.config)?;
+            let email = config.email.context("the config has no [email] section")?;
+            println!(
+                "sending a test mail via {}:{} to {}",
+                email.smtp_host, email.smtp_port, to
+            );
+            let reply = notify::send_test(&email, &to).await?;
+            println!(
+                "accepted: {} {}",
+                reply.code(),
+                reply.message().collect::<Vec<_>>().join(" ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo => {
             let incident = demo::run(|line| println!("· {line}")).await?;
             println!();

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::decode::AbiRegistry;
 use crate::detect;
 use crate::model::{ChainUpdate, CommittedRange, Evidence, IncidentUpdate};
+use crate::notify::Notifier;
 use crate::source::{ChainSource, SourceError};
 use crate::store::{Batch, Store, StoreError, StoredUpdate};
 
@@ -45,6 +46,8 @@ pub enum PipelineError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("email")]
+    Notify(#[from] crate::notify::NotifyError),
     #[error("a pipeline task panicked")]
     Panic(#[source] tokio::task::JoinError),
 }
@@ -62,8 +65,15 @@ pub async fn run(
     });
     let config = std::sync::Arc::new(config);
     let mut tasks: JoinSet<Result<(), PipelineError>> = JoinSet::new();
+    // Processors wake the sender after committing a transition; when they
+    // all end, the sender makes a last pass and ends too.
+    let (wake, woken) = mpsc::channel(1);
+    if let Some(notifier) = Notifier::new(config.clone(), store.clone())? {
+        tasks.spawn(async move { notifier.run(woken).await.map_err(PipelineError::from) });
+    }
     for (c, chain) in config.chains.iter().enumerate() {
-        let processor = Processor::new(config.clone(), c, store.clone()).await?;
+        let mut processor = Processor::new(config.clone(), c, store.clone()).await?;
+        processor.wake = Some(wake.clone());
         if processor.registry.is_empty() {
             tracing::info!(chain = %chain.name, "no rules on this chain; not following it");
             continue;
@@ -104,7 +114,7 @@ pub async fn run(
         });
         tasks.spawn(processor.run(rx));
     }
-    drop(stop_rx);
+    drop((stop_rx, wake));
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {
         let outcome = joined.map_err(PipelineError::Panic).and_then(|r| r);
@@ -128,6 +138,8 @@ pub struct Processor {
     models: Vec<ProtocolModel>,
     /// Tracker per protocol index (only this chain's protocols).
     trackers: HashMap<usize, Tracker>,
+    /// Wakes the mail sender after a transition is committed.
+    wake: Option<mpsc::Sender<()>>,
 }
 
 impl Processor {
@@ -151,6 +163,7 @@ impl Processor {
             store,
             models,
             trackers: HashMap::new(),
+            wake: None,
         };
         processor.load_trackers().await?;
         Ok(processor)
@@ -206,16 +219,26 @@ impl Processor {
                     .map_err(store_err(self.chain_name()))?;
                 self.load_trackers().await?;
                 tracing::info!(chain = %self.chain_name(), ancestor, "reverted history above the common ancestor");
+                if let Some(wake) = &self.wake {
+                    let _ = wake.try_send(());
+                }
             }
             ChainUpdate::Committed(range) => {
                 let (updates, snapshots) = self.classify(&range);
                 let chain = &self.config.chains[self.chain];
                 let stored: Vec<StoredUpdate> = updates
                     .iter()
-                    .map(|u| StoredUpdate {
-                        protocol: &self.config.protocols[u.protocol].name,
-                        chain: &chain.name,
-                        update: u,
+                    .map(|u| {
+                        let protocol = &self.config.protocols[u.protocol];
+                        let opened_at = u.transition.as_ref().map(|t| t.at);
+                        StoredUpdate {
+                            protocol: &protocol.name,
+                            chain: &chain.name,
+                            update: u,
+                            notify: self.config.email.is_some() && !protocol.responders.is_empty(),
+                            planned: opened_at
+                                .is_some_and(|at| self.config.in_maintenance(u.protocol, at)),
+                        }
                     })
                     .collect();
                 let trackers = snapshots
@@ -240,6 +263,12 @@ impl Processor {
                     .map_err(store_err(&chain.name))?;
                 for u in &updates {
                     log_update(&self.config, chain, u);
+                }
+                if updates.iter().any(|u| u.transition.is_some())
+                    && let Some(wake) = &self.wake
+                {
+                    // A full channel already holds a wake-up: nothing is lost.
+                    let _ = wake.try_send(());
                 }
                 tracing::debug!(chain = %chain.name, from = range.from, to = range.tip.number,
                     logs = range.logs.len(), "blocks processed");

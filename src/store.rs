@@ -19,7 +19,10 @@ use crate::model::{
 };
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_history.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_history.sql"),
+    include_str!("../migrations/sqlite/0002_outbox.sql"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -87,6 +90,43 @@ pub struct StoredUpdate<'a> {
     pub protocol: &'a str,
     pub chain: &'a str,
     pub update: &'a IncidentUpdate,
+    /// Queue a mail for this update's transition (email configured, responders set).
+    pub notify: bool,
+    /// The incident opened inside a maintenance window: record it as planned, page nobody.
+    pub planned: bool,
+}
+
+/// A queued mail, as the sender sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub incident_id: i64,
+    pub protocol: String,
+    pub kind: String,
+    /// `<incident key>.<n>`; the sender adds the domain.
+    pub message_id: String,
+    pub created_ms: i64,
+    pub attempts: i64,
+}
+
+/// A queued mail's delivery record.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxRecord {
+    pub id: i64,
+    pub incident_id: i64,
+    pub kind: String,
+    pub message_id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub sent_as: Option<String>,
+}
+
+/// Wall clock in unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Everything one committed block range produced, written atomically.
@@ -128,6 +168,8 @@ pub struct IncidentRecord {
     pub duration_seconds: Option<u64>,
     pub start_block: u64,
     pub end_block: Option<u64>,
+    /// Opened inside a maintenance window: recorded, not paged.
+    pub planned: bool,
     /// Every scope halted during the incident, e.g. `pool` or `configurator:0x…`.
     pub scopes: Vec<String>,
     pub transitions: Vec<TransitionRecord>,
@@ -373,6 +415,7 @@ impl Store {
         .map_err(q("retract transitions"))?;
         for id in touched {
             rederive(&mut tx, id).await?;
+            withdraw_mail(&mut tx, id).await?;
         }
         sqlx::query("DELETE FROM chain_blocks WHERE chain_id = ? AND number > ?")
             .bind(chain_id as i64)
@@ -389,6 +432,125 @@ impl Store {
                 .map_err(q("drop reverted trackers"))?;
         }
         tx.commit().await.map_err(q("commit revert"))
+    }
+
+    /// Queued mails due at `now`, oldest first.
+    pub async fn outbox_due(&self, now: i64) -> Result<Vec<OutboxItem>> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.incident_id, i.protocol, o.kind, o.message_id, o.created_ms, o.attempts
+             FROM outbox o JOIN incidents i ON i.id = o.incident_id
+             WHERE o.status = 'pending' AND o.next_attempt_ms <= ? ORDER BY o.id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("read outbox"))?;
+        Ok(rows
+            .iter()
+            .map(|r| OutboxItem {
+                id: r.get(0),
+                incident_id: r.get(1),
+                protocol: r.get(2),
+                kind: r.get(3),
+                message_id: r.get(4),
+                created_ms: r.get(5),
+                attempts: r.get(6),
+            })
+            .collect())
+    }
+
+    /// The earliest time a pending mail is due, if any.
+    pub async fn outbox_next_due(&self) -> Result<Option<i64>> {
+        sqlx::query_scalar("SELECT MIN(next_attempt_ms) FROM outbox WHERE status = 'pending'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("read outbox"))
+    }
+
+    /// Mails carried by one message: marks them sent.
+    pub async fn outbox_sent(&self, ids: &[i64], sent_as: &str) -> Result<()> {
+        let now = now_ms();
+        for id in ids {
+            sqlx::query(
+                "UPDATE outbox SET status = 'sent', sent_ms = ?, sent_as = ?, attempts = attempts + 1
+                 WHERE id = ?",
+            )
+            .bind(now)
+            .bind(sent_as)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("mark mail sent"))?;
+        }
+        Ok(())
+    }
+
+    /// A temporary failure: try again at `next_ms`.
+    pub async fn outbox_retry(&self, ids: &[i64], next_ms: i64, error: &str) -> Result<()> {
+        for id in ids {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?, last_error = ? WHERE id = ?",
+            )
+            .bind(next_ms)
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("reschedule mail"))?;
+        }
+        Ok(())
+    }
+
+    /// A permanent failure: never retried.
+    pub async fn outbox_failed(&self, ids: &[i64], error: &str) -> Result<()> {
+        for id in ids {
+            sqlx::query(
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+            )
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("mark mail failed"))?;
+        }
+        Ok(())
+    }
+
+    /// Distinct mails sent for `protocol` since `since_ms` (a digest counts once).
+    pub async fn mails_sent_since(&self, protocol: &str, since_ms: i64) -> Result<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT o.sent_as) FROM outbox o JOIN incidents i ON i.id = o.incident_id
+             WHERE i.protocol = ? AND o.status = 'sent' AND o.sent_ms >= ?",
+        )
+        .bind(protocol)
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(q("count sent mail"))
+    }
+
+    /// Every queued mail with its delivery state, oldest first.
+    pub async fn outbox(&self) -> Result<Vec<OutboxRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, incident_id, kind, message_id, status, attempts, last_error, sent_as
+             FROM outbox ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("read outbox"))?;
+        Ok(rows
+            .iter()
+            .map(|r| OutboxRecord {
+                id: r.get(0),
+                incident_id: r.get(1),
+                kind: r.get(2),
+                message_id: r.get(3),
+                status: r.get(4),
+                attempts: r.get(5),
+                last_error: r.get(6),
+                sent_as: r.get(7),
+            })
+            .collect())
     }
 
     /// Incidents matching `filter`, newest first, with transitions and evidence.
@@ -419,7 +581,7 @@ impl Store {
     pub async fn incident(&self, id: i64) -> Result<Option<IncidentRecord>> {
         let Some(row) = sqlx::query(
             "SELECT id, key, protocol, chain, chain_id, state, severity, started_at, ended_at,
-                    start_block, end_block FROM incidents WHERE id = ?",
+                    start_block, end_block, planned FROM incidents WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -514,6 +676,7 @@ impl Store {
             duration_seconds: ended_at.map(|e| e.saturating_sub(started_at)),
             start_block: row.get::<i64, _>(9) as u64,
             end_block: row.get::<Option<i64>, _>(10).map(|v| v as u64),
+            planned: row.get::<bool, _>(11),
             scopes: scopes.into_iter().collect(),
             transitions,
             evidence,
@@ -543,6 +706,13 @@ async fn write_update(tx: &mut Transaction<'static, Sqlite>, u: &StoredUpdate<'_
         .execute(&mut **tx)
         .await
         .map_err(q("insert incident"))?;
+        if u.planned {
+            sqlx::query("UPDATE incidents SET planned = 1 WHERE key = ?")
+                .bind(&update.key)
+                .execute(&mut **tx)
+                .await
+                .map_err(q("mark planned"))?;
+        }
     }
     let id: i64 = sqlx::query_scalar("SELECT id FROM incidents WHERE key = ?")
         .bind(&update.key)
@@ -572,7 +742,46 @@ async fn write_update(tx: &mut Transaction<'static, Sqlite>, u: &StoredUpdate<'_
         .await
         .map_err(q("insert transition"))?;
         rederive(tx, id).await?;
+        if u.notify {
+            enqueue(tx, id, &update.key, t.kind.as_str()).await?;
+        }
     }
+    Ok(())
+}
+
+/// Queues a mail for an incident, unless it is planned (maintenance).
+async fn enqueue(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: i64,
+    key: &str,
+    kind: &str,
+) -> Result<()> {
+    let planned: bool = sqlx::query_scalar("SELECT planned FROM incidents WHERE id = ?")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(q("read planned"))?;
+    if planned {
+        return Ok(());
+    }
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE incident_id = ?")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(q("count outbox"))?;
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO outbox (incident_id, kind, message_id, created_ms, next_attempt_ms)
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(kind)
+    .bind(format!("{key}.{n}"))
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(q("enqueue mail"))?;
     Ok(())
 }
 
@@ -604,6 +813,37 @@ async fn write_evidence(
     .execute(&mut **tx)
     .await
     .map_err(q("insert evidence"))?;
+    Ok(())
+}
+
+/// For an incident a reorg withdrew: unsent mails are cancelled, and if
+/// responders were already told, they are told it was withdrawn.
+async fn withdraw_mail(tx: &mut Transaction<'static, Sqlite>, id: i64) -> Result<()> {
+    let row = sqlx::query("SELECT state, key FROM incidents WHERE id = ?")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(q("read incident"))?;
+    if row.get::<String, _>(0) != "withdrawn" {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE outbox SET status = 'cancelled' WHERE incident_id = ? AND status = 'pending'",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .map_err(q("cancel mail"))?;
+    let told: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE incident_id = ? AND status = 'sent' AND kind != 'withdrawn'",
+    )
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(q("count sent mail"))?;
+    if told > 0 {
+        enqueue(tx, id, &row.get::<String, _>(1), "withdrawn").await?;
+    }
     Ok(())
 }
 

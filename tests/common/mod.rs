@@ -192,3 +192,5 @@ pub async fn block_hash(chain: &Chain, number: u64) -> B256 {
         .header
         .hash
 }
+
+pub mod smtp;

@@ -1,0 +1,387 @@
+//! Delivers the outbox to responders over SMTP (lettre).
+//!
+//! Rows are written by the store in the same transaction as the transitions
+//! they announce; this sender drains them. Transitions of one incident that
+//! arrive within `group_wait` go out as one mail; beyond `max_per_hour` mails
+//! per protocol, one digest carries the overflow. Temporary failures (4xx,
+//! timeouts, refused or dropped connections) are retried with exponential
+//! backoff and jitter; permanent ones (5xx) mark the row failed with the
+//! server's reply. Each mail has a stable Message-ID per (incident,
+//! transition), and later mails of an incident thread under the first.
+
+pub mod email;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::response::Response;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use rand::Rng;
+use tokio::sync::mpsc;
+
+use crate::config::{Config, EmailConfig, TlsMode};
+use crate::store::{IncidentRecord, OutboxItem, Store, StoreError, now_ms};
+
+/// The longest wait between two delivery attempts of one mail.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+/// How often the outbox is looked at when nothing wakes the sender.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("cannot set up SMTP to {host}:{port}")]
+    Setup {
+        host: String,
+        port: u16,
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
+    #[error("environment variable {var} (email.password_env) is not set")]
+    Password { var: String },
+    #[error("cannot build the mail")]
+    Build(#[source] lettre::error::Error),
+    #[error("bad recipient address `{0}`")]
+    Recipient(String),
+    #[error("SMTP delivery failed")]
+    Send(#[source] lettre::transport::smtp::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Builds the SMTP transport; the password is read from the environment here.
+pub fn transport(cfg: &EmailConfig) -> Result<Transport, NotifyError> {
+    let setup = |source| NotifyError::Setup {
+        host: cfg.smtp_host.clone(),
+        port: cfg.smtp_port,
+        source,
+    };
+    let mut builder = match cfg.tls {
+        TlsMode::None => Transport::builder_dangerous(&cfg.smtp_host),
+        TlsMode::StartTls => Transport::starttls_relay(&cfg.smtp_host).map_err(setup)?,
+        TlsMode::Tls => Transport::relay(&cfg.smtp_host).map_err(setup)?,
+    }
+    .port(cfg.smtp_port)
+    .timeout(Some(cfg.timeout));
+    if let Some(user) = &cfg.username {
+        let password = match &cfg.password_env {
+            Some(var) => {
+                std::env::var(var).map_err(|_| NotifyError::Password { var: var.clone() })?
+            }
+            None => String::new(),
+        };
+        builder = builder.credentials(Credentials::new(user.clone(), password));
+    }
+    Ok(builder.build())
+}
+
+/// `haltwatch send-test-email`: one mail end to end; returns the server's reply.
+pub async fn send_test(cfg: &EmailConfig, to: &str) -> Result<Response, NotifyError> {
+    let to: Mailbox = to
+        .parse()
+        .map_err(|_| NotifyError::Recipient(to.to_string()))?;
+    let message = Message::builder()
+        .from(cfg.from.clone())
+        .to(to)
+        .subject("haltwatch test email")
+        .singlepart(SinglePart::plain(
+            "This is a test email from haltwatch: the SMTP settings work.\n".to_string(),
+        ))
+        .map_err(NotifyError::Build)?;
+    transport(cfg)?
+        .send(message)
+        .await
+        .map_err(NotifyError::Send)
+}
+
+/// The domain part of an address, for logs that must not name recipients.
+pub fn domain_of(address: &str) -> &str {
+    address.rsplit_once('@').map_or("?", |(_, d)| d)
+}
+
+/// Drains the outbox until every wake-up sender is gone.
+pub struct Notifier {
+    config: Arc<Config>,
+    email: EmailConfig,
+    store: Store,
+    transport: Transport,
+}
+
+impl Notifier {
+    pub fn new(config: Arc<Config>, store: Store) -> Result<Option<Self>, NotifyError> {
+        let Some(email) = config.email.clone() else {
+            return Ok(None);
+        };
+        let transport = transport(&email)?;
+        Ok(Some(Notifier {
+            config,
+            email,
+            store,
+            transport,
+        }))
+    }
+
+    /// Sends what is due whenever woken (or every `IDLE_POLL`); when the
+    /// wake channel closes, makes one last pass and returns. What is still
+    /// pending then stays in the outbox for the next start.
+    pub async fn run(self, mut wake: mpsc::Receiver<()>) -> Result<(), NotifyError> {
+        loop {
+            self.pass().await?;
+            tokio::select! {
+                woken = wake.recv() => if woken.is_none() {
+                    return self.pass().await;
+                },
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
+        }
+    }
+
+    /// One look at the outbox: sends every group that is due.
+    pub async fn pass(&self) -> Result<(), NotifyError> {
+        let now = now_ms();
+        let due = self.store.outbox_due(now).await?;
+        let mut groups: BTreeMap<i64, Vec<OutboxItem>> = BTreeMap::new();
+        for item in due {
+            groups.entry(item.incident_id).or_default().push(item);
+        }
+        let wait = self.email.group_wait.as_millis() as i64;
+        let mut digests: BTreeMap<String, Vec<Vec<OutboxItem>>> = BTreeMap::new();
+        let hour_ago = now - 3_600_000;
+        for (_, group) in groups {
+            // Wait until the oldest transition has waited `group_wait`.
+            if group.iter().all(|i| i.attempts == 0) && now - group[0].created_ms < wait {
+                continue;
+            }
+            let protocol = group[0].protocol.clone();
+            let sent = self.store.mails_sent_since(&protocol, hour_ago).await?;
+            if sent >= i64::from(self.email.max_per_hour) {
+                digests.entry(protocol).or_default().push(group);
+                continue;
+            }
+            self.deliver_incident(group).await?;
+        }
+        for (protocol, groups) in digests {
+            // One digest per hour beyond the cap; the rest waits for the window to slide.
+            let sent = self.store.mails_sent_since(&protocol, hour_ago).await?;
+            if sent == i64::from(self.email.max_per_hour) {
+                self.deliver_digest(&protocol, groups).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn recipients(&self, protocol: &str) -> Vec<String> {
+        self.config
+            .protocols
+            .iter()
+            .find(|p| p.name == protocol)
+            .map(|p| p.responders.clone())
+            .unwrap_or_default()
+    }
+
+    fn message_id(&self, id: &str) -> String {
+        format!("<haltwatch.{id}@{}>", self.email.from.email.domain())
+    }
+
+    fn explorer(&self, incident: &IncidentRecord) -> Option<&str> {
+        self.config
+            .chains
+            .iter()
+            .find(|c| c.chain_id == incident.chain_id)
+            .and_then(|c| c.explorer_tx_url.as_deref())
+    }
+
+    async fn deliver_incident(&self, group: Vec<OutboxItem>) -> Result<(), NotifyError> {
+        let ids: Vec<i64> = group.iter().map(|i| i.id).collect();
+        let Some(incident) = self.store.incident(group[0].incident_id).await? else {
+            self.store.outbox_failed(&ids, "incident not found").await?;
+            return Ok(());
+        };
+        let kinds: Vec<String> = group.iter().map(|i| i.kind.clone()).collect();
+        let rendered = email::render(
+            &incident,
+            &kinds,
+            self.explorer(&incident),
+            (now_ms() / 1000) as u64,
+        );
+        let message_id = self.message_id(&group[0].message_id);
+        let root = self.message_id(&format!("{}.0", incident.key));
+        let thread = (message_id != root).then_some(root);
+        let attempts = group.iter().map(|i| i.attempts).max().unwrap_or(0);
+        self.deliver(
+            &group[0].protocol,
+            &ids,
+            message_id,
+            thread,
+            rendered,
+            attempts,
+            Some(&incident),
+        )
+        .await
+    }
+
+    async fn deliver_digest(
+        &self,
+        protocol: &str,
+        groups: Vec<Vec<OutboxItem>>,
+    ) -> Result<(), NotifyError> {
+        let mut incidents = Vec::new();
+        let mut ids = Vec::new();
+        for group in &groups {
+            ids.extend(group.iter().map(|i| i.id));
+            if let Some(i) = self.store.incident(group[0].incident_id).await? {
+                let kind = group.last().map(|g| g.kind.clone()).unwrap_or_default();
+                incidents.push((i, kind));
+            }
+        }
+        let refs: Vec<(&IncidentRecord, String)> =
+            incidents.iter().map(|(i, k)| (i, k.clone())).collect();
+        let rendered = email::render_digest(protocol, &refs);
+        let message_id = self.message_id(&format!("digest.{}", groups[0][0].message_id));
+        let attempts = groups
+            .iter()
+            .flatten()
+            .map(|i| i.attempts)
+            .max()
+            .unwrap_or(0);
+        self.deliver(protocol, &ids, message_id, None, rendered, attempts, None)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver(
+        &self,
+        protocol: &str,
+        ids: &[i64],
+        message_id: String,
+        thread: Option<String>,
+        rendered: email::Rendered,
+        attempts: i64,
+        incident: Option<&IncidentRecord>,
+    ) -> Result<(), NotifyError> {
+        let recipients = self.recipients(protocol);
+        if recipients.is_empty() {
+            self.store
+                .outbox_failed(ids, "the protocol has no responders in the config")
+                .await?;
+            return Ok(());
+        }
+        let message = match build(&self.email.from, &recipients, &message_id, thread, rendered) {
+            Ok(m) => m,
+            Err(e) => {
+                self.store.outbox_failed(ids, &e.to_string()).await?;
+                tracing::error!(protocol, error = %e, "mail cannot be built; marked failed");
+                return Ok(());
+            }
+        };
+        let domains: Vec<&str> = recipients.iter().map(|r| domain_of(r)).collect();
+        let incident_id = incident.map(|i| i.id);
+        match self.transport.send(message).await {
+            Ok(response) => {
+                self.store.outbox_sent(ids, &message_id).await?;
+                tracing::info!(protocol, incident = ?incident_id, recipients = recipients.len(),
+                    domains = ?domains, code = %response.code(), "mail sent");
+            }
+            Err(e) if e.is_permanent() => {
+                let reply = smtp_reply(&e);
+                self.store.outbox_failed(ids, &reply).await?;
+                tracing::error!(protocol, incident = ?incident_id, domains = ?domains, reply = %reply,
+                    "mail rejected permanently; marked failed, not retried");
+            }
+            Err(e) => {
+                let reply = smtp_reply(&e);
+                let delay = retry_delay(self.email.retry_initial, attempts);
+                self.store
+                    .outbox_retry(ids, now_ms() + delay.as_millis() as i64, &reply)
+                    .await?;
+                tracing::warn!(protocol, incident = ?incident_id, attempt = attempts + 1,
+                    retry_in_ms = delay.as_millis() as u64, reply = %reply, "mail delivery failed; will retry");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error with its sources, e.g. `permanent error (550): mailbox unavailable`.
+fn smtp_reply(e: &lettre::transport::smtp::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// `initial × 2^attempts`, capped, with ±20% jitter so retries do not march in step.
+pub fn retry_delay(initial: Duration, attempts: i64) -> Duration {
+    let base = initial
+        .saturating_mul(1u32 << attempts.clamp(0, 16) as u32)
+        .min(MAX_RETRY_DELAY);
+    base.mul_f64(rand::rng().random_range(0.8..1.2))
+}
+
+fn build(
+    from: &Mailbox,
+    recipients: &[String],
+    message_id: &str,
+    thread: Option<String>,
+    rendered: email::Rendered,
+) -> Result<Message, NotifyError> {
+    let mut builder = Message::builder()
+        .from(from.clone())
+        .subject(rendered.subject)
+        .message_id(Some(message_id.to_string()));
+    for r in recipients {
+        let mailbox: Mailbox = r.parse().map_err(|_| NotifyError::Recipient(r.clone()))?;
+        builder = builder.to(mailbox);
+    }
+    if let Some(root) = thread {
+        builder = builder.in_reply_to(root.clone()).references(root);
+    }
+    builder
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(rendered.text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(rendered.html),
+                ),
+        )
+        .map_err(NotifyError::Build)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_with_jitter_and_a_cap() {
+        let initial = Duration::from_secs(1);
+        for attempts in 0..4 {
+            let d = retry_delay(initial, attempts);
+            let base = Duration::from_secs(1 << attempts);
+            assert!(
+                d >= base.mul_f64(0.8) && d <= base.mul_f64(1.2),
+                "{attempts}: {d:?}"
+            );
+        }
+        assert!(retry_delay(initial, 40) <= MAX_RETRY_DELAY.mul_f64(1.2));
+    }
+
+    #[test]
+    fn logs_name_domains_only() {
+        assert_eq!(domain_of("oncall@example.org"), "example.org");
+    }
+}

@@ -1,0 +1,446 @@
+//! Responders are emailed through a real SMTP server process.
+
+mod common;
+
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use alloy::sol;
+use alloy::sol_types::SolCall;
+use common::smtp::{SmtpServer, free_port};
+use common::*;
+use haltwatch::demo::selector;
+use haltwatch::store::{IncidentState, Store};
+
+sol! {
+    function setGlobalPaused(string action, bool state);
+}
+
+fn email_section(port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[email]
+smtp_host = "127.0.0.1"
+smtp_port = {port}
+tls = "none"
+from = "haltwatch <alerts@haltwatch.test>"
+group_wait_seconds = 0
+retry_initial_ms = 100
+timeout_seconds = 5
+{extra}
+"#
+    )
+}
+
+struct Setup {
+    _node: alloy::node_bindings::AnvilInstance,
+    chain: haltwatch::demo::Chain,
+    vault: Address,
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+/// anvil (automine) + the demo vault + a config mailing oncall@example.org via `port`.
+async fn setup(port: u16, email_extra: &str, more: &str) -> Setup {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &node.endpoint(),
+        &format!(
+            "{}\n{}\n{}",
+            protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+            more,
+            email_section(port, email_extra)
+        ),
+    );
+    let path = write_config(dir.path(), &text);
+    Setup {
+        _node: node,
+        chain,
+        vault,
+        _dir: dir,
+        path,
+    }
+}
+
+async fn wait_outbox(
+    store: &Store,
+    what: &str,
+    ok: impl Fn(&[haltwatch::store::OutboxRecord]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = store.outbox().await.unwrap();
+        if ok(&rows) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {rows:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_pause_mails_the_responders_once_and_the_unpause_mails_in_the_same_thread() {
+    let smtp = SmtpServer::start(&[]);
+    let s = setup(smtp.port, "", "").await;
+    let running = start(&s.path).await;
+    next_block_time(&s.chain, 2_000_000_000).await;
+    s.chain.call(s.vault, selector("pause()")).await.unwrap();
+    let mails = smtp.wait_mails(1).await;
+    let opened = &mails[0];
+    let account = s.chain.from.to_checksum(None);
+    assert_eq!(
+        opened.subject(),
+        format!("[HALTED] Vault on anvil: Paused(account={account}) since 03:33 UTC")
+    );
+    assert_eq!(opened.header("X-Envelope-To"), Some("oncall@example.org"));
+    assert_eq!(opened.header("To"), Some("oncall@example.org"));
+    assert!(
+        opened
+            .header("From")
+            .unwrap()
+            .contains("alerts@haltwatch.test")
+    );
+    let root_id = opened.header("Message-ID").unwrap().to_string();
+    assert!(root_id.ends_with("@haltwatch.test>"), "{root_id}");
+    assert!(opened.header("In-Reply-To").is_none());
+    let body = opened.text();
+    assert!(body.contains("Content-Type: text/plain") && body.contains("Content-Type: text/html"));
+    assert!(
+        body.contains("https://explorer.example/tx/0x"),
+        "explorer link: {body}"
+    );
+
+    next_block_time(&s.chain, 2_000_003_600).await;
+    s.chain.call(s.vault, selector("unpause()")).await.unwrap();
+    let mails = smtp.wait_mails(2).await;
+    let resolved = &mails[1];
+    assert_eq!(
+        resolved.subject(),
+        format!("[RESOLVED] Vault on anvil: Paused(account={account}) resolved after 1h 00m 00s")
+    );
+    assert_eq!(resolved.header("In-Reply-To"), Some(root_id.as_str()));
+    assert_eq!(resolved.header("References"), Some(root_id.as_str()));
+    assert_ne!(resolved.header("Message-ID"), Some(root_id.as_str()));
+    assert!(resolved.text().contains("Duration:  1h 00m 00s (3600 s)"));
+    running.stop().await;
+    assert_eq!(smtp.mails().len(), 2, "exactly one mail per transition");
+}
+
+#[tokio::test]
+async fn temporary_smtp_failures_are_retried_and_the_mail_is_delivered_once() {
+    let smtp = SmtpServer::start(&["--fail", "451,421"]);
+    let s = setup(smtp.port, "", "").await;
+    let running = start(&s.path).await;
+    s.chain.call(s.vault, selector("pause()")).await.unwrap();
+    smtp.wait_mails(1).await;
+    wait_outbox(&running.store, "sent after 3 attempts", |rows| {
+        rows.len() == 1 && rows[0].status == "sent" && rows[0].attempts == 3
+    })
+    .await;
+    let row = &running.store.outbox().await.unwrap()[0];
+    assert!(
+        row.last_error.as_deref().unwrap_or("").contains("421"),
+        "{row:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(smtp.mails().len(), 1);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_rejection_marks_the_mail_failed_and_the_monitor_goes_on() {
+    let smtp = SmtpServer::start(&["--always", "550"]);
+    let s = setup(smtp.port, "", "").await;
+    let running = start(&s.path).await;
+    s.chain.call(s.vault, selector("pause()")).await.unwrap();
+    wait_outbox(&running.store, "failed", |rows| {
+        rows.len() == 1 && rows[0].status == "failed"
+    })
+    .await;
+    // No retry loop: the attempt count stays at one.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let rows = running.store.outbox().await.unwrap();
+    assert_eq!(rows[0].attempts, 1);
+    assert!(
+        rows[0].last_error.as_deref().unwrap().contains("550"),
+        "{rows:?}"
+    );
+    // The pipeline still follows the chain.
+    let r = s.chain.call(s.vault, selector("unpause()")).await.unwrap();
+    wait_processed(&running.store, r.block_number.unwrap()).await;
+    assert_eq!(
+        incidents(&running.store).await[0].state,
+        IncidentState::Resolved
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn mail_waits_while_smtp_is_down_and_is_delivered_once_it_is_back() {
+    let port = free_port();
+    let s = setup(port, "", "").await;
+    let running = start(&s.path).await;
+    s.chain.call(s.vault, selector("pause()")).await.unwrap();
+    wait_outbox(&running.store, "a failed attempt", |rows| {
+        rows.len() == 1 && rows[0].attempts >= 1 && rows[0].status == "pending"
+    })
+    .await;
+    let smtp = SmtpServer::start_on(port, &[]);
+    let mails = smtp.wait_mails(1).await;
+    assert!(mails[0].subject().starts_with("[HALTED] Vault"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(smtp.mails().len(), 1);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_mail_pending_at_shutdown_is_sent_once_after_restart_with_the_same_message_id() {
+    let port = free_port();
+    let s = setup(port, "", "").await;
+    let running = start(&s.path).await;
+    s.chain.call(s.vault, selector("pause()")).await.unwrap();
+    wait_outbox(&running.store, "queued", |rows| rows.len() == 1).await;
+    let queued_id = running.store.outbox().await.unwrap()[0].message_id.clone();
+    running.stop().await;
+
+    let smtp = SmtpServer::start_on(port, &[]);
+    let running = start(&s.path).await;
+    let mails = smtp.wait_mails(1).await;
+    assert!(
+        mails[0].header("Message-ID").unwrap().contains(&queued_id),
+        "{:?} vs {queued_id}",
+        mails[0].header("Message-ID")
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    running.stop().await;
+    assert_eq!(smtp.mails().len(), 1);
+}
+
+#[tokio::test]
+async fn hostile_event_strings_cannot_inject_headers_or_html() {
+    let smtp = SmtpServer::start(&[]);
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let comptroller = chain.deploy(&bin("ComptrollerMock")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &node.endpoint(),
+        &format!(
+            "{}\n{}",
+            protocol(
+                "Compound",
+                "comptroller",
+                comptroller,
+                "compound-comptroller.json",
+                "compound-comptroller"
+            ),
+            email_section(smtp.port, "")
+        ),
+    );
+    let path = write_config(dir.path(), &text);
+    let running = start(&path).await;
+    let evil = "Mint\r\nBcc: evil@attacker.example\r\nX-Injected: 1\r\n<script>alert(1)</script>";
+    chain
+        .call(
+            comptroller,
+            setGlobalPausedCall {
+                action: evil.into(),
+                state: true,
+            }
+            .abi_encode(),
+        )
+        .await
+        .unwrap();
+    let mails = smtp.wait_mails(1).await;
+    let m = &mails[0];
+    assert!(
+        m.header("Bcc").is_none() && m.header("X-Injected").is_none(),
+        "{:?}",
+        m.headers
+    );
+    assert_eq!(
+        m.header("X-Envelope-To"),
+        Some("oncall@example.org"),
+        "no extra recipient"
+    );
+    assert!(!m.subject().contains('\r') && !m.subject().contains('\n'));
+    assert!(
+        m.subject()
+            .starts_with("[DEGRADED] Compound on anvil: ActionPaused(action=Mint"),
+        "{}",
+        m.subject()
+    );
+    let body = m.text();
+    let html = body
+        .split("Content-Type: text/html")
+        .nth(1)
+        .expect("an HTML part");
+    assert!(
+        !html.contains("<script>"),
+        "raw script in the HTML part: {html}"
+    );
+    assert!(html.contains("&lt;script&gt;"), "escaped in HTML: {html}");
+    let plain = body.split("Content-Type: text/html").next().unwrap();
+    assert!(
+        !plain.contains("Mint\r\nBcc") && plain.contains("Mint\\u{d}\\u{a}Bcc"),
+        "control characters escaped: {plain}"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn transitions_within_group_wait_go_out_as_one_mail() {
+    let smtp = SmtpServer::start(&[]);
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let lido = chain.deploy(&bin("LidoMock")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &node.endpoint(),
+        &format!(
+            "{}\n{}",
+            protocol("Lido", "steth", lido, "lido.json", "lido"),
+            email_section(smtp.port, "")
+                .replace("group_wait_seconds = 0", "group_wait_seconds = 2")
+        ),
+    );
+    let path = write_config(dir.path(), &text);
+    let running = start(&path).await;
+    chain.call(lido, selector("pauseStaking()")).await.unwrap(); // opened (degraded)
+    chain.call(lido, selector("stop()")).await.unwrap(); // escalated (halted)
+    let mails = smtp.wait_mails(1).await;
+    assert!(
+        mails[0].subject().starts_with("[HALTED] Lido on anvil"),
+        "{}",
+        mails[0].subject()
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(smtp.mails().len(), 1, "opened + escalated coalesced");
+    let rows = running.store.outbox().await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r.status == "sent" && r.sent_as == rows[0].sent_as)
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn beyond_max_per_hour_one_digest_carries_the_overflow() {
+    let smtp = SmtpServer::start(&[]);
+    let s = setup(smtp.port, "", "").await;
+    let text = std::fs::read_to_string(&s.path)
+        .unwrap()
+        .replace("max_per_hour = 20", "");
+    let text = text.replace("[email]", "[email]\nmax_per_hour = 2");
+    std::fs::write(&s.path, text).unwrap();
+    let running = start(&s.path).await;
+    for (n, call) in ["pause()", "unpause()", "pause()"].iter().enumerate() {
+        s.chain.call(s.vault, selector(call)).await.unwrap();
+        smtp.wait_mails(n + 1).await;
+    }
+    s.chain.call(s.vault, selector("unpause()")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mails = smtp.mails();
+    assert_eq!(
+        mails.len(),
+        3,
+        "two mails, one digest, then silence for the hour"
+    );
+    assert!(
+        mails[2].subject().starts_with("[DIGEST] Vault"),
+        "{}",
+        mails[2].subject()
+    );
+    let pending = running
+        .store
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.status == "pending")
+        .count();
+    assert_eq!(pending, 1, "the last transition waits for the window");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_halt_inside_a_maintenance_window_is_recorded_as_planned_and_pages_nobody() {
+    let smtp = SmtpServer::start(&[]);
+    let maintenance = r#"
+[[maintenance]]
+protocol = "Vault"
+start = "2033-05-18T03:00:00Z"
+end = "2033-05-18T04:00:00Z"
+"#;
+    let s = setup(smtp.port, "", maintenance).await;
+    let running = start(&s.path).await;
+    next_block_time(&s.chain, 2_000_000_000).await; // 2033-05-18T03:33:20Z
+    s.chain.call(s.vault, selector("pause()")).await.unwrap();
+    let r = s.chain.call(s.vault, selector("unpause()")).await.unwrap();
+    wait_processed(&running.store, r.block_number.unwrap()).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(smtp.mails().is_empty());
+    assert!(running.store.outbox().await.unwrap().is_empty());
+    let i = &incidents(&running.store).await[0];
+    assert!(i.planned && i.state == IncidentState::Resolved, "{i:#?}");
+    running.stop().await;
+}
+
+#[test]
+fn send_test_email_checks_the_settings_end_to_end() {
+    let smtp = SmtpServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &email_section(smtp.port, ""));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+        .args(["send-test-email", "--to", "someone@example.org", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("accepted: 250"), "{stdout}");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        mails[0].header("X-Envelope-To"),
+        Some("someone@example.org")
+    );
+}
+
+#[tokio::test]
+async fn responders_told_of_an_incident_a_reorg_removed_are_told_it_was_withdrawn() {
+    let smtp = SmtpServer::start(&[]);
+    let s = setup(smtp.port, "", "").await;
+    let running = start(&s.path).await;
+    mine(&s.chain, 2).await;
+    s.chain.call(s.vault, selector("pause()")).await.unwrap();
+    let opened = smtp.wait_mails(1).await.remove(0);
+    let _: serde_json::Value = alloy::providers::Provider::raw_request(
+        &s.chain.provider,
+        "anvil_rollback".into(),
+        (1u64,),
+    )
+    .await
+    .unwrap();
+    mine(&s.chain, 3).await;
+    let mails = smtp.wait_mails(2).await;
+    let withdrawn = &mails[1];
+    assert!(
+        withdrawn
+            .subject()
+            .starts_with("[WITHDRAWN] Vault on anvil"),
+        "{}",
+        withdrawn.subject()
+    );
+    assert_eq!(withdrawn.header("In-Reply-To"), opened.header("Message-ID"));
+    running.stop().await;
+    assert_eq!(smtp.mails().len(), 2);
+}

@@ -1,0 +1,62 @@
+"""A real SMTP server (aiosmtpd) for haltwatch's tests.
+
+Each accepted message is written to DIR/NNNN.eml with the envelope recipients
+in an X-Envelope-To header. `--fail 451,451` answers DATA with those codes,
+one per message, before accepting; `--always 550` rejects every message.
+Prints "READY" once listening; stops on SIGTERM.
+"""
+import argparse
+import os
+import signal
+import threading
+
+from aiosmtpd.controller import Controller
+
+
+class Handler:
+    def __init__(self, directory, fail, always):
+        self.directory = directory
+        self.fail = list(fail)
+        self.always = always
+        self.count = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            if self.always:
+                return f"{self.always} scripted permanent failure"
+            if self.fail:
+                code = self.fail.pop(0)
+                return f"{code} scripted failure, try again"
+            self.count += 1
+            path = os.path.join(self.directory, f"{self.count:04d}.eml")
+        content = envelope.original_content or envelope.content
+        if isinstance(content, str):
+            content = content.encode()
+        with open(path + ".tmp", "wb") as f:
+            f.write(b"X-Envelope-To: " + ", ".join(envelope.rcpt_tos).encode() + b"\r\n")
+            f.write(content)
+        os.rename(path + ".tmp", path)
+        return "250 OK queued"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--dir", required=True)
+    p.add_argument("--fail", default="")
+    p.add_argument("--always", default="")
+    a = p.parse_args()
+    fail = [c for c in a.fail.split(",") if c]
+    controller = Controller(Handler(a.dir, fail, a.always), hostname="127.0.0.1", port=a.port)
+    controller.start()
+    print("READY", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    controller.stop()
+
+
+if __name__ == "__main__":
+    main()
