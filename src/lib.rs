@@ -19,6 +19,7 @@
 //! - [`store`]: the SQLite halt history, checkpoints and classifier snapshots.
 //! - [`notify`]: the outbox sender: email rendering, threading, retries, SMTP (lettre).
 //! - [`pipeline`]: tasks and channels; shutdown and draining.
+//! - [`telemetry`]: metric names and the functions that emit them.
 //! - [`render`]: incidents as tables and JSON for the CLI.
 //! - [`demo`]: the self-contained demo on a local anvil chain.
 
@@ -34,6 +35,7 @@ pub mod presets;
 pub mod render;
 pub mod source;
 pub mod store;
+pub mod telemetry;
 
 pub use config::{Config, ConfigError};
 pub use store::Store;

@@ -20,6 +20,7 @@ use crate::model::{ChainUpdate, CommittedRange, Evidence, IncidentUpdate};
 use crate::notify::Notifier;
 use crate::source::{ChainSource, SourceError};
 use crate::store::{Batch, Store, StoreError, StoredUpdate};
+use crate::telemetry;
 
 /// Blocks remembered for reorg detection, per chain.
 pub const WINDOW_BLOCKS: u64 = 128;
@@ -129,6 +130,15 @@ pub async fn run(
     result
 }
 
+/// What decode → detect → classify made of one committed range.
+struct Classified {
+    updates: Vec<IncidentUpdate>,
+    /// (protocol, block, tracker JSON) for each block where a tracker changed.
+    snapshots: Vec<(usize, u64, String)>,
+    /// Monitored logs that decoded.
+    decoded: u64,
+}
+
 /// Decodes, detects, classifies and stores the updates of one chain.
 pub struct Processor {
     config: std::sync::Arc<Config>,
@@ -224,7 +234,11 @@ impl Processor {
                 }
             }
             ChainUpdate::Committed(range) => {
-                let (updates, snapshots) = self.classify(&range);
+                let Classified {
+                    updates,
+                    snapshots,
+                    decoded,
+                } = self.classify(&range);
                 let chain = &self.config.chains[self.chain];
                 let stored: Vec<StoredUpdate> = updates
                     .iter()
@@ -264,6 +278,8 @@ impl Processor {
                 for u in &updates {
                     log_update(&self.config, chain, u);
                 }
+                telemetry::blocks_processed(&chain.name, range.tip.number + 1 - range.from);
+                telemetry::logs_decoded(&chain.name, decoded);
                 if updates.iter().any(|u| u.transition.is_some())
                     && let Some(wake) = &self.wake
                 {
@@ -279,10 +295,7 @@ impl Processor {
 
     /// Runs decode → detect → classify over a range. Returns the incident
     /// updates and, per block where a tracker changed, its snapshot.
-    fn classify(
-        &mut self,
-        range: &CommittedRange,
-    ) -> (Vec<IncidentUpdate>, Vec<(usize, u64, String)>) {
+    fn classify(&mut self, range: &CommittedRange) -> Classified {
         let chain_id = self.config.chains[self.chain].chain_id;
         let mut updates = Vec::new();
         let mut snapshots = Vec::new();
@@ -290,14 +303,19 @@ impl Processor {
         let mut pending: BTreeMap<usize, Vec<Evidence>> = BTreeMap::new();
         let mut current: Option<(u64, B256)> = None;
         let mut changed_in_block: Vec<usize> = Vec::new();
+        let mut decoded_count = 0u64;
 
         for log in &range.logs {
             let Some(decoded) = self.registry.decode(log) else {
                 continue;
             };
             let decoded = match decoded {
-                Ok(d) => d,
+                Ok(d) => {
+                    decoded_count += 1;
+                    d
+                }
                 Err(e) => {
+                    telemetry::decode_failed(self.chain_name());
                     tracing::warn!(chain = %self.chain_name(), error = %e, source = %e.source, "log skipped: it does not decode with its ABI");
                     continue;
                 }
@@ -333,7 +351,11 @@ impl Processor {
         if let Some((block, _)) = current {
             self.snapshot(block, &mut changed_in_block, &mut snapshots);
         }
-        (updates, snapshots)
+        Classified {
+            updates,
+            snapshots,
+            decoded: decoded_count,
+        }
     }
 
     fn flush(
@@ -371,11 +393,14 @@ impl Processor {
 fn log_update(config: &Config, chain: &crate::config::ChainConfig, u: &IncidentUpdate) {
     let protocol = &config.protocols[u.protocol].name;
     match &u.transition {
-        Some(t) => tracing::info!(
+        Some(t) => {
+            telemetry::transition(protocol, t.kind.as_str());
+            tracing::info!(
             protocol = %protocol, chain = %chain.name, incident = %u.key,
             transition = t.kind.as_str(), from = %t.from, to = %t.to, block = t.block_number,
             "incident transition"
-        ),
+            )
+        }
         None => tracing::info!(
             protocol = %protocol, chain = %chain.name, incident = %u.key,
             evidence = u.evidence.len(), "evidence added to open incident"

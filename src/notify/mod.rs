@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, EmailConfig, TlsMode};
 use crate::store::{IncidentRecord, OutboxItem, Store, StoreError, now_ms};
+use crate::telemetry;
 
 /// The longest wait between two delivery attempts of one mail.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
@@ -284,12 +285,14 @@ impl Notifier {
         match self.transport.send(message).await {
             Ok(response) => {
                 self.store.outbox_sent(ids, &message_id).await?;
+                telemetry::email_sent(protocol);
                 tracing::info!(protocol, incident = ?incident_id, recipients = recipients.len(),
                     domains = ?domains, code = %response.code(), "mail sent");
             }
             Err(e) if e.is_permanent() => {
                 let reply = smtp_reply(&e);
                 self.store.outbox_failed(ids, &reply).await?;
+                telemetry::email_failed(protocol);
                 tracing::error!(protocol, incident = ?incident_id, domains = ?domains, reply = %reply,
                     "mail rejected permanently; marked failed, not retried");
             }
@@ -299,6 +302,7 @@ impl Notifier {
                 self.store
                     .outbox_retry(ids, now_ms() + delay.as_millis() as i64, &reply)
                     .await?;
+                telemetry::email_retried(protocol);
                 tracing::warn!(protocol, incident = ?incident_id, attempt = attempts + 1,
                     retry_in_ms = delay.as_millis() as u64, reply = %reply, "mail delivery failed; will retry");
             }
