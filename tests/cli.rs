@@ -236,17 +236,13 @@ fn check_config_names_unknown_keys_bad_values_and_broken_toml() {
 
 #[tokio::test]
 async fn incidents_list_and_show_read_the_history_as_table_and_json() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        &config_text(
-            &node.endpoint(),
-            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-        ),
-    );
+    let VaultChain {
+        chain,
+        vault,
+        path,
+        node: _node,
+        dir: _dir,
+    } = vault_chain(false, "").await;
     let running = start(&path).await;
     next_block_time(&chain, 2_000_000_000).await;
     let paused = chain.call(vault, selector("pause()")).await.unwrap();

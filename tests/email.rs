@@ -4,7 +4,6 @@ mod common;
 
 use std::time::Duration;
 
-use alloy::primitives::Address;
 use alloy::sol;
 use alloy::sol_types::SolCall;
 use common::smtp::{SmtpServer, free_port};
@@ -32,37 +31,13 @@ timeout_seconds = 5
     )
 }
 
-struct Setup {
-    _node: alloy::node_bindings::AnvilInstance,
-    chain: haltwatch::demo::Chain,
-    vault: Address,
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
-}
-
-/// anvil (automine) + the demo vault + a config mailing oncall@example.org via `port`.
-async fn setup(port: u16, email_extra: &str, more: &str) -> Setup {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
-        &node.endpoint(),
-        &format!(
-            "{}\n{}\n{}",
-            protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-            more,
-            email_section(port, email_extra)
-        ),
-    );
-    let path = write_config(dir.path(), &text);
-    Setup {
-        _node: node,
-        chain,
-        vault,
-        _dir: dir,
-        path,
-    }
+/// anvil + the demo vault + a config mailing oncall@example.org via `port`.
+async fn setup(port: u16, email_extra: &str, more: &str) -> VaultChain {
+    vault_chain(
+        false,
+        &format!("{more}\n{}", email_section(port, email_extra)),
+    )
+    .await
 }
 
 async fn wait_outbox(

@@ -27,18 +27,14 @@ const WBTC: Address = address!("0x2260FAC5E5542a773Aa44fBCfeDf7C193bc2C599");
 
 #[tokio::test]
 async fn pause_opens_an_incident_and_unpause_resolves_it_with_the_exact_duration() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let VaultChain {
+        chain,
+        vault,
+        path,
+        node: _node,
+        dir: _dir,
+    } = vault_chain(false, "").await;
     let spoofer = chain.deploy(&bin("DemoPausable")).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        &config_text(
-            &node.endpoint(),
-            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-        ),
-    );
     let running = start(&path).await;
 
     let t0 = 2_000_000_000;

@@ -36,17 +36,13 @@ async fn wait_for_state(store: &Store, want: IncidentState) {
 
 #[tokio::test]
 async fn killed_mid_incident_the_monitor_resumes_and_records_what_happened_while_down() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        &config_text(
-            &node.ws_endpoint(),
-            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-        ),
-    );
+    let VaultChain {
+        chain,
+        vault,
+        path,
+        node: _node,
+        dir: _dir,
+    } = vault_chain(true, "").await;
     // The test reads the same SQLite file the monitor process writes.
     let config = haltwatch::config::load(&path).unwrap();
     let store = Store::open(&config.store).await.unwrap();
@@ -113,17 +109,13 @@ async fn killed_mid_incident_the_monitor_resumes_and_records_what_happened_while
 
 #[tokio::test]
 async fn an_incident_that_rested_on_an_orphaned_pause_is_withdrawn() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        &config_text(
-            &node.endpoint(),
-            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-        ),
-    );
+    let VaultChain {
+        chain,
+        vault,
+        path,
+        node: _node,
+        dir: _dir,
+    } = vault_chain(false, "").await;
     let running = start(&path).await;
     mine(&chain, 2).await;
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
@@ -183,17 +175,13 @@ async fn an_incident_that_rested_on_an_orphaned_pause_is_withdrawn() {
 
 #[tokio::test]
 async fn a_reorg_that_orphans_the_unpause_reopens_the_incident() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        &config_text(
-            &node.endpoint(),
-            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-        ),
-    );
+    let VaultChain {
+        chain,
+        vault,
+        path,
+        node: _node,
+        dir: _dir,
+    } = vault_chain(false, "").await;
     let running = start(&path).await;
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
     let unpaused = chain.call(vault, selector("unpause()")).await.unwrap();

@@ -194,3 +194,44 @@ pub async fn block_hash(chain: &Chain, number: u64) -> B256 {
 }
 
 pub mod smtp;
+
+/// anvil (automine) with the demo vault deployed, and a config in a temp
+/// folder that monitors it as protocol "Vault" (over ws or http), with
+/// `extra` config appended.
+pub struct VaultChain {
+    pub node: AnvilInstance,
+    pub chain: Chain,
+    pub vault: Address,
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+pub async fn vault_chain(ws: bool, extra: &str) -> VaultChain {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain
+        .deploy(&bin("DemoPausable"))
+        .await
+        .expect("deploy the vault");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rpc = if ws {
+        node.ws_endpoint()
+    } else {
+        node.endpoint()
+    };
+    let text = config_text(
+        &rpc,
+        &format!(
+            "{}\n{extra}",
+            protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable")
+        ),
+    );
+    let path = write_config(dir.path(), &text);
+    VaultChain {
+        node,
+        chain,
+        vault,
+        dir,
+        path,
+    }
+}
