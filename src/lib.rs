@@ -43,7 +43,11 @@ pub use store::Store;
 /// Reduces an endpoint URL to scheme and host, so API keys in paths, queries
 /// or user info never reach a log line, an error or a page.
 ///
-/// `https://user:pw@eth.example.com/v3/KEY?x=1` → `https://eth.example.com/…`
+/// ```
+/// use haltwatch::redact_url;
+/// assert_eq!(redact_url("https://user:pw@eth.example.com/v3/KEY?x=1"), "https://eth.example.com/…");
+/// assert_eq!(redact_url("ws://127.0.0.1:8546"), "ws://127.0.0.1:8546");
+/// ```
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "<invalid url>".to_string();
