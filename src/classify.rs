@@ -176,6 +176,7 @@ mod tests {
             log_index: 0,
             event: "E()".into(),
             args: vec![],
+            log_hash: B256::ZERO,
             changes: changes
                 .iter()
                 .map(|c| {

@@ -162,6 +162,9 @@ struct RawProtocol {
     chain: String,
     #[serde(default)]
     responders: Vec<String>,
+    /// Revenue lost per hour of halt, for the report's cost estimate.
+    #[serde(default)]
+    revenue_per_hour_usd: Option<f64>,
     #[serde(default)]
     contracts: Vec<toml::Value>,
     #[serde(default)]
@@ -295,6 +298,7 @@ pub struct ProtocolConfig {
     /// Index into [`Config::chains`].
     pub chain: usize,
     pub responders: Vec<String>,
+    pub revenue_per_hour_usd: Option<f64>,
     pub contracts: Vec<ContractConfig>,
     pub rules: Vec<Rule>,
 }
@@ -793,6 +797,15 @@ impl Validator {
                     );
                 }
             }
+            if raw
+                .revenue_per_hour_usd
+                .is_some_and(|r| !(r.is_finite() && r >= 0.0))
+            {
+                self.problem(
+                    format!("{key}.revenue_per_hour_usd"),
+                    "expected a non-negative number of dollars",
+                );
+            }
             let (contracts, presets) = self.contracts(&key, raw.contracts);
             let mut rules = Vec::new();
             for (c, preset) in presets {
@@ -817,6 +830,7 @@ impl Validator {
                     name: raw.name,
                     chain,
                     responders: raw.responders,
+                    revenue_per_hour_usd: raw.revenue_per_hour_usd,
                     contracts,
                     rules,
                 });

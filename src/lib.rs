@@ -21,6 +21,8 @@
 //! - [`pipeline`]: tasks and channels; shutdown and draining.
 //! - [`telemetry`]: metric names and the functions that emit them.
 //! - [`render`]: incidents as tables and JSON for the CLI.
+//! - [`report`]: uptime figures per period, and the incident export formats.
+//! - [`verify`]: re-reads recorded evidence from the chain.
 //! - [`demo`]: the self-contained demo on a local anvil chain.
 
 pub mod classify;
@@ -33,9 +35,11 @@ pub mod notify;
 pub mod pipeline;
 pub mod presets;
 pub mod render;
+pub mod report;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod verify;
 
 pub use config::{Config, ConfigError};
 pub use store::Store;

@@ -1,6 +1,7 @@
 //! The `haltwatch` command: parses arguments, sets up tracing, loads the
 //! config and calls the library. The only place that uses `anyhow`.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use haltwatch::render::{self, Explorers};
+use haltwatch::report::{ProtocolInfo, parse_time};
 use haltwatch::store::{IncidentFilter, Store};
 use haltwatch::{config, demo, notify, pipeline};
 
@@ -46,6 +48,39 @@ enum Command {
     },
     /// Start a local anvil chain, pause and unpause a demo protocol, print the incident.
     Demo,
+    /// Rebuild the halt history of a block range from the chain.
+    Backfill {
+        #[arg(long)]
+        chain: String,
+        #[arg(long)]
+        from_block: u64,
+        #[arg(long)]
+        to_block: u64,
+    },
+    /// Uptime, downtime, MTTR, MTBF and cost per protocol for a period.
+    Report {
+        /// RFC 3339 time, or a span before now: 30d, 12h, 90m.
+        #[arg(long)]
+        since: String,
+        /// RFC 3339 time, a span before now, or `now`.
+        #[arg(long, default_value = "now")]
+        until: String,
+        #[arg(long)]
+        protocol: Option<String>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
+    /// Re-read recorded evidence from the chain, or check the history's hash chain.
+    Verify {
+        /// One incident; omit with --all.
+        id: Option<i64>,
+        /// Every incident.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        /// Walk the tamper-evident ledger instead of the chain.
+        #[arg(long, conflicts_with_all = ["id", "all"])]
+        history: bool,
+    },
     /// Send one test mail with the [email] settings and print the server's reply.
     SendTestEmail {
         /// Recipient address.
@@ -71,6 +106,17 @@ enum IncidentsCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Export incidents for auditors: CSV (one row per incident), JSON or JSON lines.
+    Export {
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        protocol: Option<String>,
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+    },
     /// Show one incident with its transitions and evidence.
     Show {
         id: i64,
@@ -83,6 +129,20 @@ enum IncidentsCommand {
 enum Format {
     Table,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
+    Jsonl,
 }
 
 fn main() -> ExitCode {
@@ -138,6 +198,49 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Incidents { command } => incidents(&cli.config, command).await,
+        Command::Backfill {
+            chain,
+            from_block,
+            to_block,
+        } => {
+            anyhow::ensure!(
+                from_block <= to_block,
+                "--from-block must not be after --to-block"
+            );
+            let config = config::load(&cli.config)?;
+            let store = Store::open(&config.store).await?;
+            let tty = std::io::stderr().is_terminal();
+            let mut last_line = std::time::Instant::now();
+            let done = pipeline::backfill(config, store, &chain, from_block, to_block, |p| {
+                if tty {
+                    eprint!("\r{}", progress_bar(p));
+                } else if last_line.elapsed() >= std::time::Duration::from_secs(2) {
+                    eprintln!("{}", progress_line(p));
+                    last_line = std::time::Instant::now();
+                }
+            })
+            .await?;
+            if tty {
+                eprintln!();
+            }
+            let share = 100.0 * done.node_wait.as_secs_f64() / done.elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "backfilled blocks {from_block}..={to_block} of {chain}: {} blocks, {} logs in {:.2} s \
+                 ({:.0} blocks/s; {share:.0}% of the time waiting on the node)",
+                done.done_blocks,
+                done.logs,
+                done.elapsed.as_secs_f64(),
+                done.blocks_per_second()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            since,
+            until,
+            protocol,
+            format,
+        } => report(&cli.config, &since, &until, protocol, format).await,
+        Command::Verify { id, all, history } => verify(&cli.config, id, all, history).await,
         Command::SendTestEmail { to } => {
             let config = config::load(&cli.config)?;
             let email = config.email.context("the config has no [email] section")?;
@@ -207,11 +310,46 @@ async fn incidents(path: &Path, command: IncidentsCommand) -> anyhow::Result<Exi
                 chain,
                 open_only: open,
                 include_withdrawn,
+                ..Default::default()
             };
             let list = store.list(&filter).await?;
             match format {
                 Format::Table => print!("{}", render::table(&list)),
                 Format::Json => println!("{}", render::json(&list)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        IncidentsCommand::Export {
+            since,
+            until,
+            protocol,
+            format,
+        } => {
+            let now = now_secs();
+            let time = |s: Option<String>| -> anyhow::Result<Option<u64>> {
+                s.map(|s| {
+                    parse_time(&s, now).with_context(|| {
+                        format!("bad time `{s}`: expected RFC 3339 or a span like 30d")
+                    })
+                })
+                .transpose()
+            };
+            let filter = IncidentFilter {
+                protocol,
+                since: time(since)?,
+                until: time(until)?,
+                ..Default::default()
+            };
+            let mut list = store.list(&filter).await?;
+            list.reverse(); // oldest first: the natural order of an export
+            match format {
+                ExportFormat::Csv => print!("{}", haltwatch::report::csv(&list)),
+                ExportFormat::Json => println!("{}", render::json(&list)),
+                ExportFormat::Jsonl => {
+                    for i in &list {
+                        println!("{}", serde_json::to_string(i)?);
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -227,4 +365,173 @@ async fn incidents(path: &Path, command: IncidentsCommand) -> anyhow::Result<Exi
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn progress_bar(p: &pipeline::BackfillProgress) -> String {
+    let fraction = p.done_blocks as f64 / p.total_blocks.max(1) as f64;
+    let filled = (fraction * 30.0).round() as usize;
+    format!(
+        "[{}{}] {:>5.1}% {}/{} blocks  {:.0} blocks/s  ETA {}   ",
+        "#".repeat(filled),
+        "-".repeat(30 - filled.min(30)),
+        fraction * 100.0,
+        p.done_blocks,
+        p.total_blocks,
+        p.blocks_per_second(),
+        render::duration(p.eta().as_secs())
+    )
+}
+
+fn progress_line(p: &pipeline::BackfillProgress) -> String {
+    format!(
+        "backfill: {}/{} blocks, {} logs, {:.0} blocks/s, ETA {}",
+        p.done_blocks,
+        p.total_blocks,
+        p.logs,
+        p.blocks_per_second(),
+        render::duration(p.eta().as_secs())
+    )
+}
+
+async fn report(
+    path: &Path,
+    since: &str,
+    until: &str,
+    protocol: Option<String>,
+    format: ReportFormat,
+) -> anyhow::Result<ExitCode> {
+    let config = config::load(path)?;
+    let store = Store::open(&config.store).await?;
+    let now = now_secs();
+    let since = parse_time(since, now)
+        .with_context(|| format!("bad --since `{since}`: expected RFC 3339 or a span like 30d"))?;
+    let until = parse_time(until, now)
+        .with_context(|| format!("bad --until `{until}`: expected RFC 3339, a span, or now"))?;
+    anyhow::ensure!(since < until, "--since must be before --until");
+    let protocols: Vec<ProtocolInfo> = config
+        .protocols
+        .iter()
+        .filter(|p| protocol.as_ref().is_none_or(|want| &p.name == want))
+        .map(|p| ProtocolInfo {
+            name: p.name.clone(),
+            chain: config.chains[p.chain].name.clone(),
+            revenue_per_hour_usd: p.revenue_per_hour_usd,
+        })
+        .collect();
+    if let Some(want) = &protocol {
+        anyhow::ensure!(
+            !protocols.is_empty(),
+            "no protocol named `{want}` in the config"
+        );
+    }
+    let incidents = store
+        .list(&IncidentFilter {
+            protocol,
+            since: Some(since),
+            until: Some(until),
+            ..Default::default()
+        })
+        .await?;
+    let reports = haltwatch::report::report(&protocols, &incidents, since, until);
+    let (records, head) = store.ledger_head().await?;
+    match format {
+        ReportFormat::Json => println!(
+            "{}",
+            render::json(&serde_json::json!({
+                "protocols": reports,
+                "history_head": { "records": records, "hash": head },
+            }))
+        ),
+        ReportFormat::Table | ReportFormat::Markdown => print!(
+            "{}",
+            haltwatch::report::report_text(
+                &reports,
+                matches!(format, ReportFormat::Markdown),
+                &format!("{head} ({records} records)")
+            )
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(
+    path: &Path,
+    id: Option<i64>,
+    all: bool,
+    history: bool,
+) -> anyhow::Result<ExitCode> {
+    if history {
+        let store = Store::open(&config::load_store(path)?).await?;
+        let report = store.verify_history().await?;
+        if report.problems.is_empty() {
+            println!(
+                "history intact: {} records, head {}",
+                report.records, report.head
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "history TAMPERED: {} problem(s); the first:",
+            report.problems.len()
+        );
+        for p in &report.problems {
+            println!("  - {p}");
+        }
+        return Ok(ExitCode::from(1));
+    }
+    anyhow::ensure!(
+        id.is_some() || all,
+        "name an incident ID, or --all, or --history"
+    );
+    let config = config::load(path)?;
+    let store = Store::open(&config.store).await?;
+    let incidents = match id {
+        Some(id) => vec![
+            store
+                .incident(id)
+                .await?
+                .with_context(|| format!("no incident with id {id}"))?,
+        ],
+        None => {
+            store
+                .list(&IncidentFilter {
+                    include_withdrawn: true,
+                    ..Default::default()
+                })
+                .await?
+        }
+    };
+    let checks = haltwatch::verify::verify(&config.chains, &incidents).await;
+    let mut failed = 0;
+    for c in &checks {
+        println!(
+            "incident {} ({}): {}",
+            c.id,
+            c.protocol,
+            serde_json::to_value(c.verdict)?.as_str().unwrap_or("")
+        );
+        for (block, log, check) in &c.evidence {
+            println!(
+                "  block {block} log {log}: {}",
+                serde_json::to_string(check)?
+            );
+        }
+        failed += usize::from(!c.ok());
+    }
+    println!(
+        "{} incident(s) checked, {} verified, {failed} not",
+        checks.len(),
+        checks.len() - failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -141,6 +141,19 @@ pub struct Evidence {
     pub event: String,
     pub args: Vec<EventArg>,
     pub changes: Vec<ScopeChange>,
+    /// keccak256(address ‖ topics ‖ data) of the raw log: what `verify` compares.
+    pub log_hash: B256,
+}
+
+/// keccak256(address ‖ topics ‖ data): identifies a log's content exactly.
+pub fn log_hash(log: &alloy::primitives::Log) -> B256 {
+    let mut bytes = Vec::with_capacity(20 + 32 * log.topics().len() + log.data.data.len());
+    bytes.extend_from_slice(log.address.as_slice());
+    for t in log.topics() {
+        bytes.extend_from_slice(t.as_slice());
+    }
+    bytes.extend_from_slice(&log.data.data);
+    alloy::primitives::keccak256(bytes)
 }
 
 /// A detector's finding for one protocol.

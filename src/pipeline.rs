@@ -16,9 +16,11 @@ use crate::classify::{ProtocolModel, Tracker};
 use crate::config::Config;
 use crate::decode::AbiRegistry;
 use crate::detect;
-use crate::model::{ChainUpdate, CommittedRange, Evidence, IncidentUpdate};
+use alloy::rpc::types::Log;
+
+use crate::model::{BlockRef, ChainUpdate, Evidence, IncidentUpdate};
 use crate::notify::Notifier;
-use crate::source::{ChainSource, SourceError};
+use crate::source::{ChainSource, LogFetcher, SourceError};
 use crate::store::{Batch, Store, StoreError, StoredUpdate};
 use crate::telemetry;
 
@@ -49,6 +51,8 @@ pub enum PipelineError {
     },
     #[error("email")]
     Notify(#[from] crate::notify::NotifyError),
+    #[error("no chain named `{0}` in the config")]
+    UnknownChain(String),
     #[error("a pipeline task panicked")]
     Panic(#[source] tokio::task::JoinError),
 }
@@ -150,6 +154,9 @@ pub struct Processor {
     trackers: HashMap<usize, Tracker>,
     /// Wakes the mail sender after a transition is committed.
     wake: Option<mpsc::Sender<()>>,
+    /// Rebuilding history: trackers start operational, nothing but the
+    /// history is written, nobody is mailed.
+    backfill: bool,
 }
 
 impl Processor {
@@ -174,6 +181,7 @@ impl Processor {
             models,
             trackers: HashMap::new(),
             wake: None,
+            backfill: false,
         };
         processor.load_trackers().await?;
         Ok(processor)
@@ -234,68 +242,89 @@ impl Processor {
                 }
             }
             ChainUpdate::Committed(range) => {
-                let Classified {
-                    updates,
-                    snapshots,
-                    decoded,
-                } = self.classify(&range);
-                let chain = &self.config.chains[self.chain];
-                let stored: Vec<StoredUpdate> = updates
-                    .iter()
-                    .map(|u| {
-                        let protocol = &self.config.protocols[u.protocol];
-                        let opened_at = u.transition.as_ref().map(|t| t.at);
-                        StoredUpdate {
-                            protocol: &protocol.name,
-                            chain: &chain.name,
-                            update: u,
-                            notify: self.config.email.is_some() && !protocol.responders.is_empty(),
-                            planned: opened_at
-                                .is_some_and(|at| self.config.in_maintenance(u.protocol, at)),
-                        }
-                    })
-                    .collect();
-                let trackers = snapshots
-                    .iter()
-                    .map(|(p, block, json)| {
-                        (
-                            self.config.protocols[*p].name.as_str(),
-                            *block,
-                            json.clone(),
-                        )
-                    })
-                    .collect();
-                self.store
-                    .commit(Batch {
-                        chain_id: chain.chain_id,
-                        blocks: &range.blocks,
-                        updates: stored,
-                        trackers,
-                        window_blocks: WINDOW_BLOCKS,
-                    })
-                    .await
-                    .map_err(store_err(&chain.name))?;
-                for u in &updates {
-                    log_update(&self.config, chain, u);
-                }
-                telemetry::blocks_processed(&chain.name, range.tip.number + 1 - range.from);
-                telemetry::logs_decoded(&chain.name, decoded);
-                if updates.iter().any(|u| u.transition.is_some())
-                    && let Some(wake) = &self.wake
-                {
-                    // A full channel already holds a wake-up: nothing is lost.
-                    let _ = wake.try_send(());
-                }
-                tracing::debug!(chain = %chain.name, from = range.from, to = range.tip.number,
-                    logs = range.logs.len(), "blocks processed");
+                self.apply(range.from, range.tip.number, &range.logs, &range.blocks)
+                    .await?;
             }
         }
         Ok(())
     }
 
+    /// Decodes, detects, classifies and stores the logs of blocks `from..=to`.
+    /// `blocks` become the new window and checkpoint (empty in a backfill).
+    pub async fn apply(
+        &mut self,
+        from: u64,
+        to: u64,
+        logs: &[Log],
+        blocks: &[BlockRef],
+    ) -> Result<(), PipelineError> {
+        let Classified {
+            updates,
+            snapshots,
+            decoded,
+        } = self.classify(logs);
+        let chain = &self.config.chains[self.chain];
+        let live = !self.backfill;
+        let stored: Vec<StoredUpdate> = updates
+            .iter()
+            .map(|u| {
+                let protocol = &self.config.protocols[u.protocol];
+                let opened_at = u.transition.as_ref().map(|t| t.at);
+                StoredUpdate {
+                    protocol: &protocol.name,
+                    chain: &chain.name,
+                    update: u,
+                    // History rebuilt by a backfill pages nobody.
+                    notify: live && self.config.email.is_some() && !protocol.responders.is_empty(),
+                    planned: opened_at.is_some_and(|at| self.config.in_maintenance(u.protocol, at)),
+                }
+            })
+            .collect();
+        let trackers = if live {
+            snapshots
+                .iter()
+                .map(|(p, block, json)| {
+                    (
+                        self.config.protocols[*p].name.as_str(),
+                        *block,
+                        json.clone(),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.store
+            .commit(Batch {
+                chain_id: chain.chain_id,
+                blocks: if live { blocks } else { &[] },
+                updates: stored,
+                trackers,
+                window_blocks: WINDOW_BLOCKS,
+            })
+            .await
+            .map_err(|source| PipelineError::Store {
+                chain: chain.name.clone(),
+                source,
+            })?;
+        for u in &updates {
+            log_update(&self.config, chain, u);
+        }
+        telemetry::blocks_processed(&chain.name, to + 1 - from);
+        telemetry::logs_decoded(&chain.name, decoded);
+        if updates.iter().any(|u| u.transition.is_some())
+            && let Some(wake) = &self.wake
+        {
+            // A full channel already holds a wake-up: nothing is lost.
+            let _ = wake.try_send(());
+        }
+        tracing::debug!(chain = %chain.name, from, to, logs = logs.len(), "blocks processed");
+        Ok(())
+    }
+
     /// Runs decode → detect → classify over a range. Returns the incident
     /// updates and, per block where a tracker changed, its snapshot.
-    fn classify(&mut self, range: &CommittedRange) -> Classified {
+    fn classify(&mut self, logs: &[Log]) -> Classified {
         let chain_id = self.config.chains[self.chain].chain_id;
         let mut updates = Vec::new();
         let mut snapshots = Vec::new();
@@ -305,7 +334,7 @@ impl Processor {
         let mut changed_in_block: Vec<usize> = Vec::new();
         let mut decoded_count = 0u64;
 
-        for log in &range.logs {
+        for log in logs {
             let Some(decoded) = self.registry.decode(log) else {
                 continue;
             };
@@ -406,4 +435,98 @@ fn log_update(config: &Config, chain: &crate::config::ChainConfig, u: &IncidentU
             evidence = u.evidence.len(), "evidence added to open incident"
         ),
     }
+}
+
+/// How far a backfill is, for progress lines and the final summary.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillProgress {
+    pub done_blocks: u64,
+    pub total_blocks: u64,
+    pub logs: u64,
+    pub elapsed: std::time::Duration,
+    /// Time the pipeline spent waiting for the node's answers.
+    pub node_wait: std::time::Duration,
+}
+
+impl BackfillProgress {
+    pub fn blocks_per_second(&self) -> f64 {
+        self.done_blocks as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn eta(&self) -> std::time::Duration {
+        let left = self.total_blocks.saturating_sub(self.done_blocks) as f64;
+        std::time::Duration::from_secs_f64(left / self.blocks_per_second().max(1e-9))
+    }
+}
+
+/// Ranges of a backfill being read at once.
+const BACKFILL_IN_FLIGHT: usize = 4;
+
+/// Rebuilds the halt history of `from..=to` on chain `chain_name` through the
+/// same decode → detect → classify → store path as `run`. Incidents, evidence
+/// and transitions are keyed by chain data, so a re-run, or a range `run`
+/// already saw, adds nothing. Trackers start operational at `from`.
+pub async fn backfill(
+    config: Config,
+    store: Store,
+    chain_name: &str,
+    from: u64,
+    to: u64,
+    mut progress: impl FnMut(&BackfillProgress),
+) -> Result<BackfillProgress, PipelineError> {
+    use futures::StreamExt;
+    let chain = config
+        .chains
+        .iter()
+        .position(|c| c.name == chain_name)
+        .ok_or_else(|| PipelineError::UnknownChain(chain_name.to_string()))?;
+    let config = std::sync::Arc::new(config);
+    let mut processor = Processor::new(config.clone(), chain, store).await?;
+    processor.backfill = true;
+    processor
+        .trackers
+        .values_mut()
+        .for_each(|t| *t = Tracker::default());
+    let source_err = |source| PipelineError::Source {
+        chain: chain_name.to_string(),
+        source,
+    };
+    let fetcher = LogFetcher::connect(
+        &config.chains[chain],
+        processor.registry.addresses(),
+        processor.registry.topics(),
+    )
+    .await
+    .map_err(source_err)?;
+    let fetcher = &fetcher;
+    let ranges = futures::stream::unfold(from, move |next| async move {
+        (next <= to).then(|| {
+            let end = to.min(next.saturating_add(fetcher.chunk() - 1));
+            ((next, end), end + 1)
+        })
+    });
+    let results = ranges
+        .map(|(a, b)| async move { (a, b, fetcher.fetch(a, b).await) })
+        .buffered(BACKFILL_IN_FLIGHT);
+    let mut results = std::pin::pin!(results);
+    let started = std::time::Instant::now();
+    let mut state = BackfillProgress {
+        total_blocks: to.saturating_sub(from) + 1,
+        ..Default::default()
+    };
+    loop {
+        let waiting = std::time::Instant::now();
+        let Some((a, b, logs)) = results.next().await else {
+            break;
+        };
+        state.node_wait += waiting.elapsed();
+        let logs = logs.map_err(source_err)?;
+        processor.apply(a, b, &logs, &[]).await?;
+        state.done_blocks += b - a + 1;
+        state.logs += logs.len() as u64;
+        state.elapsed = started.elapsed();
+        progress(&state);
+    }
+    state.elapsed = started.elapsed();
+    Ok(state)
 }

@@ -320,7 +320,7 @@ impl ChainSource {
             tracing::debug!(chain = %self.chain.name, from, to, "logs from another branch; reading again");
             return Ok(Some(Progress::More));
         }
-        self.fill_timestamps(&p, &mut logs, &by_number).await?;
+        fill_timestamps(&p, &self.endpoints[self.current], &mut logs, &by_number).await?;
 
         let tip = headers[headers.len() - 1];
         for b in &headers {
@@ -389,38 +389,160 @@ impl ChainSource {
     async fn header(&self, p: &DynProvider, number: u64) -> Result<Option<BlockRef>, SourceError> {
         fetch_header(p, &self.endpoints[self.current], number).await
     }
+}
 
-    /// Nodes that omit `blockTimestamp` on logs get it from the block header.
-    async fn fill_timestamps(
-        &self,
-        p: &DynProvider,
-        logs: &mut [Log],
-        known: &BTreeMap<u64, BlockRef>,
-    ) -> Result<(), SourceError> {
-        let mut fetched: BTreeMap<u64, u64> = BTreeMap::new();
-        for log in logs.iter_mut().filter(|l| l.block_timestamp.is_none()) {
-            let Some(n) = log.block_number else { continue };
-            let ts = match known
-                .get(&n)
-                .map(|b| b.timestamp)
-                .or(fetched.get(&n).copied())
-            {
-                Some(ts) => ts,
-                None => {
-                    let b = self
-                        .header(p, n)
-                        .await?
-                        .ok_or_else(|| SourceError::MissingBlock {
-                            endpoint: self.endpoints[self.current].redacted.clone(),
-                            number: n,
-                        })?;
-                    fetched.insert(n, b.timestamp);
-                    b.timestamp
+/// Nodes that omit `blockTimestamp` on logs get it from the block header.
+async fn fill_timestamps(
+    p: &DynProvider,
+    ep: &Endpoint,
+    logs: &mut [Log],
+    known: &BTreeMap<u64, BlockRef>,
+) -> Result<(), SourceError> {
+    let mut fetched: BTreeMap<u64, u64> = BTreeMap::new();
+    for log in logs.iter_mut().filter(|l| l.block_timestamp.is_none()) {
+        let Some(n) = log.block_number else { continue };
+        let ts = match known
+            .get(&n)
+            .map(|b| b.timestamp)
+            .or(fetched.get(&n).copied())
+        {
+            Some(ts) => ts,
+            None => {
+                let b = fetch_header(p, ep, n)
+                    .await?
+                    .ok_or_else(|| SourceError::MissingBlock {
+                        endpoint: ep.redacted.clone(),
+                        number: n,
+                    })?;
+                fetched.insert(n, b.timestamp);
+                b.timestamp
+            }
+        };
+        log.block_timestamp = Some(ts);
+    }
+    Ok(())
+}
+
+/// Error texts real providers return when one `eth_getLogs` asks for too much.
+const RANGE_ERRORS: &[&str] = &[
+    "query returned more than",
+    "block range is too large",
+    "block range too large",
+    "range is too large",
+    "exceeds max results",
+    "exceed maximum block range",
+    "max block range",
+    "too many results",
+    "response size exceeded",
+    "response is too big",
+    "log response size exceeded",
+    "limit exceeded",
+    "-32005",
+];
+
+/// True when an RPC error says the log query was too large (split it and retry).
+pub fn is_range_error(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    RANGE_ERRORS.iter().any(|e| t.contains(e))
+}
+
+/// Blocks per `eth_getLogs` a backfill starts with.
+const BACKFILL_START_BLOCKS: u64 = 10_000;
+/// The largest range a backfill asks for at once.
+const BACKFILL_MAX_BLOCKS: u64 = 100_000;
+/// Attempts at one range on errors that are not about its size.
+const BACKFILL_ATTEMPTS: u32 = 5;
+
+/// Reads the logs of a historical range in adaptive chunks: starts large,
+/// halves a chunk the provider refuses as too large, grows again after
+/// successes. Safe to share between several fetches in flight.
+pub struct LogFetcher {
+    provider: DynProvider,
+    endpoint: Endpoint,
+    filter: Filter,
+    chunk: std::sync::atomic::AtomicU64,
+}
+
+impl LogFetcher {
+    /// Connects to the first endpoint of `chain` that answers with the right chain id.
+    pub async fn connect(
+        chain: &ChainConfig,
+        addresses: Vec<Address>,
+        topics: Vec<B256>,
+    ) -> Result<Self, SourceError> {
+        let mut source = ChainSource::new(chain, addresses, topics, Vec::new(), 0);
+        let mut last = None;
+        for i in 0..source.endpoints.len() {
+            source.current = i;
+            match source.provider().await {
+                Ok(provider) => {
+                    let ep = &source.endpoints[i];
+                    return Ok(LogFetcher {
+                        provider,
+                        endpoint: Endpoint {
+                            url: ep.url.clone(),
+                            redacted: ep.redacted.clone(),
+                            ws: ep.ws,
+                            provider: None,
+                        },
+                        filter: source.filter.clone(),
+                        chunk: BACKFILL_START_BLOCKS.into(),
+                    });
                 }
-            };
-            log.block_timestamp = Some(ts);
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => last = Some(e),
+            }
         }
-        Ok(())
+        Err(last.unwrap_or(SourceError::NoEndpoint {
+            chain: chain.name.clone(),
+        }))
+    }
+
+    /// The size of the next chunk to ask for.
+    pub fn chunk(&self) -> u64 {
+        self.chunk.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// All monitored logs of `from..=to`, in chain order, timestamps filled in.
+    pub async fn fetch(&self, from: u64, to: u64) -> Result<Vec<Log>, SourceError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = Vec::new();
+        let mut pending = VecDeque::from([(from, to)]);
+        let mut failures = 0;
+        while let Some((a, b)) = pending.pop_front() {
+            let filter = self.filter.clone().from_block(a).to_block(b);
+            match self.provider.get_logs(&filter).await {
+                Ok(logs) => {
+                    out.extend(logs);
+                    failures = 0;
+                    let size = b - a + 1;
+                    if size >= self.chunk() {
+                        let grown = (size * 2).min(BACKFILL_MAX_BLOCKS);
+                        self.chunk.fetch_max(grown, Relaxed);
+                    }
+                }
+                Err(e) => {
+                    let text = redact_in(&e.to_string(), &self.endpoint.url);
+                    if is_range_error(&text) && b > a {
+                        let mid = a + (b - a) / 2;
+                        pending.push_front((mid + 1, b));
+                        pending.push_front((a, mid));
+                        self.chunk.fetch_min((mid - a + 1).max(1), Relaxed);
+                        tracing::debug!(from = a, to = b, error = %text, "range refused; splitting");
+                        continue;
+                    }
+                    failures += 1;
+                    if failures >= BACKFILL_ATTEMPTS {
+                        return Err(rpc_error(&self.endpoint, "eth_getLogs", text));
+                    }
+                    tracing::warn!(from = a, to = b, error = %text, failures, "log read failed; retrying");
+                    tokio::time::sleep(backoff(failures, Duration::from_millis(200))).await;
+                    pending.push_front((a, b));
+                }
+            }
+        }
+        fill_timestamps(&self.provider, &self.endpoint, &mut out, &BTreeMap::new()).await?;
+        Ok(out)
     }
 }
 
@@ -472,6 +594,19 @@ fn backoff(failures: u32, base: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_range_errors_are_recognised() {
+        for text in [
+            "server returned an error response: error code -32005: query returned more than 10000 results",
+            "block range is too large",
+            "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range",
+            "query exceeds max results 20000, retry with the range 1-500",
+        ] {
+            assert!(is_range_error(text), "{text}");
+        }
+        assert!(!is_range_error("connection refused"));
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -5,7 +5,7 @@ use alloy::dyn_abi::DynSolValue;
 
 use crate::config::{Config, Effect, Rule, RuleScope};
 use crate::decode::{DecodedLog, format_value};
-use crate::model::{Evidence, Scope, ScopeChange, Signal, sanitize_text};
+use crate::model::{Evidence, Scope, ScopeChange, Signal, log_hash, sanitize_text};
 
 /// Scope keys taken from event arguments are capped to this many characters.
 const SCOPE_KEY_MAX_CHARS: usize = 80;
@@ -58,6 +58,7 @@ pub fn signals(
                     event: decoded.entry.signature.clone(),
                     args: decoded.args(),
                     changes,
+                    log_hash: log_hash(&log.inner),
                 },
             }),
         }

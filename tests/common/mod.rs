@@ -235,3 +235,4 @@ pub async fn vault_chain(ws: bool, extra: &str) -> VaultChain {
         path,
     }
 }
+pub mod proxy;

@@ -14,14 +14,18 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::config::StoreConfig;
+pub use ledger::{HistoryReport, RecordKind, Tamper};
+
+pub mod ledger;
 use crate::model::{
     BlockRef, EventArg, Evidence, IncidentUpdate, ProtocolState, ScopeChange, TransitionKind,
 };
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../migrations/sqlite/0001_history.sql"),
-    include_str!("../migrations/sqlite/0002_outbox.sql"),
+    include_str!("../../migrations/sqlite/0001_history.sql"),
+    include_str!("../../migrations/sqlite/0002_outbox.sql"),
+    include_str!("../../migrations/sqlite/0003_ledger.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +153,9 @@ pub struct IncidentFilter {
     pub chain: Option<String>,
     pub open_only: bool,
     pub include_withdrawn: bool,
+    /// Only incidents that overlap `since..until` (unix seconds).
+    pub since: Option<u64>,
+    pub until: Option<u64>,
 }
 
 /// An incident as the history tells it: what `incidents list/show` print.
@@ -202,6 +209,8 @@ pub struct EvidenceRecord {
     pub event: String,
     pub args: Vec<EventArg>,
     pub changes: Vec<ScopeChange>,
+    /// keccak256(address ‖ topics ‖ data) of the log as it was read.
+    pub log_hash: B256,
     pub retracted: bool,
 }
 
@@ -326,13 +335,38 @@ impl Store {
 
     /// Writes one committed range: incidents, evidence, trackers and checkpoint.
     pub async fn commit(&self, batch: Batch<'_>) -> Result<()> {
-        let Some(tip) = batch.blocks.iter().map(|b| b.number).max() else {
-            return Ok(());
-        };
+        // A backfill writes history only: no blocks, no window, no trackers.
+        let tip = batch.blocks.iter().map(|b| b.number).max();
         let mut tx = self.pool.begin().await.map_err(q("begin commit"))?;
         for u in &batch.updates {
             write_update(&mut tx, u).await?;
         }
+        if let Some(tip) = tip {
+            write_state(&mut tx, &batch, tip).await?;
+        }
+        tx.commit().await.map_err(q("commit"))
+    }
+
+    /// The history's tamper-evidence: walks the ledger against the rows.
+    pub async fn verify_history(&self) -> Result<HistoryReport> {
+        let mut conn = self.pool.acquire().await.map_err(q("connect"))?;
+        ledger::verify(&mut conn).await
+    }
+
+    /// The ledger head: (records, hash). Pin it to detect a rewritten history.
+    pub async fn ledger_head(&self) -> Result<(i64, B256)> {
+        let mut conn = self.pool.acquire().await.map_err(q("connect"))?;
+        ledger::head(&mut conn).await
+    }
+}
+
+/// The pipeline's own state for a committed range: trackers, window, checkpoint.
+async fn write_state(
+    tx: &mut Transaction<'static, Sqlite>,
+    batch: &Batch<'_>,
+    tip: u64,
+) -> Result<()> {
+    {
         for (protocol, block, tracker) in &batch.trackers {
             sqlx::query(
                 "INSERT INTO protocol_state (protocol, block_number, tracker) VALUES (?, ?, ?)
@@ -341,7 +375,7 @@ impl Store {
             .bind(protocol)
             .bind(*block as i64)
             .bind(tracker)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(q("write tracker"))?;
             // Keep the snapshots inside the window, and the newest one below it.
@@ -352,7 +386,7 @@ impl Store {
             )
             .bind(protocol)
             .bind(tip.saturating_sub(batch.window_blocks) as i64)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(q("prune trackers"))?;
         }
@@ -368,19 +402,21 @@ impl Store {
             .bind(b.hash.to_string())
             .bind(b.parent_hash.to_string())
             .bind(b.timestamp as i64)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(q("write block"))?;
         }
         sqlx::query("DELETE FROM chain_blocks WHERE chain_id = ? AND number < ?")
             .bind(batch.chain_id as i64)
             .bind(tip.saturating_sub(batch.window_blocks) as i64)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(q("prune blocks"))?;
-        tx.commit().await.map_err(q("commit"))
     }
+    Ok(())
+}
 
+impl Store {
     /// Undoes everything above block `ancestor` of a chain: its evidence and
     /// transitions are marked retracted, the incidents they touched are
     /// re-derived (withdrawn when nothing remains), and the window and
@@ -396,6 +432,27 @@ impl Store {
         .fetch_all(&mut *tx)
         .await
         .map_err(q("find reverted incidents"))?;
+        let evidence_ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM evidence WHERE chain_id = ? AND block_number > ? AND retracted = 0 ORDER BY id",
+        )
+        .bind(chain_id as i64)
+        .bind(ancestor as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(q("find reverted evidence"))?;
+        let transition_ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM transitions WHERE block_number > ? AND retracted = 0
+             AND incident_id IN (SELECT id FROM incidents WHERE chain_id = ?) ORDER BY id",
+        )
+        .bind(ancestor as i64)
+        .bind(chain_id as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(q("find reverted transitions"))?;
+        if !evidence_ids.is_empty() || !transition_ids.is_empty() {
+            ledger::append_retraction(&mut tx, chain_id, ancestor, &evidence_ids, &transition_ids)
+                .await?;
+        }
         sqlx::query(
             "UPDATE evidence SET retracted = 1 WHERE chain_id = ? AND block_number > ? AND retracted = 0",
         )
@@ -559,12 +616,15 @@ impl Store {
             "SELECT id FROM incidents
              WHERE (?1 IS NULL OR protocol = ?1) AND (?2 IS NULL OR chain = ?2)
                AND (?3 = 0 OR state = 'open') AND (?4 = 1 OR state != 'withdrawn')
+               AND (?5 IS NULL OR started_at < ?5) AND (?6 IS NULL OR ended_at IS NULL OR ended_at > ?6)
              ORDER BY started_at DESC, id DESC",
         )
         .bind(&filter.protocol)
         .bind(&filter.chain)
         .bind(filter.open_only)
         .bind(filter.include_withdrawn)
+        .bind(filter.until.map(|t| t as i64))
+        .bind(filter.since.map(|t| t as i64))
         .fetch_all(&self.pool)
         .await
         .map_err(q("list incidents"))?;
@@ -613,7 +673,7 @@ impl Store {
         .collect::<Result<Vec<_>>>()?;
         let evidence = sqlx::query(
             "SELECT chain_id, contract, contract_name, tx_hash, block_number, block_hash,
-                    block_timestamp, log_index, event, args, changes, retracted
+                    block_timestamp, log_index, event, args, changes, retracted, log_hash
              FROM evidence WHERE incident_id = ? ORDER BY id",
         )
         .bind(id)
@@ -640,6 +700,7 @@ impl Store {
                 args: parse_json("evidence args", &r.get::<String, _>(9))?,
                 changes: parse_json("evidence changes", &r.get::<String, _>(10))?,
                 retracted: r.get::<bool, _>(11),
+                log_hash: parse_b256(&r.get::<String, _>(12))?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -726,10 +787,14 @@ async fn write_update(tx: &mut Transaction<'static, Sqlite>, u: &StoredUpdate<'_
         write_evidence(tx, id, e).await?;
     }
     if let Some(t) = &update.transition {
-        let block_hash = update.evidence.first().map_or(B256::ZERO, |e| e.block_hash);
-        sqlx::query(
-            "INSERT INTO transitions (incident_id, kind, from_state, to_state, at, block_number, block_hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        let (block_hash, log_index) = update
+            .evidence
+            .first()
+            .map_or((B256::ZERO, 0), |e| (e.block_hash, e.log_index));
+        let done = sqlx::query(
+            "INSERT INTO transitions (incident_id, kind, from_state, to_state, at, block_number, block_hash, log_index)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (incident_id, block_hash, log_index) DO NOTHING",
         )
         .bind(id)
         .bind(t.kind.as_str())
@@ -738,9 +803,15 @@ async fn write_update(tx: &mut Transaction<'static, Sqlite>, u: &StoredUpdate<'_
         .bind(t.at as i64)
         .bind(t.block_number as i64)
         .bind(block_hash.to_string())
+        .bind(log_index as i64)
         .execute(&mut **tx)
         .await
         .map_err(q("insert transition"))?;
+        if done.rows_affected() == 0 {
+            // Already recorded (a restart or a backfill over the same blocks).
+            return Ok(());
+        }
+        ledger::append_row(tx, RecordKind::Transition, done.last_insert_rowid()).await?;
         rederive(tx, id).await?;
         if u.notify {
             enqueue(tx, id, &update.key, t.kind.as_str()).await?;
@@ -792,10 +863,10 @@ async fn write_evidence(
 ) -> Result<()> {
     let args = serde_json::to_string(&e.args).unwrap_or_else(|_| "[]".into());
     let changes = serde_json::to_string(&e.changes).unwrap_or_else(|_| "[]".into());
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO evidence (incident_id, chain_id, contract, contract_name, tx_hash, block_number,
-            block_hash, block_timestamp, log_index, event, args, changes)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            block_hash, block_timestamp, log_index, event, args, changes, log_hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (incident_id, block_hash, log_index) DO NOTHING",
     )
     .bind(id)
@@ -810,9 +881,13 @@ async fn write_evidence(
     .bind(&e.event)
     .bind(args)
     .bind(changes)
+    .bind(e.log_hash.to_string())
     .execute(&mut **tx)
     .await
     .map_err(q("insert evidence"))?;
+    if done.rows_affected() == 1 {
+        ledger::append_row(tx, RecordKind::Evidence, done.last_insert_rowid()).await?;
+    }
     Ok(())
 }
 
@@ -937,7 +1012,7 @@ pub fn format_time(secs: u64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
-mod rfc3339 {
+pub(crate) mod rfc3339 {
     pub fn serialize<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&super::format_time(*v))
     }

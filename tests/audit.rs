@@ -1,0 +1,490 @@
+//! The auditor's tools on a real chain and a real SQLite file: backfill,
+//! report, export, verify against the chain, and the tamper-evident history.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use alloy::node_bindings::AnvilInstance;
+use alloy::primitives::Address;
+use alloy::providers::Provider;
+use common::*;
+use haltwatch::demo::{Chain, selector};
+use haltwatch::render;
+use haltwatch::store::{IncidentFilter, Store};
+use sqlx::{Column, Row};
+
+const T0: u64 = 2_000_000_000;
+
+struct World {
+    _node: AnvilInstance,
+    chain: Chain,
+    dir: tempfile::TempDir,
+    rpc: String,
+    a: Address,
+    b: Address,
+    head: u64,
+}
+
+/// Two protocols; Vault A has a revenue figure for the cost estimate.
+fn config(rpc: &str, a: Address, b: Address, store: &str) -> String {
+    let vault_a = protocol("Vault A", "vault", a, "oz-pausable.json", "oz-pausable").replacen(
+        "responders = [\"oncall@example.org\"]",
+        "responders = [\"oncall@example.org\"]\nrevenue_per_hour_usd = 1000.0",
+        1,
+    );
+    let vault_b = protocol("Vault B", "vault", b, "oz-pausable.json", "oz-pausable");
+    config_text(rpc, &format!("{vault_a}\n{vault_b}"))
+        .replace("sqlite://history.db", &format!("sqlite://{store}"))
+}
+
+impl World {
+    /// A config over `rpc` (default: anvil's http endpoint) writing to `store`.
+    fn config(&self, store: &str, rpc: Option<&str>) -> PathBuf {
+        let path = self.dir.path().join(format!("{store}.toml"));
+        std::fs::write(
+            &path,
+            config(rpc.unwrap_or(&self.rpc), self.a, self.b, store),
+        )
+        .unwrap();
+        path
+    }
+}
+
+/// Two vaults, three pause episodes at known times, and a live history of them in `live.db`.
+async fn world() -> World {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let a = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let b = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let world = World {
+        rpc: node.endpoint(),
+        _node: node,
+        chain,
+        dir,
+        a,
+        b,
+        head: 0,
+    };
+    let live = world.config("live.db", None);
+    let running = start(&live).await;
+    for (at, vault, call) in [
+        (T0, a, "pause()"),
+        (T0 + 600, b, "pause()"),
+        (T0 + 3600, a, "unpause()"),
+        (T0 + 4000, b, "unpause()"),
+        (T0 + 7200, a, "pause()"),
+        (T0 + 7500, a, "unpause()"),
+    ] {
+        next_block_time(&world.chain, at).await;
+        assert!(
+            world
+                .chain
+                .call(vault, selector(call))
+                .await
+                .unwrap()
+                .status()
+        );
+    }
+    mine(&world.chain, 2).await;
+    wait_caught_up(&running.store, &world.chain).await;
+    running.stop().await;
+    let head = world.chain.provider.get_block_number().await.unwrap();
+    World { head, ..world }
+}
+
+fn haltwatch(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run haltwatch")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+}
+
+async fn store(config: &Path) -> Store {
+    Store::open(&haltwatch::config::load_store(config).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn listing(config: &Path) -> String {
+    let list = store(config)
+        .await
+        .list(&IncidentFilter {
+            include_withdrawn: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    render::json(&list)
+}
+
+/// Every row of the history tables, as text: to compare two stores exactly.
+async fn dump(config: &Path) -> String {
+    let path = haltwatch::config::load_store(config).unwrap().sqlite_path;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let mut out = String::new();
+    for table in ["incidents", "transitions", "evidence", "ledger", "outbox"] {
+        let sql = format!("SELECT * FROM {table} ORDER BY 1");
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        {
+            let cells: Vec<String> = (0..row.len())
+                .map(|i| {
+                    let name = row.columns()[i].name().to_string();
+                    let v = row
+                        .try_get::<i64, _>(i)
+                        .map(|n| n.to_string())
+                        .or_else(|_| {
+                            row.try_get::<Option<String>, _>(i)
+                                .map(|s| format!("{s:?}"))
+                        })
+                        .unwrap_or_default();
+                    format!("{name}={v}")
+                })
+                .collect();
+            out.push_str(&format!("{table}: {}\n", cells.join(" ")));
+        }
+    }
+    pool.close().await;
+    out
+}
+
+#[tokio::test]
+async fn backfill_rebuilds_the_history_run_recorded_and_a_rerun_changes_nothing() {
+    let w = world().await;
+    let live = w.config("live.db", None);
+    let rebuilt = w.config("rebuilt.db", None);
+    let to = w.head.to_string();
+    let out = haltwatch(
+        &rebuilt,
+        &[
+            "backfill",
+            "--chain",
+            "anvil",
+            "--from-block",
+            "0",
+            "--to-block",
+            &to,
+        ],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("{} blocks", w.head + 1)),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("backfill: ") || stdout(&out).contains("backfilled"));
+
+    let want = listing(&live).await;
+    assert_eq!(
+        listing(&rebuilt).await,
+        want,
+        "backfill = what run saw live"
+    );
+    assert_eq!(want.matches("\"state\": \"resolved\"").count(), 3);
+
+    let before = dump(&rebuilt).await;
+    let again = haltwatch(
+        &rebuilt,
+        &[
+            "backfill",
+            "--chain",
+            "anvil",
+            "--from-block",
+            "0",
+            "--to-block",
+            &to,
+        ],
+    );
+    assert!(again.status.success());
+    assert_eq!(
+        dump(&rebuilt).await,
+        before,
+        "a re-run leaves the history byte-identical"
+    );
+
+    // Backfill and run share a store without double counting.
+    let live_before = dump(&live).await;
+    let shared = haltwatch(
+        &live,
+        &[
+            "backfill",
+            "--chain",
+            "anvil",
+            "--from-block",
+            "0",
+            "--to-block",
+            &to,
+        ],
+    );
+    assert!(shared.status.success());
+    assert_eq!(dump(&live).await, live_before);
+}
+
+#[tokio::test]
+async fn backfill_splits_ranges_a_provider_refuses_and_still_gets_everything() {
+    let w = world().await;
+    let refused = Arc::new(AtomicUsize::new(0));
+    let count = refused.clone();
+    let proxy = common::proxy::spawn(
+        w.rpc.trim_start_matches("http://").to_string(),
+        Arc::new(move |req: &serde_json::Value| {
+            if req["method"] != "eth_getLogs" {
+                return None;
+            }
+            let block = |k: &str| {
+                req["params"][0][k]
+                    .as_str()
+                    .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+            };
+            let (from, to) = (block("fromBlock")?, block("toBlock")?);
+            (to - from >= 4).then(|| {
+                count.fetch_add(1, Ordering::SeqCst);
+                serde_json::json!({
+                    "jsonrpc": "2.0", "id": req["id"],
+                    "error": {"code": -32005, "message": "query returned more than 10000 results"}
+                })
+                .to_string()
+                .into_bytes()
+            })
+        }),
+    );
+    let through_proxy = w.config("proxied.db", Some(&proxy));
+    let out = haltwatch(
+        &through_proxy,
+        &[
+            "backfill",
+            "--chain",
+            "anvil",
+            "--from-block",
+            "0",
+            "--to-block",
+            &w.head.to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        refused.load(Ordering::SeqCst) > 0,
+        "the proxy refused large ranges"
+    );
+    assert_eq!(
+        listing(&through_proxy).await,
+        listing(&w.config("live.db", None)).await
+    );
+}
+
+fn report_json(config: &Path) -> serde_json::Value {
+    let since = haltwatch::store::format_time(T0 - 3600);
+    let until = haltwatch::store::format_time(T0 + 86_400);
+    let out = haltwatch(
+        config,
+        &[
+            "report", "--since", &since, "--until", &until, "--format", "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn report_figures_match_hand_computed_durations() {
+    let w = world().await;
+    let live = w.config("live.db", None);
+    let r = report_json(&live);
+    let period = 3600.0 + 86_400.0;
+    let a = &r["protocols"][0];
+    assert_eq!(a["protocol"], "Vault A");
+    assert_eq!(a["incidents"], 2);
+    assert_eq!(a["halted_seconds"], 3600 + 300);
+    assert_eq!(a["degraded_seconds"], 0);
+    let uptime = a["uptime_percent"].as_f64().unwrap();
+    assert!(
+        (uptime - 100.0 * (period - 3900.0) / period).abs() < 1e-9,
+        "{uptime}"
+    );
+    assert_eq!(a["mttr_seconds"], 1950.0);
+    assert_eq!(a["longest_halt_seconds"], 3600);
+    let cost = a["estimated_cost_usd"].as_f64().unwrap();
+    assert!((cost - 1000.0 * 3900.0 / 3600.0).abs() < 1e-6, "{cost}");
+    let b = &r["protocols"][1];
+    assert_eq!(
+        (b["incidents"].as_u64(), b["halted_seconds"].as_u64()),
+        (Some(1), Some(3400))
+    );
+    assert!(b["estimated_cost_usd"].is_null());
+    let head = &r["history_head"];
+    assert!(head["records"].as_u64().unwrap() >= 9, "{head}");
+
+    let (since, until) = (
+        haltwatch::store::format_time(T0 - 3600),
+        haltwatch::store::format_time(T0 + 86_400),
+    );
+    let md = haltwatch(
+        &live,
+        &[
+            "report", "--since", &since, "--until", &until, "--format", "markdown",
+        ],
+    );
+    let md = stdout(&md);
+    assert!(md.contains("| Vault A | anvil | 2 |"), "{md}");
+    assert!(
+        md.contains(head["hash"].as_str().unwrap()),
+        "the report prints the head hash: {md}"
+    );
+}
+
+#[tokio::test]
+async fn csv_export_parses_back_into_the_incidents() {
+    let w = world().await;
+    let live = w.config("live.db", None);
+    let out = haltwatch(&live, &["incidents", "export", "--format", "csv"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header, haltwatch::report::CSV_COLUMNS);
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3);
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let durations: Vec<&str> = rows.iter().map(|r| r[col("duration_seconds")]).collect();
+    assert_eq!(durations, ["3600", "3400", "300"], "oldest first");
+    assert_eq!(rows[0][col("protocol")], "Vault A");
+    assert_eq!(
+        rows[0][col("started_at")],
+        haltwatch::store::format_time(T0)
+    );
+    assert!(rows.iter().all(|r| r.len() == header.len()));
+
+    let jsonl = haltwatch(
+        &live,
+        &[
+            "incidents",
+            "export",
+            "--format",
+            "jsonl",
+            "--protocol",
+            "Vault A",
+        ],
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(jsonl.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["evidence"][0]["event"], "Paused(address)");
+
+    let since = haltwatch::store::format_time(T0 + 5000);
+    let late = haltwatch(
+        &live,
+        &["incidents", "export", "--format", "json", "--since", &since],
+    );
+    let late: serde_json::Value = serde_json::from_slice(&late.stdout).unwrap();
+    assert_eq!(
+        late.as_array().unwrap().len(),
+        1,
+        "only the incident after T0+5000"
+    );
+}
+
+#[tokio::test]
+async fn verify_confirms_the_evidence_and_reports_what_a_reorg_removed() {
+    let w = world().await;
+    let live = w.config("live.db", None);
+    let ok = haltwatch(&live, &["verify", "--all"]);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    assert!(
+        stdout(&ok).contains("3 incident(s) checked, 3 verified"),
+        "{}",
+        stdout(&ok)
+    );
+
+    // The monitor is stopped; the chain drops the last unpause and grows past it.
+    let _: serde_json::Value = w
+        .chain
+        .provider
+        .raw_request("anvil_rollback".into(), (3u64,))
+        .await
+        .unwrap();
+    mine(&w.chain, 5).await;
+    let bad = haltwatch(&live, &["verify", "--all"]);
+    let text = stdout(&bad);
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(text.contains("evidence_missing"), "{text}");
+    assert!(
+        text.contains("3 incident(s) checked, 2 verified, 1 not"),
+        "{text}"
+    );
+    let one = haltwatch(&live, &["verify", "1"]);
+    assert!(
+        one.status.success(),
+        "the first incident still stands: {}",
+        stdout(&one)
+    );
+}
+
+async fn sql(config: &Path, statement: &str) {
+    let path = haltwatch::config::load_store(config).unwrap().sqlite_path;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn editing_deleting_or_inserting_history_rows_is_caught_by_verify_history() {
+    let w = world().await;
+    let live = w.config("live.db", None);
+    let check = |want_ok: bool, needle: &str| {
+        let out = haltwatch(&live, &["verify", "--history"]);
+        let text = stdout(&out);
+        assert_eq!(out.status.success(), want_ok, "{text}");
+        assert!(text.contains(needle), "want `{needle}` in:\n{text}");
+    };
+    check(true, "history intact");
+
+    sql(
+        &live,
+        "UPDATE evidence SET args = replace(args, '0x', '0x00') WHERE id = 2",
+    )
+    .await;
+    check(false, "evidence 2 was edited");
+    // Both pauses were sent by the same account: evidence 1 holds the original args.
+    sql(
+        &live,
+        "UPDATE evidence SET args = (SELECT args FROM evidence WHERE id = 1) WHERE id = 2",
+    )
+    .await;
+    check(true, "history intact");
+
+    sql(&live, "DELETE FROM transitions WHERE id = 3").await;
+    check(false, "transition 3 was deleted");
+    sql(
+        &live,
+        "INSERT INTO evidence (incident_id, chain_id, contract, contract_name, tx_hash, block_number,
+           block_hash, block_timestamp, log_index, event, args, changes)
+         SELECT incident_id, chain_id, contract, contract_name, tx_hash, block_number, block_hash,
+           block_timestamp, 99, event, args, changes FROM evidence WHERE id = 1",
+    )
+    .await;
+    check(false, "was inserted without a ledger record");
+}
