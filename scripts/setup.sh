@@ -5,6 +5,7 @@
 #     contracts/out with contracts/build.sh (the compiled outputs are committed,
 #     so tests never need this)
 #   - aiosmtpd (a real SMTP server) in .tools/venv, for the email tests
+#   - chromium (Debian package, as root), for the status page test
 # Needs node + npm and python3. Idempotent: does nothing when the pinned versions are there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +33,16 @@ if ! [ -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import aiosmtpd' 2>/d
   echo "setup: installing aiosmtpd==1.4.6 into .tools/venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check aiosmtpd==1.4.6
+fi
+# A real browser for the status page test: Debian's chromium.
+if ! [ -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium (Debian package)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: chromium is missing; install it as root: apt-get install chromium" >&2
+  fi
 fi
 if [ "${1:-}" = "--with-solc" ] && ! [ -x "$tools/solc/node_modules/.bin/solcjs" ]; then
   install "$tools/solc" "solc@0.8.37" "@openzeppelin/contracts@5.7.0"

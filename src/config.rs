@@ -86,6 +86,9 @@ struct RawChain {
     /// Where the first run starts: `"latest"` or a block number.
     #[serde(default)]
     start_block: Option<toml::Value>,
+    /// No new head for this long is a stalled chain (and `/readyz` fails).
+    #[serde(default = "default_stall_after_seconds")]
+    stall_after_seconds: u64,
     /// Link template for a transaction, with `{hash}`.
     #[serde(default)]
     explorer_tx_url: Option<String>,
@@ -93,6 +96,10 @@ struct RawChain {
 
 fn default_poll_interval_ms() -> u64 {
     2000
+}
+
+fn default_stall_after_seconds() -> u64 {
+    60
 }
 
 /// `[email]`: how responders are reached.
@@ -143,6 +150,30 @@ fn default_retry_initial_ms() -> u64 {
 }
 fn default_smtp_timeout_seconds() -> u64 {
     30
+}
+
+/// `[api]`: the HTTP surface of `run`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    #[serde(default = "default_listen")]
+    listen: String,
+    /// Environment variable holding the bearer token for `/api/*`.
+    #[serde(default)]
+    token_env: Option<String>,
+    /// With a token: whether `/` and `/incidents/*` stay open.
+    #[serde(default = "default_true")]
+    public_status_page: bool,
+    /// With a token: whether `/metrics` needs it too.
+    #[serde(default)]
+    metrics_token: bool,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+fn default_true() -> bool {
+    true
 }
 
 /// `[[maintenance]]`: a planned halt window of one protocol.
@@ -224,6 +255,27 @@ pub struct Config {
     /// Absent: incidents are recorded, nobody is mailed.
     pub email: Option<EmailConfig>,
     pub maintenance: Vec<MaintenanceWindow>,
+    pub api: ApiConfig,
+}
+
+/// `[api]`, validated. The token is not here: only the variable's name.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: std::net::SocketAddr,
+    pub token_env: Option<String>,
+    pub public_status_page: bool,
+    pub metrics_token: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+            token_env: None,
+            public_status_page: true,
+            metrics_token: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +342,7 @@ pub struct ChainConfig {
     pub poll_interval: Duration,
     pub start_block: StartBlock,
     pub explorer_tx_url: Option<String>,
+    pub stall_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -419,18 +472,30 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let protocols = v.protocols(table.remove("protocols"), &chains);
     let email = table.remove("email").and_then(|e| v.email(e));
     let maintenance = v.maintenance(table.remove("maintenance"), &protocols);
-    let config = store.map(|store| Config {
+    let api = match table.remove("api") {
+        Some(a) => v.api(a),
+        None => Some(ApiConfig::default()),
+    };
+    let config = store.zip(api).map(|(store, api)| Config {
         path: path.to_path_buf(),
         store,
         chains,
         protocols,
         email,
         maintenance,
+        api,
     });
     v.finish(config)
 }
 
-const SECTIONS: &[&str] = &["store", "chains", "protocols", "email", "maintenance"];
+const SECTIONS: &[&str] = &[
+    "store",
+    "chains",
+    "protocols",
+    "email",
+    "maintenance",
+    "api",
+];
 
 struct Validator {
     path: PathBuf,
@@ -624,6 +689,38 @@ impl Validator {
         })
     }
 
+    fn api(&mut self, value: toml::Value) -> Option<ApiConfig> {
+        let raw = self.element::<RawApi>("api", value)?;
+        let listen = match raw.listen.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                self.problem(
+                    "api.listen",
+                    format!(
+                        "expected an address like 127.0.0.1:9464, found `{}`",
+                        raw.listen
+                    ),
+                );
+                return None;
+            }
+        };
+        if let Some(var) = &raw.token_env
+            && std::env::var(var).map_or(true, |t| t.is_empty())
+        {
+            self.problem(
+                "api.token_env",
+                format!("environment variable `{var}` is not set (or empty)"),
+            );
+            return None;
+        }
+        Some(ApiConfig {
+            listen,
+            token_env: raw.token_env,
+            public_status_page: raw.public_status_page,
+            metrics_token: raw.metrics_token,
+        })
+    }
+
     fn maintenance(
         &mut self,
         value: Option<toml::Value>,
@@ -710,6 +807,12 @@ impl Validator {
                     );
                 }
             }
+            if raw.stall_after_seconds == 0 {
+                self.problem(
+                    format!("{key}.stall_after_seconds"),
+                    "expected a positive number of seconds",
+                );
+            }
             if raw.poll_interval_ms == 0 {
                 self.problem(
                     format!("{key}.poll_interval_ms"),
@@ -744,6 +847,7 @@ impl Validator {
                 poll_interval: Duration::from_millis(raw.poll_interval_ms.max(1)),
                 start_block,
                 explorer_tx_url: raw.explorer_tx_url,
+                stall_after: Duration::from_secs(raw.stall_after_seconds.max(1)),
             });
         }
         chains

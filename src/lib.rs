@@ -9,6 +9,7 @@
 //! Data flows one way: source → decode → detect → classify → store → notify. Stages
 //! know the shared model, not each other; only [`pipeline`] wires them.
 //!
+//! - [`api`]: the HTTP surface: health, readiness, metrics, JSON API, status page.
 //! - [`config`]: the TOML contract; load, validate (every problem at once), resolve rules against ABIs.
 //! - [`presets`]: halt/resume rules of known contract families (OpenZeppelin, USDC, Aave, …).
 //! - [`model`]: the shared vocabulary: blocks, chain updates, evidence, signals, transitions.
@@ -18,6 +19,7 @@
 //! - [`classify`]: the pure per-protocol state machine: signals → incident updates.
 //! - [`store`]: the SQLite halt history, checkpoints and classifier snapshots.
 //! - [`notify`]: the outbox sender: email rendering, threading, retries, SMTP (lettre).
+//! - [`status`]: what the running pipeline knows now (heads, protocol states), for the API.
 //! - [`pipeline`]: tasks and channels; shutdown and draining.
 //! - [`telemetry`]: metric names and the functions that emit them.
 //! - [`render`]: incidents as tables and JSON for the CLI.
@@ -25,6 +27,7 @@
 //! - [`verify`]: re-reads recorded evidence from the chain.
 //! - [`demo`]: the self-contained demo on a local anvil chain.
 
+pub mod api;
 pub mod classify;
 pub mod config;
 pub mod decode;
@@ -37,6 +40,7 @@ pub mod presets;
 pub mod render;
 pub mod report;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod verify;

@@ -21,6 +21,7 @@ use alloy::rpc::types::Log;
 use crate::model::{BlockRef, ChainUpdate, Evidence, IncidentUpdate};
 use crate::notify::Notifier;
 use crate::source::{ChainSource, LogFetcher, SourceError};
+use crate::status::{ProtocolStatus, Status};
 use crate::store::{Batch, Store, StoreError, StoredUpdate};
 use crate::telemetry;
 
@@ -51,6 +52,12 @@ pub enum PipelineError {
     },
     #[error("email")]
     Notify(#[from] crate::notify::NotifyError),
+    #[error("HTTP surface on {addr}")]
+    Api {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("no chain named `{0}` in the config")]
     UnknownChain(String),
     #[error("a pipeline task panicked")]
@@ -63,6 +70,16 @@ pub async fn run(
     store: Store,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), PipelineError> {
+    run_with(config, store, Status::default(), shutdown).await
+}
+
+/// [`run`], reporting into `status` (which the caller may also read).
+pub async fn run_with(
+    config: Config,
+    store: Store,
+    status: Status,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), PipelineError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -70,6 +87,32 @@ pub async fn run(
     });
     let config = std::sync::Arc::new(config);
     let mut tasks: JoinSet<Result<(), PipelineError>> = JoinSet::new();
+    // The HTTP surface stops with the sources: it answers until shutdown.
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .map_err(|source| PipelineError::Api {
+            addr: config.api.listen,
+            source,
+        })?;
+    if let Ok(addr) = listener.local_addr() {
+        status.set_api_addr(addr);
+        tracing::info!(%addr, "HTTP surface listening");
+    }
+    let app = crate::api::router(crate::api::AppState::new(
+        config.clone(),
+        store.clone(),
+        status.clone(),
+    ));
+    let mut api_stop = stop_rx.clone();
+    let addr = config.api.listen;
+    tasks.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = api_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+            .map_err(|source| PipelineError::Api { addr, source })
+    });
     // Processors wake the sender after committing a transition; when they
     // all end, the sender makes a last pass and ends too.
     let (wake, woken) = mpsc::channel(1);
@@ -77,8 +120,11 @@ pub async fn run(
         tasks.spawn(async move { notifier.run(woken).await.map_err(PipelineError::from) });
     }
     for (c, chain) in config.chains.iter().enumerate() {
+        status.register_chain(&chain.name, chain.chain_id, chain.stall_after);
         let mut processor = Processor::new(config.clone(), c, store.clone()).await?;
         processor.wake = Some(wake.clone());
+        processor.status = status.clone();
+        processor.publish();
         if processor.registry.is_empty() {
             tracing::info!(chain = %chain.name, "no rules on this chain; not following it");
             continue;
@@ -104,7 +150,8 @@ pub async fn run(
             processor.registry.topics(),
             window,
             WINDOW_BLOCKS,
-        );
+        )
+        .with_status(status.clone());
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let name = chain.name.clone();
         let stop = stop_rx.clone();
@@ -157,6 +204,7 @@ pub struct Processor {
     /// Rebuilding history: trackers start operational, nothing but the
     /// history is written, nobody is mailed.
     backfill: bool,
+    status: Status,
 }
 
 impl Processor {
@@ -182,6 +230,7 @@ impl Processor {
             trackers: HashMap::new(),
             wake: None,
             backfill: false,
+            status: Status::default(),
         };
         processor.load_trackers().await?;
         Ok(processor)
@@ -236,6 +285,7 @@ impl Processor {
                     .await
                     .map_err(store_err(self.chain_name()))?;
                 self.load_trackers().await?;
+                self.publish();
                 tracing::info!(chain = %self.chain_name(), ancestor, "reverted history above the common ancestor");
                 if let Some(wake) = &self.wake {
                     let _ = wake.try_send(());
@@ -311,6 +361,15 @@ impl Processor {
             log_update(&self.config, chain, u);
         }
         telemetry::blocks_processed(&chain.name, to + 1 - from);
+        if let Some(tip) = blocks.iter().max_by_key(|b| b.number)
+            && live
+        {
+            self.status
+                .processed(&chain.name, tip.number, tip.timestamp);
+        }
+        if live && !updates.is_empty() {
+            self.publish();
+        }
         telemetry::logs_decoded(&chain.name, decoded);
         if updates.iter().any(|u| u.transition.is_some())
             && let Some(wake) = &self.wake
@@ -373,6 +432,8 @@ impl Processor {
             }
             current = Some(position);
             for s in signals {
+                let halts = s.evidence.changes.iter().any(|c| c.halted);
+                telemetry::signal(if halts { "halt" } else { "resume" });
                 pending.entry(s.protocol).or_default().push(s.evidence);
             }
         }
@@ -384,6 +445,21 @@ impl Processor {
             updates,
             snapshots,
             decoded: decoded_count,
+        }
+    }
+
+    /// Publishes every protocol's current state to the shared status.
+    fn publish(&self) {
+        let chain = &self.config.chains[self.chain].name;
+        for m in &self.models {
+            let tracker = self.trackers.get(&m.index).cloned().unwrap_or_default();
+            self.status.set_protocol(ProtocolStatus {
+                protocol: m.name.clone(),
+                chain: chain.clone(),
+                state: tracker.state(m),
+                halted_scopes: tracker.halted.iter().map(|s| s.to_string()).collect(),
+                open_incident: tracker.open.map(|o| o.key),
+            });
         }
     }
 

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{ChainConfig, StartBlock};
 use crate::model::{BlockRef, ChainUpdate, CommittedRange};
-use crate::redact_url;
+use crate::{redact_url, telemetry};
 
 /// Blocks per `eth_getLogs` call while catching up.
 const MAX_RANGE_BLOCKS: u64 = 2_000;
@@ -92,6 +92,7 @@ pub struct ChainSource {
     window_blocks: u64,
     /// The first block not yet processed, once known.
     next: Option<u64>,
+    status: crate::status::Status,
 }
 
 impl ChainSource {
@@ -123,7 +124,14 @@ impl ChainSource {
             window: window.into(),
             window_blocks,
             next,
+            status: crate::status::Status::default(),
         }
+    }
+
+    /// Reports head reads and errors to `status`.
+    pub fn with_status(mut self, status: crate::status::Status) -> Self {
+        self.status = status;
+        self
     }
 
     /// Follows the chain until `shutdown` turns true or the receiver is gone.
@@ -158,6 +166,7 @@ impl ChainSource {
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => {
                     failures += 1;
+                    self.status.chain_error(&self.chain.name, e.to_string());
                     tracing::warn!(chain = %self.chain.name, error = %e, failures, "chain read failed; retrying");
                     self.fail_over();
                     heads = None;
@@ -244,10 +253,12 @@ impl ChainSource {
     ) -> Result<Option<Progress>, SourceError> {
         let p = self.provider().await?;
         let ep = &self.endpoints[self.current];
+        telemetry::rpc_request(&ep.redacted, "eth_blockNumber");
         let head = p
             .get_block_number()
             .await
             .map_err(|e| rpc_error(ep, "eth_blockNumber", e))?;
+        self.status.head_seen(&self.chain.name, head);
         let target = head.saturating_sub(self.chain.confirmations);
         let from = *self.next.get_or_insert(match self.chain.start_block {
             StartBlock::Latest => target,
@@ -276,6 +287,7 @@ impl ChainSource {
             vec![from, to]
         };
         let filter = self.filter.clone().from_block(from).to_block(to);
+        telemetry::rpc_request(&self.endpoints[self.current].redacted, "eth_getLogs");
         let logs_call = p.get_logs(&filter);
         let ep = &self.endpoints[self.current];
         let headers_call = futures::future::try_join_all(numbers.iter().map(|&n| {
@@ -511,6 +523,7 @@ impl LogFetcher {
         let mut failures = 0;
         while let Some((a, b)) = pending.pop_front() {
             let filter = self.filter.clone().from_block(a).to_block(b);
+            telemetry::rpc_request(&self.endpoint.redacted, "eth_getLogs");
             match self.provider.get_logs(&filter).await {
                 Ok(logs) => {
                     out.extend(logs);
@@ -551,6 +564,7 @@ async fn fetch_header(
     ep: &Endpoint,
     number: u64,
 ) -> Result<Option<BlockRef>, SourceError> {
+    telemetry::rpc_request(&ep.redacted, "eth_getBlockByNumber");
     let block = p
         .get_block_by_number(BlockNumberOrTag::Number(number))
         .await
@@ -573,6 +587,7 @@ async fn next_head(heads: &mut Option<HeadStream>) -> Option<()> {
 }
 
 fn rpc_error(ep: &Endpoint, method: &'static str, e: impl std::fmt::Display) -> SourceError {
+    telemetry::rpc_error(&ep.redacted, method);
     SourceError::Rpc {
         endpoint: ep.redacted.clone(),
         method,

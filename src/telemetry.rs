@@ -47,3 +47,63 @@ pub fn email_retried(protocol: &str) {
 pub fn email_failed(protocol: &str) {
     metrics::counter!(EMAILS_FAILED_TOTAL, "protocol" => protocol.to_string()).increment(1);
 }
+
+/// Signals from detectors, by kind (`halt`, `resume`).
+pub const SIGNALS_TOTAL: &str = "haltwatch_signals_total";
+/// 1 while a protocol has an open incident at that severity.
+pub const INCIDENTS_OPEN: &str = "haltwatch_incidents_open";
+/// Mails waiting in the outbox.
+pub const OUTBOX_DEPTH: &str = "haltwatch_outbox_depth";
+/// JSON-RPC requests and failures by endpoint (scheme + host) and method.
+pub const RPC_REQUESTS_TOTAL: &str = "haltwatch_rpc_requests_total";
+pub const RPC_ERRORS_TOTAL: &str = "haltwatch_rpc_errors_total";
+/// The head as last read, and the last block processed.
+pub const HEAD_BLOCK: &str = "haltwatch_head_block";
+pub const PROCESSED_BLOCK: &str = "haltwatch_processed_block";
+/// How far processing is behind the head, in blocks and in seconds of block time.
+pub const HEAD_LAG_BLOCKS: &str = "haltwatch_head_lag_blocks";
+pub const HEAD_LAG_SECONDS: &str = "haltwatch_head_lag_seconds";
+
+pub fn signal(kind: &'static str) {
+    metrics::counter!(SIGNALS_TOTAL, "kind" => kind).increment(1);
+}
+
+pub fn incidents_open(protocol: &str, state: crate::model::ProtocolState) {
+    use crate::model::ProtocolState::{Degraded, Halted};
+    for severity in [Degraded, Halted] {
+        let value = if state == severity { 1.0 } else { 0.0 };
+        metrics::gauge!(INCIDENTS_OPEN, "protocol" => protocol.to_string(), "severity" => severity.as_str())
+            .set(value);
+    }
+}
+
+pub fn outbox_depth(pending: usize) {
+    metrics::gauge!(OUTBOX_DEPTH).set(pending as f64);
+}
+
+pub fn rpc_request(endpoint: &str, method: &'static str) {
+    metrics::counter!(RPC_REQUESTS_TOTAL, "endpoint" => endpoint.to_string(), "method" => method)
+        .increment(1);
+}
+
+pub fn rpc_error(endpoint: &str, method: &'static str) {
+    metrics::counter!(RPC_ERRORS_TOTAL, "endpoint" => endpoint.to_string(), "method" => method)
+        .increment(1);
+}
+
+/// Head and processing position of a chain; lag derived from both.
+pub fn chain_position(chain: &str, head: Option<u64>, processed: Option<(u64, u64)>) {
+    let label = chain.to_string();
+    if let Some(h) = head {
+        metrics::gauge!(HEAD_BLOCK, "chain" => label.clone()).set(h as f64);
+    }
+    if let Some((p, block_time)) = processed {
+        metrics::gauge!(PROCESSED_BLOCK, "chain" => label.clone()).set(p as f64);
+        let now = crate::store::now_ms() as f64 / 1000.0;
+        metrics::gauge!(HEAD_LAG_SECONDS, "chain" => label.clone())
+            .set((now - block_time as f64).max(0.0));
+        if let Some(h) = head {
+            metrics::gauge!(HEAD_LAG_BLOCKS, "chain" => label).set(h.saturating_sub(p) as f64);
+        }
+    }
+}

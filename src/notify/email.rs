@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use crate::model::sanitize_text;
-use crate::render::duration;
+use crate::render::{duration, esc};
 use crate::store::{IncidentRecord, IncidentState, format_time};
 
 /// Longest cause text in a subject line.
@@ -263,33 +263,4 @@ fn args_text(args: &[crate::model::EventArg]) -> String {
 
 fn human_time(secs: u64) -> String {
     format_time(secs).replace('T', " ").replace('Z', " UTC")
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_html() {
-        assert_eq!(
-            esc("<script>alert('x')</script> & \"q\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
-        );
-    }
 }

@@ -145,6 +145,7 @@ impl Notifier {
     /// One look at the outbox: sends every group that is due.
     pub async fn pass(&self) -> Result<(), NotifyError> {
         let now = now_ms();
+        telemetry::outbox_depth(self.store.outbox_pending().await?);
         let due = self.store.outbox_due(now).await?;
         let mut groups: BTreeMap<i64, Vec<OutboxItem>> = BTreeMap::new();
         for item in due {

@@ -80,11 +80,20 @@ pub enum IncidentState {
 }
 
 impl IncidentState {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             IncidentState::Open => "open",
             IncidentState::Resolved => "resolved",
             IncidentState::Withdrawn => "withdrawn",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(IncidentState::Open),
+            "resolved" => Some(IncidentState::Resolved),
+            "withdrawn" => Some(IncidentState::Withdrawn),
+            _ => None,
         }
     }
 }
@@ -156,6 +165,8 @@ pub struct IncidentFilter {
     /// Only incidents that overlap `since..until` (unix seconds).
     pub since: Option<u64>,
     pub until: Option<u64>,
+    /// Only incidents in this state (overrides `open_only` / `include_withdrawn`).
+    pub state: Option<IncidentState>,
 }
 
 /// An incident as the history tells it: what `incidents list/show` print.
@@ -516,12 +527,13 @@ impl Store {
             .collect())
     }
 
-    /// The earliest time a pending mail is due, if any.
-    pub async fn outbox_next_due(&self) -> Result<Option<i64>> {
-        sqlx::query_scalar("SELECT MIN(next_attempt_ms) FROM outbox WHERE status = 'pending'")
+    /// Mails waiting to be sent.
+    pub async fn outbox_pending(&self) -> Result<usize> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
             .fetch_one(&self.pool)
             .await
-            .map_err(q("read outbox"))
+            .map_err(q("count outbox"))?;
+        Ok(n as usize)
     }
 
     /// Mails carried by one message: marks them sent.
@@ -612,29 +624,49 @@ impl Store {
 
     /// Incidents matching `filter`, newest first, with transitions and evidence.
     pub async fn list(&self, filter: &IncidentFilter) -> Result<Vec<IncidentRecord>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM incidents
-             WHERE (?1 IS NULL OR protocol = ?1) AND (?2 IS NULL OR chain = ?2)
-               AND (?3 = 0 OR state = 'open') AND (?4 = 1 OR state != 'withdrawn')
-               AND (?5 IS NULL OR started_at < ?5) AND (?6 IS NULL OR ended_at IS NULL OR ended_at > ?6)
-             ORDER BY started_at DESC, id DESC",
-        )
-        .bind(&filter.protocol)
-        .bind(&filter.chain)
-        .bind(filter.open_only)
-        .bind(filter.include_withdrawn)
-        .bind(filter.until.map(|t| t as i64))
-        .bind(filter.since.map(|t| t as i64))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(q("list incidents"))?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
+        Ok(self.page(filter, 0, usize::MAX).await?.0)
+    }
+
+    /// One page of [`Store::list`]: `limit` incidents from `offset`, and how many match in all.
+    pub async fn page(
+        &self,
+        filter: &IncidentFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<IncidentRecord>, usize)> {
+        let ids = self.ids(filter).await?;
+        let mut out = Vec::new();
+        for &id in ids.iter().skip(offset).take(limit) {
             if let Some(r) = self.incident(id).await? {
                 out.push(r);
             }
         }
-        Ok(out)
+        Ok((out, ids.len()))
+    }
+
+    async fn ids(&self, filter: &IncidentFilter) -> Result<Vec<i64>> {
+        let (open_only, include_withdrawn) = match filter.state {
+            Some(_) => (false, true),
+            None => (filter.open_only, filter.include_withdrawn),
+        };
+        sqlx::query_scalar(
+            "SELECT id FROM incidents
+             WHERE (?1 IS NULL OR protocol = ?1) AND (?2 IS NULL OR chain = ?2)
+               AND (?3 = 0 OR state = 'open') AND (?4 = 1 OR state != 'withdrawn')
+               AND (?5 IS NULL OR started_at < ?5) AND (?6 IS NULL OR ended_at IS NULL OR ended_at > ?6)
+               AND (?7 IS NULL OR state = ?7)
+             ORDER BY started_at DESC, id DESC",
+        )
+        .bind(&filter.protocol)
+        .bind(&filter.chain)
+        .bind(open_only)
+        .bind(include_withdrawn)
+        .bind(filter.until.map(|t| t as i64))
+        .bind(filter.since.map(|t| t as i64))
+        .bind(filter.state.map(IncidentState::as_str))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list incidents"))
     }
 
     /// One incident with its transitions and evidence.

@@ -46,6 +46,9 @@ pub fn config_text(rpc: &str, protocols: &str) -> String {
 [store]
 url = "sqlite://history.db"
 
+[api]
+listen = "127.0.0.1:0"
+
 [[chains]]
 name = "anvil"
 chain_id = {CHAIN_ID}
@@ -92,11 +95,23 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 /// The pipeline running in this process, stopped through its shutdown future.
 pub struct Running {
     pub store: Store,
+    pub status: haltwatch::status::Status,
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<Result<(), haltwatch::pipeline::PipelineError>>,
 }
 
 impl Running {
+    /// Where the HTTP surface listens (waits for the bind, at most 10 s).
+    pub async fn api(&self) -> std::net::SocketAddr {
+        for _ in 0..400 {
+            if let Some(a) = self.status.api_addr() {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the HTTP surface did not bind in 10 s")
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -113,11 +128,18 @@ pub async fn start(config_path: &Path) -> Running {
     let config = haltwatch::config::load(config_path).unwrap_or_else(|e| panic!("{e}"));
     let store = Store::open(&config.store).await.expect("open store");
     let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(haltwatch::pipeline::run(config, store.clone(), async {
-        let _ = rx.await;
-    }));
+    let status = haltwatch::status::Status::default();
+    let handle = tokio::spawn(haltwatch::pipeline::run_with(
+        config,
+        store.clone(),
+        status.clone(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     Running {
         store,
+        status,
         stop: Some(tx),
         handle,
     }
@@ -235,4 +257,5 @@ pub async fn vault_chain(ws: bool, extra: &str) -> VaultChain {
         path,
     }
 }
+pub mod http;
 pub mod proxy;

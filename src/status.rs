@@ -1,0 +1,137 @@
+//! What the running pipeline knows right now, for health checks and the API:
+//! per chain, when the head was last read and how far processing is; per
+//! protocol, its state and halted scopes. Sources and processors write it,
+//! the HTTP surface reads it. Short critical sections only.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::model::ProtocolState;
+
+#[derive(Debug, Clone, Default)]
+pub struct ChainStatus {
+    pub chain_id: u64,
+    pub stall_after: Duration,
+    /// The latest head number read, and when.
+    pub head: Option<(u64, Instant)>,
+    /// The last block processed (the checkpoint) and its block time.
+    pub processed: Option<(u64, u64)>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProtocolStatus {
+    pub protocol: String,
+    pub chain: String,
+    pub state: ProtocolState,
+    /// Scopes halted now: `pool`, `configurator:0x…`.
+    pub halted_scopes: Vec<String>,
+    /// The key of the open incident, if any.
+    pub open_incident: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    chains: BTreeMap<String, ChainStatus>,
+    protocols: BTreeMap<String, ProtocolStatus>,
+    api_addr: Option<std::net::SocketAddr>,
+}
+
+/// Shared, cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Status(Arc<RwLock<Inner>>);
+
+impl Status {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data: keep serving it.
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn register_chain(&self, name: &str, chain_id: u64, stall_after: Duration) {
+        self.write().chains.insert(
+            name.to_string(),
+            ChainStatus {
+                chain_id,
+                stall_after,
+                ..Default::default()
+            },
+        );
+    }
+
+    pub fn head_seen(&self, chain: &str, number: u64) {
+        if let Some(c) = self.write().chains.get_mut(chain) {
+            c.head = Some((number, Instant::now()));
+            c.last_error = None;
+            crate::telemetry::chain_position(chain, Some(number), c.processed);
+        }
+    }
+
+    pub fn chain_error(&self, chain: &str, error: String) {
+        if let Some(c) = self.write().chains.get_mut(chain) {
+            c.last_error = Some(error);
+        }
+    }
+
+    pub fn processed(&self, chain: &str, number: u64, block_time: u64) {
+        if let Some(c) = self.write().chains.get_mut(chain) {
+            c.processed = Some((number, block_time));
+            crate::telemetry::chain_position(chain, c.head.map(|h| h.0), c.processed);
+        }
+    }
+
+    pub fn set_protocol(&self, status: ProtocolStatus) {
+        crate::telemetry::incidents_open(&status.protocol, status.state);
+        self.write()
+            .protocols
+            .insert(status.protocol.clone(), status);
+    }
+
+    pub fn set_api_addr(&self, addr: std::net::SocketAddr) {
+        self.write().api_addr = Some(addr);
+    }
+
+    /// Where the HTTP surface listens, once bound.
+    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
+        self.read().api_addr
+    }
+
+    pub fn chains(&self) -> BTreeMap<String, ChainStatus> {
+        self.read().chains.clone()
+    }
+
+    pub fn protocols(&self) -> Vec<ProtocolStatus> {
+        self.read().protocols.values().cloned().collect()
+    }
+
+    /// Why each chain is not ready: no head read within its stall limit.
+    pub fn unready_chains(&self) -> Vec<(String, String)> {
+        let now = Instant::now();
+        self.read()
+            .chains
+            .iter()
+            .filter_map(|(name, c)| {
+                let why = match c.head {
+                    None => "no head read yet".to_string(),
+                    Some((n, at)) if now.duration_since(at) > c.stall_after => format!(
+                        "head {n} last read {} s ago (limit {} s)",
+                        now.duration_since(at).as_secs(),
+                        c.stall_after.as_secs()
+                    ),
+                    Some(_) => return None,
+                };
+                let why = match &c.last_error {
+                    Some(e) => format!("{why}; last error: {e}"),
+                    None => why,
+                };
+                Some((name.clone(), why))
+            })
+            .collect()
+    }
+}
