@@ -104,7 +104,7 @@ impl Tracker {
             kind,
             from: before,
             to: after,
-            at: first.block_timestamp,
+            at: first.time(),
             block_number: first.block_number,
         });
         let key = match (&mut self.open, &transition) {
@@ -166,6 +166,8 @@ mod tests {
     /// `"*"` stands for the whole contract; `+` halts, `-` resumes.
     fn ev(n: u64, changes: &[&str]) -> Evidence {
         Evidence {
+            kind: Default::default(),
+            at: None,
             chain_id: 1,
             contract: Address::ZERO,
             contract_name: "c".into(),

@@ -89,6 +89,13 @@ struct RawChain {
     /// No new head for this long is a stalled chain (and `/readyz` fails).
     #[serde(default = "default_stall_after_seconds")]
     stall_after_seconds: u64,
+    /// Read receipts of calls into monitored contracts (failed transactions, revert spikes).
+    #[serde(default = "default_true")]
+    failed_tx: bool,
+    /// Trace every block (debug_traceBlockByNumber, callTracer) to also see
+    /// failed nested calls into monitored contracts.
+    #[serde(default)]
+    trace_calls: bool,
     /// Link template for a transaction, with `{hash}`.
     #[serde(default)]
     explorer_tx_url: Option<String>,
@@ -200,6 +207,78 @@ struct RawProtocol {
     contracts: Vec<toml::Value>,
     #[serde(default)]
     rules: Vec<toml::Value>,
+    #[serde(default)]
+    probes: Vec<toml::Value>,
+}
+
+/// `revert_spike = { … }` of a contract: overrides of the detector's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpikeConfig {
+    /// Blocks in the sliding window.
+    #[serde(default = "SpikeConfig::default_window_blocks")]
+    pub window_blocks: u64,
+    /// Failed calls in the window needed for a spike.
+    #[serde(default = "SpikeConfig::default_min_failed")]
+    pub min_failed: u64,
+    /// Failed / all calls in the window needed for a spike.
+    #[serde(default = "SpikeConfig::default_min_ratio")]
+    pub min_ratio: f64,
+    /// The window's ratio must also be this many times the contract's baseline.
+    #[serde(default = "SpikeConfig::default_baseline_factor")]
+    pub baseline_factor: f64,
+    /// Quiet windows in a row before a spike clears.
+    #[serde(default = "SpikeConfig::default_clear_windows")]
+    pub clear_windows: u64,
+}
+
+impl SpikeConfig {
+    fn default_window_blocks() -> u64 {
+        10
+    }
+    fn default_min_failed() -> u64 {
+        5
+    }
+    fn default_min_ratio() -> f64 {
+        0.5
+    }
+    fn default_baseline_factor() -> f64 {
+        3.0
+    }
+    fn default_clear_windows() -> u64 {
+        3
+    }
+}
+
+impl Default for SpikeConfig {
+    fn default() -> Self {
+        SpikeConfig {
+            window_blocks: Self::default_window_blocks(),
+            min_failed: Self::default_min_failed(),
+            min_ratio: Self::default_min_ratio(),
+            baseline_factor: Self::default_baseline_factor(),
+            clear_windows: Self::default_clear_windows(),
+        }
+    }
+}
+
+/// `[[protocols.probes]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    contract: String,
+    /// A view function of the contract's ABI with no arguments: `paused()`.
+    function: String,
+    /// The healthy value: a bool or an integer.
+    expected: toml::Value,
+    #[serde(default = "default_every_blocks")]
+    every_blocks: u64,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+fn default_every_blocks() -> u64 {
+    1
 }
 
 /// `[[protocols.contracts]]`
@@ -212,6 +291,8 @@ struct RawContract {
     abi: String,
     #[serde(default)]
     preset: Option<String>,
+    #[serde(default)]
+    revert_spike: Option<SpikeConfig>,
 }
 
 /// `[[protocols.rules]]`
@@ -234,6 +315,9 @@ struct RawRule {
     /// The complete set of scopes: all halted means the protocol is halted.
     #[serde(default)]
     scopes: Option<Vec<String>>,
+    /// An argument holding the real time of the halt (unix seconds), e.g. a feed's `updatedAt`.
+    #[serde(default)]
+    time_arg: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +427,8 @@ pub struct ChainConfig {
     pub start_block: StartBlock,
     pub explorer_tx_url: Option<String>,
     pub stall_after: Duration,
+    pub failed_tx: bool,
+    pub trace_calls: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -354,6 +440,7 @@ pub struct ProtocolConfig {
     pub revenue_per_hour_usd: Option<f64>,
     pub contracts: Vec<ContractConfig>,
     pub rules: Vec<Rule>,
+    pub probes: Vec<ProbeConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -362,6 +449,25 @@ pub struct ContractConfig {
     pub address: Address,
     pub abi_path: PathBuf,
     pub abi: Arc<JsonAbi>,
+    pub revert_spike: SpikeConfig,
+}
+
+/// The value a probe expects from a healthy contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    Bool(bool),
+    Int(i128),
+}
+
+/// A state probe, resolved against the ABI.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// Index into the protocol's contracts.
+    pub contract: usize,
+    pub function: alloy::json_abi::Function,
+    pub expected: Expected,
+    pub every_blocks: u64,
+    pub scope: Option<String>,
 }
 
 /// How a rule's log moves scopes in and out of a halt.
@@ -393,6 +499,7 @@ pub struct RuleSpec {
     pub effect: EffectSpec,
     pub scope: ScopeSpec,
     pub scopes: Option<Vec<String>>,
+    pub time_arg: Option<String>,
 }
 
 /// A rule resolved against its contract's ABI: argument positions, not names.
@@ -406,6 +513,8 @@ pub struct Rule {
     pub scope: RuleScope,
     /// Scope keys that together mean the whole protocol is halted.
     pub complete_set: Option<BTreeSet<String>>,
+    /// Position of an argument holding the halt's real time (unix seconds).
+    pub time_arg: Option<usize>,
 }
 
 /// [`EffectSpec`] with argument names resolved to positions in `event.inputs`.
@@ -848,6 +957,8 @@ impl Validator {
                 start_block,
                 explorer_tx_url: raw.explorer_tx_url,
                 stall_after: Duration::from_secs(raw.stall_after_seconds.max(1)),
+                failed_tx: raw.failed_tx || raw.trace_calls,
+                trace_calls: raw.trace_calls,
             });
         }
         chains
@@ -929,6 +1040,13 @@ impl Validator {
                     rules.push(rule);
                 }
             }
+            let mut probes = Vec::new();
+            for (j, item) in raw.probes.into_iter().enumerate() {
+                let pkey = format!("{key}.probes[{j}]");
+                if let Some(p) = self.probe(&pkey, item, &contracts) {
+                    probes.push(p);
+                }
+            }
             if let Some(chain) = chain {
                 protocols.push(ProtocolConfig {
                     name: raw.name,
@@ -937,10 +1055,93 @@ impl Validator {
                     revenue_per_hour_usd: raw.revenue_per_hour_usd,
                     contracts,
                     rules,
+                    probes,
                 });
             }
         }
         protocols
+    }
+
+    fn probe(
+        &mut self,
+        key: &str,
+        item: toml::Value,
+        contracts: &[ContractConfig],
+    ) -> Option<ProbeConfig> {
+        let raw = self.element::<RawProbe>(key, item)?;
+        let Some(c) = contracts.iter().position(|c| c.name == raw.contract) else {
+            self.problem(
+                format!("{key}.contract"),
+                format!(
+                    "no contract named `{}` in this protocol (or it has errors above)",
+                    raw.contract
+                ),
+            );
+            return None;
+        };
+        let wanted: String = raw
+            .function
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let name = wanted.split('(').next().unwrap_or(&wanted).to_string();
+        let candidates = contracts[c]
+            .abi
+            .functions
+            .get(&name)
+            .cloned()
+            .unwrap_or_default();
+        let Some(function) = candidates
+            .into_iter()
+            .find(|f| f.signature() == wanted || (!wanted.contains('(') && f.inputs.is_empty()))
+        else {
+            self.problem(
+                format!("{key}.function"),
+                format!(
+                    "no function `{wanted}` in ABI {}",
+                    contracts[c].abi_path.display()
+                ),
+            );
+            return None;
+        };
+        if !function.inputs.is_empty() || function.outputs.len() != 1 {
+            self.problem(
+                format!("{key}.function"),
+                format!(
+                    "`{}` must take no arguments and return one value",
+                    function.signature()
+                ),
+            );
+            return None;
+        }
+        let out = function.outputs[0].ty.as_str();
+        let expected = match (&raw.expected, out) {
+            (toml::Value::Boolean(b), "bool") => Expected::Bool(*b),
+            (toml::Value::Integer(i), t) if t.starts_with("uint") || t.starts_with("int") => {
+                Expected::Int(i128::from(*i))
+            }
+            (v, t) => {
+                self.problem(
+                    format!("{key}.expected"),
+                    format!(
+                        "`{}` returns {t}; expected a matching bool or integer, found `{v}`",
+                        function.signature()
+                    ),
+                );
+                return None;
+            }
+        };
+        if raw.every_blocks == 0 {
+            self.problem(format!("{key}.every_blocks"), "expected at least 1");
+            return None;
+        }
+        Some(ProbeConfig {
+            contract: c,
+            function,
+            expected,
+            every_blocks: raw.every_blocks,
+            scope: raw.scope,
+        })
     }
 
     /// Returns the valid contracts and, for those with a preset, (index, preset).
@@ -987,11 +1188,24 @@ impl Validator {
                 if let Some(p) = raw.preset {
                     presets_of.push((contracts.len(), p));
                 }
+                let revert_spike = raw.revert_spike.unwrap_or_default();
+                if revert_spike.window_blocks == 0
+                    || revert_spike.clear_windows == 0
+                    || !(0.0..=1.0).contains(&revert_spike.min_ratio)
+                    || !(revert_spike.baseline_factor.is_finite()
+                        && revert_spike.baseline_factor >= 0.0)
+                {
+                    self.problem(
+                        format!("{ckey}.revert_spike"),
+                        "expected window_blocks ≥ 1, clear_windows ≥ 1, min_ratio in 0..=1, baseline_factor ≥ 0",
+                    );
+                }
                 contracts.push(ContractConfig {
                     name: raw.name,
                     address,
                     abi_path,
                     abi,
+                    revert_spike,
                 });
             }
         }
@@ -1073,6 +1287,7 @@ impl Validator {
             effect,
             scope,
             scopes: raw.scopes,
+            time_arg: raw.time_arg,
         };
         self.resolve(key, &contracts[c], c, spec)
     }
@@ -1209,6 +1424,23 @@ impl Validator {
                 Some(set)
             }
         };
+        let time_arg = match spec.time_arg {
+            None => None,
+            Some(name) => match arg(&name) {
+                Ok((pos, DynSolType::Uint(_))) => Some(pos),
+                Ok((_, ty)) => {
+                    self.problem(
+                        format!("{key}.time_arg"),
+                        format!("argument `{name}` is {ty}, expected a uint (unix seconds)"),
+                    );
+                    return None;
+                }
+                Err(m) => {
+                    self.problem(format!("{key}.time_arg"), m);
+                    return None;
+                }
+            },
+        };
         Some(Rule {
             contract: index,
             selector: event.selector(),
@@ -1216,6 +1448,7 @@ impl Validator {
             effect,
             scope,
             complete_set,
+            time_arg,
         })
     }
 }

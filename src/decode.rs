@@ -66,19 +66,52 @@ pub struct DecodeError {
     pub source: alloy::dyn_abi::Error,
 }
 
+/// A decoded revert: `EnforcedPause()`, `Error(string)`, `Panic(uint256)`, a custom error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevertReason {
+    /// `EnforcedPause()`, `Unavailable(uint256)`, `Error(string)`, or `unknown(0x12345678)`.
+    pub signature: String,
+    pub args: Vec<EventArg>,
+}
+
+impl RevertReason {
+    /// True when the revert says the contract is paused: OpenZeppelin 5's
+    /// `EnforcedPause()` or 4's `"Pausable: paused"`.
+    pub fn is_pause(&self) -> bool {
+        self.signature == "EnforcedPause()"
+            || (self.signature == "Error(string)"
+                && self
+                    .args
+                    .first()
+                    .is_some_and(|a| a.value == "Pausable: paused"))
+    }
+}
+
 /// Resolved decoders for the monitored contracts of one chain.
 #[derive(Debug, Default)]
 pub struct AbiRegistry {
     entries: HashMap<(Address, B256), EventEntry>,
+    /// Custom errors of every contract of the chain's protocols, by selector.
+    errors: HashMap<(Address, [u8; 4]), alloy::json_abi::Error>,
+    /// Every contract of the chain's protocols (failed calls are watched for all).
+    contracts: BTreeSet<Address>,
 }
 
 impl AbiRegistry {
     /// Builds the registry for chain `chain` of a validated configuration.
     pub fn for_chain(config: &Config, chain: usize) -> Self {
         let mut entries: HashMap<(Address, B256), EventEntry> = HashMap::new();
+        let mut errors = HashMap::new();
+        let mut contracts = BTreeSet::new();
         for (p, protocol) in config.protocols.iter().enumerate() {
             if protocol.chain != chain {
                 continue;
+            }
+            for c in &protocol.contracts {
+                contracts.insert(c.address);
+                for e in c.abi.errors() {
+                    errors.insert((c.address, e.selector().0), e.clone());
+                }
             }
             for (r, rule) in protocol.rules.iter().enumerate() {
                 let address = protocol.contracts[rule.contract].address;
@@ -96,7 +129,70 @@ impl AbiRegistry {
                 });
             }
         }
-        AbiRegistry { entries }
+        AbiRegistry {
+            entries,
+            errors,
+            contracts,
+        }
+    }
+
+    /// Every contract of the chain's protocols, sorted.
+    pub fn contracts(&self) -> Vec<Address> {
+        self.contracts.iter().copied().collect()
+    }
+
+    /// Decodes revert data with the contract's custom errors, `Error(string)`
+    /// and `Panic(uint256)`. Unknown data is named by its selector.
+    pub fn revert_reason(&self, contract: Address, data: &[u8]) -> RevertReason {
+        use alloy::dyn_abi::JsonAbiExt;
+        use alloy::sol_types::SolError;
+        let Some(selector) = data.get(..4).and_then(|s| <[u8; 4]>::try_from(s).ok()) else {
+            return RevertReason {
+                signature: "unknown()".into(),
+                args: Vec::new(),
+            };
+        };
+        if let Some(error) = self.errors.get(&(contract, selector))
+            && let Ok(values) = error.abi_decode_input(&data[4..])
+        {
+            return RevertReason {
+                signature: error.signature(),
+                args: error
+                    .inputs
+                    .iter()
+                    .zip(&values)
+                    .map(|(p, v)| EventArg {
+                        name: p.name.clone(),
+                        ty: p.ty.clone(),
+                        value: format_value(v),
+                    })
+                    .collect(),
+            };
+        }
+        if let Ok(e) = alloy::sol_types::Revert::abi_decode(data) {
+            return RevertReason {
+                signature: "Error(string)".into(),
+                args: vec![EventArg {
+                    name: "reason".into(),
+                    ty: "string".into(),
+                    value: e.reason,
+                }],
+            };
+        }
+        if let Ok(p) = alloy::sol_types::Panic::abi_decode(data) {
+            return RevertReason {
+                signature: "Panic(uint256)".into(),
+                args: vec![EventArg {
+                    name: "code".into(),
+                    ty: "uint256".into(),
+                    value: p.code.to_string(),
+                }],
+            };
+        }
+        RevertReason {
+            signature: format!("unknown({})", alloy::hex::encode_prefixed(selector)),
+            args: Vec::new(),
+        }
     }
 
     /// Addresses to ask the node for logs of, sorted.

@@ -25,6 +25,51 @@ pub enum ChainUpdate {
     Committed(CommittedRange),
     /// Every block above `ancestor` is no longer canonical.
     Reverted { ancestor: u64 },
+    /// No new head since `head` for longer than the chain's stall limit;
+    /// `since` is the wall-clock time (unix seconds) that head was first seen.
+    Stalled { head: BlockRef, since: u64 },
+    /// New heads again after a stall, at wall-clock time `at`.
+    Resumed { head: BlockRef, at: u64 },
+    /// The monitor cannot read the chain at all (every endpoint failing)
+    /// since wall-clock `since`: a monitoring gap, not protocol downtime.
+    GapOpened { since: u64, reason: String },
+    /// The chain is readable again at `at`; the source backfills the gap.
+    GapClosed { at: u64 },
+}
+
+/// A call into a monitored contract: a top-level transaction, or (with call
+/// tracing) a nested call. Successes count for revert-spike ratios.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallOutcome {
+    pub block_number: u64,
+    pub block_hash: B256,
+    pub block_timestamp: u64,
+    pub tx_hash: B256,
+    pub tx_index: u64,
+    pub from: Address,
+    pub to: Address,
+    pub success: bool,
+    /// Revert data (selector + arguments), when the call failed and it could be read.
+    pub revert: Option<alloy::primitives::Bytes>,
+    /// Found by tracing inside another transaction.
+    pub nested: bool,
+}
+
+impl CallOutcome {
+    /// The revert data, empty when unknown or the call succeeded.
+    pub fn revert_data(&self) -> &[u8] {
+        self.revert.as_ref().map_or(&[], |b| &b[..])
+    }
+}
+
+/// The answer of one state probe at a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeResult {
+    /// (protocol index, probe index within the protocol).
+    pub probe: (usize, usize),
+    pub block: BlockRef,
+    /// Return data, or why the call failed.
+    pub output: Result<alloy::primitives::Bytes, String>,
 }
 
 /// A contiguous run of processed blocks and the monitored logs in them.
@@ -36,6 +81,10 @@ pub struct CommittedRange {
     pub blocks: Vec<BlockRef>,
     /// Logs of monitored addresses and topics, in chain order.
     pub logs: Vec<Log>,
+    /// Calls into watched contracts, in chain order (with failed-tx detection).
+    pub calls: Vec<CallOutcome>,
+    /// State probes taken at the tip.
+    pub probes: Vec<ProbeResult>,
 }
 
 /// Whether a protocol works, works in part, or does not work.
@@ -126,9 +175,51 @@ pub struct EventArg {
     pub value: String,
 }
 
+/// What a piece of evidence is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// An event log (`log_index` is its index in the block).
+    #[default]
+    Log,
+    /// A failed call (`log_index` is the transaction's index in the block).
+    FailedCall,
+    /// A state probe (`log_index` is the probe's index; no transaction).
+    Probe,
+    /// The chain stopped producing blocks (`block_*` is the last head).
+    Stall,
+    /// A revert spike started or cleared (`block_*` is where it was decided).
+    Spike,
+}
+
+impl EvidenceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceKind::Log => "log",
+            EvidenceKind::FailedCall => "failed_call",
+            EvidenceKind::Probe => "probe",
+            EvidenceKind::Stall => "stall",
+            EvidenceKind::Spike => "spike",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            EvidenceKind::Log,
+            EvidenceKind::FailedCall,
+            EvidenceKind::Probe,
+            EvidenceKind::Stall,
+            EvidenceKind::Spike,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
 /// Where on the chain a signal came from: enough to re-read it later.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
+    pub kind: EvidenceKind,
     pub chain_id: u64,
     pub contract: Address,
     pub contract_name: String,
@@ -143,6 +234,17 @@ pub struct Evidence {
     pub changes: Vec<ScopeChange>,
     /// keccak256(address ‖ topics ‖ data) of the raw log: what `verify` compares.
     pub log_hash: B256,
+    /// When the halt really happened, if the event says so (a sequencer
+    /// feed's `updatedAt`, a stall's wall-clock time); else the block time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+}
+
+impl Evidence {
+    /// The time this evidence dates a transition with.
+    pub fn time(&self) -> u64 {
+        self.at.unwrap_or(self.block_timestamp)
+    }
 }
 
 /// keccak256(address ‖ topics ‖ data): identifies a log's content exactly.

@@ -9,6 +9,7 @@ struct PresetRule {
     event: &'static str,
     effect: EffectSpec,
     scope: ScopeSpec,
+    time_arg: Option<&'static str>,
 }
 
 /// Names of every preset, for error messages.
@@ -20,6 +21,7 @@ pub const NAMES: &[&str] = &[
     "comet",
     "lido",
     "maker-end",
+    "chainlink-sequencer-feed",
 ];
 
 /// The rule specs of preset `name`, or `None` if there is no such preset.
@@ -80,6 +82,16 @@ pub fn rules(name: &str) -> Option<Vec<RuleSpec>> {
             rule("Cage()", Halt, whole()),
             rule("Cage(bytes32)", Halt, args(&["ilk"])),
         ],
+        // Chainlink L2 sequencer uptime feed: current = 1 means down; the
+        // halt's time is the feed's updatedAt, not the L2 block time.
+        "chainlink-sequencer-feed" => vec![PresetRule {
+            time_arg: Some("updatedAt"),
+            ..rule(
+                "AnswerUpdated(int256,uint256,uint256)",
+                toggle("current"),
+                whole(),
+            )
+        }],
         _ => return None,
     };
     Some(
@@ -89,6 +101,7 @@ pub fn rules(name: &str) -> Option<Vec<RuleSpec>> {
                 effect: r.effect,
                 scope: r.scope,
                 scopes: None,
+                time_arg: r.time_arg.map(str::to_string),
             })
             .collect(),
     )
@@ -99,6 +112,7 @@ fn rule(event: &'static str, effect: EffectSpec, scope: ScopeSpec) -> PresetRule
         event,
         effect,
         scope,
+        time_arg: None,
     }
 }
 

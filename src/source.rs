@@ -10,22 +10,26 @@
 //! cannot be fetched is retried, never skipped: the checkpoint only moves past
 //! blocks that were fully read.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
-use alloy::eips::BlockNumberOrTag;
-use alloy::primitives::{Address, B256};
+use alloy::eips::{BlockId, BlockNumberOrTag};
+use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{Filter, Log};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{ChainConfig, StartBlock};
-use crate::model::{BlockRef, ChainUpdate, CommittedRange};
+use crate::model::{BlockRef, CallOutcome, ChainUpdate, CommittedRange, ProbeResult};
 use crate::{redact_url, telemetry};
 
 /// Blocks per `eth_getLogs` call while catching up.
 const MAX_RANGE_BLOCKS: u64 = 2_000;
+/// Blocks per step when every block's transactions are read.
+const MAX_FULL_RANGE_BLOCKS: u64 = 100;
+/// Blocks fetched at once.
+const BLOCKS_IN_FLIGHT: usize = 8;
 /// Ranges at most this long are read header by header and link-checked.
 const NEAR_HEAD_BLOCKS: u64 = 16;
 /// Longest wait between retries after RPC errors.
@@ -52,6 +56,8 @@ pub enum SourceError {
         expected: u64,
         actual: u64,
     },
+    #[error("{endpoint} did not answer within {waited:?}")]
+    Timeout { endpoint: String, waited: Duration },
     #[error("chain {chain}: no endpoint configured")]
     NoEndpoint { chain: String },
 }
@@ -93,6 +99,52 @@ pub struct ChainSource {
     /// The first block not yet processed, once known.
     next: Option<u64>,
     status: crate::status::Status,
+    watch: Watch,
+    /// Block each probe last ran at.
+    probed: HashMap<(usize, usize), u64>,
+    /// The head number and the wall-clock time it was first seen.
+    head_seen: Option<(u64, u64)>,
+    stalled: bool,
+    /// Wall-clock time of the first failure in a row, and whether a gap was reported.
+    failing_since: Option<u64>,
+    gap_open: bool,
+}
+
+/// Calls and state to watch besides logs.
+#[derive(Debug, Clone, Default)]
+pub struct Watch {
+    /// Contracts whose calls are read from receipts (failed transactions, spikes).
+    pub contracts: Vec<Address>,
+    /// Trace every block for nested calls too (`debug_traceBlockByNumber`).
+    pub trace: bool,
+    pub probes: Vec<ProbeCall>,
+}
+
+impl Watch {
+    fn needs_blocks(&self) -> bool {
+        self.trace || !self.contracts.is_empty()
+    }
+}
+
+/// A view call to make every `every_blocks` blocks.
+#[derive(Debug, Clone)]
+pub struct ProbeCall {
+    pub id: (usize, usize),
+    pub address: Address,
+    pub calldata: Bytes,
+    pub every_blocks: u64,
+}
+
+/// A transaction of a block, as far as call watching needs it.
+#[derive(Debug, Clone)]
+struct TxCall {
+    hash: B256,
+    index: u64,
+    from: Address,
+    to: Option<Address>,
+    input: Bytes,
+    value: U256,
+    gas: u64,
 }
 
 impl ChainSource {
@@ -125,7 +177,19 @@ impl ChainSource {
             window_blocks,
             next,
             status: crate::status::Status::default(),
+            watch: Watch::default(),
+            probed: HashMap::new(),
+            head_seen: None,
+            stalled: false,
+            failing_since: None,
+            gap_open: false,
         }
+    }
+
+    /// Also watch calls into contracts and run state probes.
+    pub fn with_watch(mut self, watch: Watch) -> Self {
+        self.watch = watch;
+        self
     }
 
     /// Reports head reads and errors to `status`.
@@ -156,7 +220,19 @@ impl ChainSource {
             if heads.is_none() {
                 heads = self.subscribe_heads().await;
             }
-            match self.step(&tx).await {
+            // A node that hangs is as blind as one that refuses.
+            let limit = self.chain.stall_after.max(Duration::from_secs(5));
+            let outcome = match tokio::time::timeout(limit, self.step(&tx)).await {
+                Ok(o) => o,
+                Err(_) => Err(SourceError::Timeout {
+                    endpoint: self.endpoints[self.current].redacted.clone(),
+                    waited: limit,
+                }),
+            };
+            if outcome.is_ok() && !self.seeing(&tx).await {
+                return Ok(());
+            }
+            match outcome {
                 Ok(Some(Progress::More)) => {
                     failures = 0;
                     continue;
@@ -165,6 +241,9 @@ impl ChainSource {
                 Ok(None) => return Ok(()), // the pipeline is gone
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => {
+                    if !self.blind(&tx, &e).await {
+                        return Ok(());
+                    }
                     failures += 1;
                     self.status.chain_error(&self.chain.name, e.to_string());
                     tracing::warn!(chain = %self.chain.name, error = %e, failures, "chain read failed; retrying");
@@ -190,6 +269,86 @@ impl ChainSource {
                 }
             }
         }
+    }
+
+    /// After a successful step: closes a monitoring gap if one was open.
+    /// `false` when the receiver is gone.
+    async fn seeing(&mut self, tx: &mpsc::Sender<ChainUpdate>) -> bool {
+        self.failing_since = None;
+        if self.gap_open {
+            self.gap_open = false;
+            tracing::info!(chain = %self.chain.name, "chain readable again; monitoring gap closed, catching up");
+            return tx
+                .send(ChainUpdate::GapClosed { at: wall_secs() })
+                .await
+                .is_ok();
+        }
+        true
+    }
+
+    /// After a failed step: opens a monitoring gap once every endpoint has
+    /// failed for longer than the stall limit. `false` when the receiver is gone.
+    async fn blind(&mut self, tx: &mpsc::Sender<ChainUpdate>, e: &SourceError) -> bool {
+        let now = wall_secs();
+        let since = *self.failing_since.get_or_insert(now);
+        if !self.gap_open && now.saturating_sub(since) >= self.chain.stall_after.as_secs() {
+            self.gap_open = true;
+            tracing::error!(chain = %self.chain.name, since, error = %e,
+                "monitoring gap: the chain cannot be read; this is not protocol downtime");
+            return tx
+                .send(ChainUpdate::GapOpened {
+                    since,
+                    reason: e.to_string(),
+                })
+                .await
+                .is_ok();
+        }
+        true
+    }
+
+    /// Tracks head progress: a stall when the head has not moved for the
+    /// chain's limit, a resume when it moves again. `false` when the receiver is gone.
+    async fn track_head(
+        &mut self,
+        p: &DynProvider,
+        head: u64,
+        tx: &mpsc::Sender<ChainUpdate>,
+    ) -> Result<bool, SourceError> {
+        let now = wall_secs();
+        match self.head_seen {
+            Some((n, since)) if n == head => {
+                let stalled_for = now.saturating_sub(since);
+                if !self.stalled && stalled_for >= self.chain.stall_after.as_secs() {
+                    let Some(last) = self.window.back().copied() else {
+                        return Ok(true);
+                    };
+                    self.stalled = true;
+                    tracing::error!(chain = %self.chain.name, head, stalled_for, "chain stalled: no new head");
+                    return Ok(tx
+                        .send(ChainUpdate::Stalled { head: last, since })
+                        .await
+                        .is_ok());
+                }
+            }
+            _ => {
+                self.head_seen = Some((head, now));
+                if self.stalled {
+                    self.stalled = false;
+                    let Some(block) = self.header(p, head).await? else {
+                        return Ok(true);
+                    };
+                    tracing::info!(chain = %self.chain.name, head, "chain producing blocks again");
+                    return Ok(tx
+                        .send(ChainUpdate::Resumed {
+                            head: block,
+                            at: now,
+                        })
+                        .await
+                        .is_ok());
+                }
+            }
+        }
+        Ok(true)
     }
 
     async fn subscribe_heads(&mut self) -> Option<HeadStream> {
@@ -259,6 +418,9 @@ impl ChainSource {
             .await
             .map_err(|e| rpc_error(ep, "eth_blockNumber", e))?;
         self.status.head_seen(&self.chain.name, head);
+        if !self.track_head(&p, head, tx).await? {
+            return Ok(None);
+        }
         let target = head.saturating_sub(self.chain.confirmations);
         let from = *self.next.get_or_insert(match self.chain.start_block {
             StartBlock::Latest => target,
@@ -279,34 +441,28 @@ impl ChainSource {
             return Ok(Some(Progress::Idle));
         }
 
-        let to = target.min(from + MAX_RANGE_BLOCKS - 1);
-        let near = to - from < NEAR_HEAD_BLOCKS;
+        // Watching calls needs every block's transactions: smaller steps.
+        let full = self.watch.needs_blocks();
+        let max_range = if full {
+            MAX_FULL_RANGE_BLOCKS
+        } else {
+            MAX_RANGE_BLOCKS
+        };
+        let to = target.min(from + max_range - 1);
+        let near = full || to - from < NEAR_HEAD_BLOCKS;
         let numbers: Vec<u64> = if near {
             (from..=to).collect()
         } else {
             vec![from, to]
         };
         let filter = self.filter.clone().from_block(from).to_block(to);
-        telemetry::rpc_request(&self.endpoints[self.current].redacted, "eth_getLogs");
+        let ep = &self.endpoints[self.current];
+        telemetry::rpc_request(&ep.redacted, "eth_getLogs");
         let logs_call = p.get_logs(&filter);
-        let ep = &self.endpoints[self.current];
-        let headers_call = futures::future::try_join_all(numbers.iter().map(|&n| {
-            let p = p.clone();
-            async move { fetch_header(&p, ep, n).await }
-        }));
-        let (logs, headers) = tokio::join!(logs_call, headers_call);
-        let ep = &self.endpoints[self.current];
+        let blocks_call = fetch_blocks(&p, ep, &numbers, full);
+        let (logs, blocks) = tokio::join!(logs_call, blocks_call);
         let mut logs = logs.map_err(|e| rpc_error(ep, "eth_getLogs", e))?;
-        let headers: Vec<BlockRef> = headers?
-            .into_iter()
-            .zip(&numbers)
-            .map(|(h, &n)| {
-                h.ok_or_else(|| SourceError::MissingBlock {
-                    endpoint: ep.redacted.clone(),
-                    number: n,
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let (headers, txs): (Vec<BlockRef>, Vec<Vec<TxCall>>) = blocks?.into_iter().unzip();
 
         // The new range must hang off the checkpoint.
         if let Some(cp) = checkpoint
@@ -332,9 +488,29 @@ impl ChainSource {
             tracing::debug!(chain = %self.chain.name, from, to, "logs from another branch; reading again");
             return Ok(Some(Progress::More));
         }
-        fill_timestamps(&p, &self.endpoints[self.current], &mut logs, &by_number).await?;
+        let ep = &self.endpoints[self.current];
+        fill_timestamps(&p, ep, &mut logs, &by_number).await?;
+        let calls = if full {
+            watch_calls(&p, ep, &headers, &txs, &self.watch).await?
+        } else {
+            Vec::new()
+        };
 
         let tip = headers[headers.len() - 1];
+        let due: Vec<&ProbeCall> = self
+            .watch
+            .probes
+            .iter()
+            .filter(|pc| {
+                self.probed
+                    .get(&pc.id)
+                    .is_none_or(|&last| tip.number >= last + pc.every_blocks)
+            })
+            .collect();
+        let probes = run_probes(&p, ep, tip, &due).await;
+        for r in &probes {
+            self.probed.insert(r.probe, tip.number);
+        }
         for b in &headers {
             self.window.push_back(*b);
         }
@@ -351,6 +527,8 @@ impl ChainSource {
             tip,
             blocks: headers,
             logs,
+            calls,
+            probes,
         });
         if tx.send(update).await.is_err() {
             return Ok(None);
@@ -575,6 +753,263 @@ async fn fetch_header(
         parent_hash: b.header.parent_hash,
         timestamp: b.header.timestamp,
     }))
+}
+
+fn wall_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Headers (and with `full`, transactions) of `numbers`, in order.
+async fn fetch_blocks(
+    p: &DynProvider,
+    ep: &Endpoint,
+    numbers: &[u64],
+    full: bool,
+) -> Result<Vec<(BlockRef, Vec<TxCall>)>, SourceError> {
+    futures::stream::iter(numbers.iter().copied())
+        .map(|n| async move {
+            let block = if full {
+                fetch_full_block(p, ep, n).await?
+            } else {
+                fetch_header(p, ep, n).await?.map(|b| (b, Vec::new()))
+            };
+            block.ok_or_else(|| SourceError::MissingBlock {
+                endpoint: ep.redacted.clone(),
+                number: n,
+            })
+        })
+        .buffered(BLOCKS_IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
+async fn fetch_full_block(
+    p: &DynProvider,
+    ep: &Endpoint,
+    number: u64,
+) -> Result<Option<(BlockRef, Vec<TxCall>)>, SourceError> {
+    use alloy::consensus::Transaction as _;
+    telemetry::rpc_request(&ep.redacted, "eth_getBlockByNumber");
+    let block = p
+        .get_block_by_number(BlockNumberOrTag::Number(number))
+        .full()
+        .await
+        .map_err(|e| rpc_error(ep, "eth_getBlockByNumber", e))?;
+    Ok(block.map(|b| {
+        let header = BlockRef {
+            number: b.header.number,
+            hash: b.header.hash,
+            parent_hash: b.header.parent_hash,
+            timestamp: b.header.timestamp,
+        };
+        let txs = b
+            .transactions
+            .txns()
+            .enumerate()
+            .map(|(i, t)| TxCall {
+                hash: *t.inner.tx_hash(),
+                index: t.transaction_index.unwrap_or(i as u64),
+                from: t.inner.signer(),
+                to: t.to(),
+                input: t.input().clone(),
+                value: t.value(),
+                gas: t.gas_limit(),
+            })
+            .collect();
+        (header, txs)
+    }))
+}
+
+/// Calls into watched contracts in these blocks: from receipts (failed ones
+/// replayed at the parent block for their revert data), or from the call
+/// tracer, which also sees nested calls.
+async fn watch_calls(
+    p: &DynProvider,
+    ep: &Endpoint,
+    headers: &[BlockRef],
+    txs: &[Vec<TxCall>],
+    watch: &Watch,
+) -> Result<Vec<CallOutcome>, SourceError> {
+    let watched: std::collections::HashSet<Address> = watch.contracts.iter().copied().collect();
+    let mut out = Vec::new();
+    for (block, txs) in headers.iter().zip(txs) {
+        if watch.trace {
+            out.extend(trace_block(p, ep, block, &watched).await?);
+            continue;
+        }
+        let hits: Vec<&TxCall> = txs
+            .iter()
+            .filter(|t| t.to.is_some_and(|a| watched.contains(&a)))
+            .collect();
+        if hits.is_empty() {
+            continue;
+        }
+        let statuses = receipt_statuses(p, ep, block, &hits).await?;
+        for t in hits {
+            let success = statuses.get(&t.hash).copied().unwrap_or(true);
+            let revert = if success {
+                None
+            } else {
+                replay(p, ep, t, block.number.saturating_sub(1)).await
+            };
+            out.push(CallOutcome {
+                block_number: block.number,
+                block_hash: block.hash,
+                block_timestamp: block.timestamp,
+                tx_hash: t.hash,
+                tx_index: t.index,
+                from: t.from,
+                to: t.to.unwrap_or_default(),
+                success,
+                revert,
+                nested: false,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Receipt status per transaction: `eth_getBlockReceipts`, or the receipts
+/// of just these transactions where the node lacks it.
+async fn receipt_statuses(
+    p: &DynProvider,
+    ep: &Endpoint,
+    block: &BlockRef,
+    hits: &[&TxCall],
+) -> Result<HashMap<B256, bool>, SourceError> {
+    telemetry::rpc_request(&ep.redacted, "eth_getBlockReceipts");
+    match p.get_block_receipts(BlockId::hash(block.hash)).await {
+        Ok(Some(receipts)) => {
+            return Ok(receipts
+                .iter()
+                .map(|r| (r.transaction_hash, r.status()))
+                .collect());
+        }
+        Ok(None) => {}
+        Err(e) => {
+            telemetry::rpc_error(&ep.redacted, "eth_getBlockReceipts");
+            tracing::debug!(error = %redact_in(&e.to_string(), &ep.url), "eth_getBlockReceipts unavailable; reading receipts one by one");
+        }
+    }
+    let mut out = HashMap::new();
+    for t in hits {
+        telemetry::rpc_request(&ep.redacted, "eth_getTransactionReceipt");
+        let r = p
+            .get_transaction_receipt(t.hash)
+            .await
+            .map_err(|e| rpc_error(ep, "eth_getTransactionReceipt", e))?
+            .ok_or_else(|| SourceError::MissingBlock {
+                endpoint: ep.redacted.clone(),
+                number: block.number,
+            })?;
+        out.insert(t.hash, r.status());
+    }
+    Ok(out)
+}
+
+/// The revert data of a failed transaction, replayed with `eth_call` on the parent block's state.
+async fn replay(p: &DynProvider, ep: &Endpoint, t: &TxCall, parent: u64) -> Option<Bytes> {
+    use alloy::network::TransactionBuilder;
+    let request = alloy::rpc::types::TransactionRequest::default()
+        .with_from(t.from)
+        .with_to(t.to?)
+        .with_input(t.input.clone())
+        .with_value(t.value)
+        .with_gas_limit(t.gas);
+    telemetry::rpc_request(&ep.redacted, "eth_call");
+    match p.call(request).block(BlockId::number(parent)).await {
+        Ok(_) => None, // succeeds on the parent state: it failed for a reason of its block
+        Err(e) => e.as_error_resp().and_then(|r| r.as_revert_data()),
+    }
+}
+
+/// Every call frame of a block (top level and nested) into a watched contract.
+async fn trace_block(
+    p: &DynProvider,
+    ep: &Endpoint,
+    block: &BlockRef,
+    watched: &std::collections::HashSet<Address>,
+) -> Result<Vec<CallOutcome>, SourceError> {
+    telemetry::rpc_request(&ep.redacted, "debug_traceBlockByNumber");
+    let traces: Vec<serde_json::Value> = p
+        .raw_request(
+            "debug_traceBlockByNumber".into(),
+            (
+                alloy::primitives::U64::from(block.number),
+                serde_json::json!({"tracer": "callTracer"}),
+            ),
+        )
+        .await
+        .map_err(|e| rpc_error(ep, "debug_traceBlockByNumber", e))?;
+    let mut out = Vec::new();
+    for (index, trace) in traces.iter().enumerate() {
+        let tx_hash = trace["txHash"]
+            .as_str()
+            .and_then(|h| h.parse::<B256>().ok())
+            .unwrap_or_default();
+        let mut stack = vec![(&trace["result"], false)];
+        while let Some((frame, nested)) = stack.pop() {
+            let addr = |k: &str| frame[k].as_str().and_then(|a| a.parse::<Address>().ok());
+            if let Some(to) = addr("to").filter(|a| watched.contains(a)) {
+                let failed = frame.get("error").is_some_and(|e| !e.is_null());
+                out.push(CallOutcome {
+                    block_number: block.number,
+                    block_hash: block.hash,
+                    block_timestamp: block.timestamp,
+                    tx_hash,
+                    tx_index: index as u64,
+                    from: addr("from").unwrap_or_default(),
+                    to,
+                    success: !failed,
+                    revert: failed
+                        .then(|| {
+                            frame["output"]
+                                .as_str()
+                                .and_then(|o| o.parse::<Bytes>().ok())
+                        })
+                        .flatten(),
+                    nested,
+                });
+            }
+            if let Some(calls) = frame["calls"].as_array() {
+                stack.extend(calls.iter().rev().map(|c| (c, true)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the due probes at `tip` (by block hash, so a reorg cannot mix states).
+async fn run_probes(
+    p: &DynProvider,
+    ep: &Endpoint,
+    tip: BlockRef,
+    due: &[&ProbeCall],
+) -> Vec<ProbeResult> {
+    use alloy::network::TransactionBuilder;
+    let mut out = Vec::new();
+    for probe in due {
+        let request = alloy::rpc::types::TransactionRequest::default()
+            .with_to(probe.address)
+            .with_input(probe.calldata.clone());
+        telemetry::rpc_request(&ep.redacted, "eth_call");
+        let output = p
+            .call(request)
+            .block(BlockId::hash(tip.hash))
+            .await
+            .map_err(|e| {
+                telemetry::rpc_error(&ep.redacted, "eth_call");
+                redact_in(&e.to_string(), &ep.url)
+            });
+        out.push(ProbeResult {
+            probe: probe.id,
+            block: tip,
+            output,
+        });
+    }
+    out
 }
 
 type HeadStream = futures::stream::BoxStream<'static, ()>;

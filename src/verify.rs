@@ -9,7 +9,7 @@ use alloy::rpc::types::Filter;
 use serde::Serialize;
 
 use crate::config::ChainConfig;
-use crate::model::log_hash;
+use crate::model::{EvidenceKind, log_hash};
 use crate::store::{EvidenceRecord, IncidentRecord};
 
 /// What the chain says about one piece of evidence.
@@ -138,6 +138,13 @@ async fn check(p: &DynProvider, e: &EvidenceRecord) -> EvidenceCheck {
         }
         Some(_) => {}
     }
+    match e.kind {
+        EvidenceKind::Log => {}
+        EvidenceKind::FailedCall => return check_failed_call(p, e).await,
+        EvidenceKind::Probe => return check_probe(p, e).await,
+        // A stall or a spike decision is dated by a canonical block; there is nothing more to re-read.
+        EvidenceKind::Stall | EvidenceKind::Spike => return EvidenceCheck::Verified,
+    }
     let filter = Filter::new()
         .at_block_hash(e.block_hash)
         .address(e.contract);
@@ -171,6 +178,57 @@ async fn check(p: &DynProvider, e: &EvidenceRecord) -> EvidenceCheck {
         )),
         Ok(None) => EvidenceCheck::Missing(format!("no receipt for {}", e.tx_hash)),
         Err(err) => unreachable("eth_getTransactionReceipt", &err),
+    }
+}
+
+/// A failed call: its receipt is in the recorded block, with status 0.
+async fn check_failed_call(p: &DynProvider, e: &EvidenceRecord) -> EvidenceCheck {
+    match p.get_transaction_receipt(e.tx_hash).await {
+        Ok(Some(r)) if r.block_hash != Some(e.block_hash) => EvidenceCheck::Missing(format!(
+            "receipt of {} is in block {:?}, not {}",
+            e.tx_hash, r.block_hash, e.block_hash
+        )),
+        Ok(Some(r)) if r.status() => {
+            EvidenceCheck::Mismatch(format!("{} succeeded on chain", e.tx_hash))
+        }
+        Ok(Some(_)) => EvidenceCheck::Verified,
+        Ok(None) => EvidenceCheck::Missing(format!("no receipt for {}", e.tx_hash)),
+        Err(err) => EvidenceCheck::Unreachable(format!(
+            "eth_getTransactionReceipt: {}",
+            strip_urls(&err.to_string())
+        )),
+    }
+}
+
+/// A probe: the same view call at the same block answers the same.
+async fn check_probe(p: &DynProvider, e: &EvidenceRecord) -> EvidenceCheck {
+    use alloy::network::TransactionBuilder;
+    let Some(signature) = e
+        .event
+        .strip_prefix("probe ")
+        .and_then(|t| t.split(' ').next())
+    else {
+        return EvidenceCheck::Mismatch("probe evidence without a function".into());
+    };
+    let selector = alloy::primitives::keccak256(signature.as_bytes());
+    let request = alloy::rpc::types::TransactionRequest::default()
+        .with_to(e.contract)
+        .with_input(selector[..4].to_vec());
+    match p
+        .call(request)
+        .block(alloy::eips::BlockId::hash(e.block_hash))
+        .await
+    {
+        Ok(out) if alloy::primitives::keccak256(&out) == e.log_hash => EvidenceCheck::Verified,
+        Ok(_) => EvidenceCheck::Mismatch(format!(
+            "{signature} answers differently at block {}",
+            e.block_number
+        )),
+        Err(err) => EvidenceCheck::Missing(format!(
+            "{signature} at block {}: {}",
+            e.block_hash,
+            strip_urls(&err.to_string())
+        )),
     }
 }
 

@@ -1,4 +1,9 @@
-//! Detectors turn decoded logs (and, later, receipts, probes and time) into
-//! signals. Each detector is small, independent and free of I/O.
+//! Detectors turn what the source read (decoded logs, call outcomes, probe
+//! answers, head progress) into evidence for the classifier. Each detector
+//! is small, independent and free of I/O.
 
+pub mod failed_tx;
 pub mod pause;
+pub mod probe;
+pub mod revert_spike;
+pub mod stall;

@@ -5,7 +5,7 @@ use alloy::dyn_abi::DynSolValue;
 
 use crate::config::{Config, Effect, Rule, RuleScope};
 use crate::decode::{DecodedLog, format_value};
-use crate::model::{Evidence, Scope, ScopeChange, Signal, log_hash, sanitize_text};
+use crate::model::{Evidence, EvidenceKind, Scope, ScopeChange, Signal, log_hash, sanitize_text};
 
 /// Scope keys taken from event arguments are capped to this many characters.
 const SCOPE_KEY_MAX_CHARS: usize = 80;
@@ -42,11 +42,21 @@ pub fn signals(
         let rule = &protocol.rules[r.rule];
         let contract = &protocol.contracts[rule.contract];
         let changes = changes(rule, &contract.name, &decoded.values);
+        // A feed's own time (e.g. updatedAt) dates the halt, not the block.
+        let at = rule.time_arg.and_then(|i| match decoded.values.get(i) {
+            Some(DynSolValue::Uint(t, _)) => u64::try_from(*t).ok(),
+            _ => None,
+        });
         match out.iter_mut().find(|s| s.protocol == r.protocol) {
-            Some(signal) => signal.evidence.changes.extend(changes),
+            Some(signal) => {
+                signal.evidence.changes.extend(changes);
+                signal.evidence.at = signal.evidence.at.or(at);
+            }
             None => out.push(Signal {
                 protocol: r.protocol,
                 evidence: Evidence {
+                    kind: EvidenceKind::Log,
+                    at,
                     chain_id,
                     contract: contract.address,
                     contract_name: contract.name.clone(),
@@ -129,6 +139,7 @@ mod tests {
             effect,
             scope,
             complete_set: None,
+            time_arg: None,
         }
     }
 

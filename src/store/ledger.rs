@@ -176,7 +176,8 @@ async fn canonical(
     let row = match kind {
         RecordKind::Evidence => sqlx::query(
             "SELECT i.key, e.chain_id, e.contract, e.contract_name, e.tx_hash, e.block_number,
-                    e.block_hash, e.block_timestamp, e.log_index, e.event, e.args, e.changes, e.log_hash
+                    e.block_hash, e.block_timestamp, e.log_index, e.event, e.args, e.changes, e.log_hash,
+                    e.kind
              FROM evidence e JOIN incidents i ON i.id = e.incident_id WHERE e.id = ?",
         ),
         RecordKind::Transition => sqlx::query(
@@ -191,7 +192,16 @@ async fn canonical(
     .map_err(q("read history row"))?;
     let Some(row) = row else { return Ok(None) };
     let mut fields = vec![serde_json::Value::from(kind.as_str())];
-    for i in 0..row.len() {
+    let mut columns = row.len();
+    if kind == RecordKind::Evidence
+        && row
+            .try_get::<String, _>(columns - 1)
+            .is_ok_and(|k| k == "log")
+    {
+        // Log evidence is encoded as it was before evidence had kinds.
+        columns -= 1;
+    }
+    for i in 0..columns {
         // Every column is TEXT or INTEGER; encode each as what it is.
         let v = match row.try_get::<i64, _>(i) {
             Ok(n) => serde_json::Value::from(n),

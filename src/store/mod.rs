@@ -18,7 +18,8 @@ pub use ledger::{HistoryReport, RecordKind, Tamper};
 
 pub mod ledger;
 use crate::model::{
-    BlockRef, EventArg, Evidence, IncidentUpdate, ProtocolState, ScopeChange, TransitionKind,
+    BlockRef, EventArg, Evidence, EvidenceKind, IncidentUpdate, ProtocolState, ScopeChange,
+    TransitionKind,
 };
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -26,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_history.sql"),
     include_str!("../../migrations/sqlite/0002_outbox.sql"),
     include_str!("../../migrations/sqlite/0003_ledger.sql"),
+    include_str!("../../migrations/sqlite/0004_detectors.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,18 @@ pub struct StoredUpdate<'a> {
     pub notify: bool,
     /// The incident opened inside a maintenance window: record it as planned, page nobody.
     pub planned: bool,
+}
+
+/// A stretch of time in which the monitor could not read a chain.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GapRecord {
+    pub chain: String,
+    pub chain_id: u64,
+    #[serde(with = "rfc3339")]
+    pub started_at: u64,
+    #[serde(with = "rfc3339_opt")]
+    pub ended_at: Option<u64>,
+    pub reason: String,
 }
 
 /// A queued mail, as the sender sees it.
@@ -208,6 +222,7 @@ pub struct TransitionRecord {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvidenceRecord {
+    pub kind: EvidenceKind,
     pub chain_id: u64,
     pub contract: Address,
     pub contract_name: String,
@@ -352,6 +367,7 @@ impl Store {
         for u in &batch.updates {
             write_update(&mut tx, u).await?;
         }
+        write_trackers(&mut tx, &batch, tip).await?;
         if let Some(tip) = tip {
             write_state(&mut tx, &batch, tip).await?;
         }
@@ -372,35 +388,46 @@ impl Store {
 }
 
 /// The pipeline's own state for a committed range: trackers, window, checkpoint.
+/// Classifier snapshots; pruned below the window when the checkpoint moves.
+async fn write_trackers(
+    tx: &mut Transaction<'static, Sqlite>,
+    batch: &Batch<'_>,
+    tip: Option<u64>,
+) -> Result<()> {
+    for (protocol, block, tracker) in &batch.trackers {
+        sqlx::query(
+            "INSERT INTO protocol_state (protocol, block_number, tracker) VALUES (?, ?, ?)
+                 ON CONFLICT (protocol, block_number) DO UPDATE SET tracker = excluded.tracker",
+        )
+        .bind(protocol)
+        .bind(*block as i64)
+        .bind(tracker)
+        .execute(&mut **tx)
+        .await
+        .map_err(q("write tracker"))?;
+        let Some(tip) = tip else { continue };
+        // Keep the snapshots inside the window, and the newest one below it.
+        sqlx::query(
+            "DELETE FROM protocol_state WHERE protocol = ?1 AND block_number <
+                   (SELECT MAX(block_number) FROM protocol_state
+                    WHERE protocol = ?1 AND block_number <= ?2)",
+        )
+        .bind(protocol)
+        .bind(tip.saturating_sub(batch.window_blocks) as i64)
+        .execute(&mut **tx)
+        .await
+        .map_err(q("prune trackers"))?;
+    }
+    Ok(())
+}
+
+/// The window of recent blocks and so the checkpoint.
 async fn write_state(
     tx: &mut Transaction<'static, Sqlite>,
     batch: &Batch<'_>,
     tip: u64,
 ) -> Result<()> {
     {
-        for (protocol, block, tracker) in &batch.trackers {
-            sqlx::query(
-                "INSERT INTO protocol_state (protocol, block_number, tracker) VALUES (?, ?, ?)
-                 ON CONFLICT (protocol, block_number) DO UPDATE SET tracker = excluded.tracker",
-            )
-            .bind(protocol)
-            .bind(*block as i64)
-            .bind(tracker)
-            .execute(&mut **tx)
-            .await
-            .map_err(q("write tracker"))?;
-            // Keep the snapshots inside the window, and the newest one below it.
-            sqlx::query(
-                "DELETE FROM protocol_state WHERE protocol = ?1 AND block_number <
-                   (SELECT MAX(block_number) FROM protocol_state
-                    WHERE protocol = ?1 AND block_number <= ?2)",
-            )
-            .bind(protocol)
-            .bind(tip.saturating_sub(batch.window_blocks) as i64)
-            .execute(&mut **tx)
-            .await
-            .map_err(q("prune trackers"))?;
-        }
         for b in batch.blocks {
             sqlx::query(
                 "INSERT INTO chain_blocks (chain_id, number, hash, parent_hash, timestamp)
@@ -523,6 +550,63 @@ impl Store {
                 message_id: r.get(4),
                 created_ms: r.get(5),
                 attempts: r.get(6),
+            })
+            .collect())
+    }
+
+    /// Records the start of a monitoring gap on a chain.
+    pub async fn gap_opened(
+        &self,
+        chain: &str,
+        chain_id: u64,
+        since: u64,
+        reason: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO monitoring_gaps (chain, chain_id, started_at, reason) VALUES (?, ?, ?, ?)",
+        )
+        .bind(chain)
+        .bind(chain_id as i64)
+        .bind(since as i64)
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map_err(q("open gap"))?;
+        Ok(())
+    }
+
+    /// Closes the open monitoring gaps of a chain.
+    pub async fn gap_closed(&self, chain_id: u64, at: u64) -> Result<()> {
+        sqlx::query(
+            "UPDATE monitoring_gaps SET ended_at = ? WHERE chain_id = ? AND ended_at IS NULL",
+        )
+        .bind(at as i64)
+        .bind(chain_id as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(q("close gap"))?;
+        Ok(())
+    }
+
+    /// Monitoring gaps that overlap `since..until`, oldest first.
+    pub async fn gaps(&self, since: u64, until: u64) -> Result<Vec<GapRecord>> {
+        let rows = sqlx::query(
+            "SELECT chain, chain_id, started_at, ended_at, reason FROM monitoring_gaps
+             WHERE started_at < ? AND (ended_at IS NULL OR ended_at > ?) ORDER BY started_at, id",
+        )
+        .bind(until as i64)
+        .bind(since as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("read gaps"))?;
+        Ok(rows
+            .iter()
+            .map(|r| GapRecord {
+                chain: r.get(0),
+                chain_id: r.get::<i64, _>(1) as u64,
+                started_at: r.get::<i64, _>(2) as u64,
+                ended_at: r.get::<Option<i64>, _>(3).map(|t| t as u64),
+                reason: r.get(4),
             })
             .collect())
     }
@@ -705,7 +789,7 @@ impl Store {
         .collect::<Result<Vec<_>>>()?;
         let evidence = sqlx::query(
             "SELECT chain_id, contract, contract_name, tx_hash, block_number, block_hash,
-                    block_timestamp, log_index, event, args, changes, retracted, log_hash
+                    block_timestamp, log_index, event, args, changes, retracted, log_hash, kind
              FROM evidence WHERE incident_id = ? ORDER BY id",
         )
         .bind(id)
@@ -733,6 +817,12 @@ impl Store {
                 changes: parse_json("evidence changes", &r.get::<String, _>(10))?,
                 retracted: r.get::<bool, _>(11),
                 log_hash: parse_b256(&r.get::<String, _>(12))?,
+                kind: EvidenceKind::parse(&r.get::<String, _>(13)).ok_or_else(|| {
+                    StoreError::Corrupt {
+                        what: "evidence kind",
+                        value: r.get(13),
+                    }
+                })?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -897,9 +987,9 @@ async fn write_evidence(
     let changes = serde_json::to_string(&e.changes).unwrap_or_else(|_| "[]".into());
     let done = sqlx::query(
         "INSERT INTO evidence (incident_id, chain_id, contract, contract_name, tx_hash, block_number,
-            block_hash, block_timestamp, log_index, event, args, changes, log_hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (incident_id, block_hash, log_index) DO NOTHING",
+            block_hash, block_timestamp, log_index, event, args, changes, log_hash, kind)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (incident_id, kind, block_hash, log_index) DO NOTHING",
     )
     .bind(id)
     .bind(e.chain_id as i64)
@@ -914,6 +1004,7 @@ async fn write_evidence(
     .bind(args)
     .bind(changes)
     .bind(e.log_hash.to_string())
+    .bind(e.kind.as_str())
     .execute(&mut **tx)
     .await
     .map_err(q("insert evidence"))?;

@@ -1,0 +1,269 @@
+//! Revert spikes: per contract, the share of failed calls over a sliding
+//! window of blocks, against thresholds and the contract's own baseline (an
+//! exponentially weighted average of earlier windows' failure ratios). A
+//! spike clears after `clear_windows` quiet windows in a row: no flapping.
+
+use std::collections::VecDeque;
+
+use crate::config::SpikeConfig;
+use crate::model::CallOutcome;
+
+/// Weight of the newest window in the baseline.
+const BASELINE_ALPHA: f64 = 0.3;
+
+/// The scope key a spike halts (degraded) on its contract.
+pub const SCOPE_KEY: &str = "revert-spike";
+
+/// A spike starting (with the failed calls that made it) or clearing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpikeChange {
+    Started {
+        failed: Vec<CallOutcome>,
+        calls: u64,
+        baseline: f64,
+    },
+    Cleared {
+        quiet_windows: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Tally {
+    block: u64,
+    calls: u64,
+    failed: Vec<CallOutcome>,
+}
+
+/// The sliding window of one contract.
+#[derive(Debug, Clone)]
+pub struct SpikeWindow {
+    config: SpikeConfig,
+    blocks: VecDeque<Tally>,
+    baseline: Option<f64>,
+    spiking: bool,
+    quiet: u64,
+    /// Blocks ended since the last window boundary, and whether any of them
+    /// met the spike condition.
+    epoch_blocks: u64,
+    epoch_hot: bool,
+    last_block: Option<u64>,
+}
+
+impl SpikeWindow {
+    pub fn new(config: SpikeConfig) -> Self {
+        SpikeWindow {
+            config,
+            blocks: VecDeque::new(),
+            baseline: None,
+            spiking: false,
+            quiet: 0,
+            epoch_blocks: 0,
+            epoch_hot: false,
+            last_block: None,
+        }
+    }
+
+    /// After a restart, a spike the history still shows as open must be able to clear.
+    pub fn resume_spiking(&mut self) {
+        self.spiking = true;
+    }
+
+    pub fn is_spiking(&self) -> bool {
+        self.spiking
+    }
+
+    /// Nothing to do until a call arrives: lets callers skip empty blocks.
+    pub fn is_idle(&self) -> bool {
+        self.blocks.is_empty() && !self.spiking
+    }
+
+    pub fn record(&mut self, call: &CallOutcome) {
+        if self
+            .blocks
+            .back()
+            .is_none_or(|t| t.block != call.block_number)
+        {
+            self.blocks.push_back(Tally {
+                block: call.block_number,
+                calls: 0,
+                failed: Vec::new(),
+            });
+        }
+        if let Some(t) = self.blocks.back_mut() {
+            t.calls += 1;
+            if !call.success {
+                t.failed.push(call.clone());
+            }
+        }
+    }
+
+    fn totals(&self) -> (u64, u64) {
+        self.blocks
+            .iter()
+            .fold((0, 0), |(c, f), t| (c + t.calls, f + t.failed.len() as u64))
+    }
+
+    fn condition(&self, calls: u64, failed: u64) -> bool {
+        if calls == 0 {
+            return false;
+        }
+        let ratio = failed as f64 / calls as f64;
+        failed >= self.config.min_failed
+            && ratio >= self.config.min_ratio
+            && ratio >= self.config.baseline_factor * self.baseline.unwrap_or(0.0)
+    }
+
+    /// Closes block `block` (call once per block, in order, after its calls).
+    pub fn end_block(&mut self, block: u64) -> Option<SpikeChange> {
+        if self.last_block.is_some_and(|b| block <= b) {
+            return None;
+        }
+        self.last_block = Some(block);
+        let horizon = block.saturating_sub(self.config.window_blocks);
+        while self.blocks.front().is_some_and(|t| t.block <= horizon) {
+            self.blocks.pop_front();
+        }
+        let (calls, failed) = self.totals();
+        let hot = self.condition(calls, failed);
+        self.epoch_hot |= hot;
+        self.epoch_blocks += 1;
+        let mut change = None;
+        if hot && !self.spiking {
+            self.spiking = true;
+            self.quiet = 0;
+            change = Some(SpikeChange::Started {
+                failed: self.blocks.iter().flat_map(|t| t.failed.clone()).collect(),
+                calls,
+                baseline: self.baseline.unwrap_or(0.0),
+            });
+        }
+        if self.epoch_blocks >= self.config.window_blocks {
+            // A window boundary: learn the baseline from quiet windows only,
+            // and count quiet windows towards clearing a spike.
+            if !self.epoch_hot && calls > 0 && !self.spiking {
+                let ratio = failed as f64 / calls as f64;
+                self.baseline = Some(match self.baseline {
+                    Some(b) => b + BASELINE_ALPHA * (ratio - b),
+                    None => ratio,
+                });
+            }
+            if self.spiking && change.is_none() {
+                if self.epoch_hot {
+                    self.quiet = 0;
+                } else {
+                    self.quiet += 1;
+                    if self.quiet >= self.config.clear_windows {
+                        self.spiking = false;
+                        change = Some(SpikeChange::Cleared {
+                            quiet_windows: self.quiet,
+                        });
+                        self.quiet = 0;
+                    }
+                }
+            }
+            self.epoch_blocks = 0;
+            self.epoch_hot = false;
+        }
+        change
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::{Address, B256};
+
+    fn call(block: u64, success: bool) -> CallOutcome {
+        CallOutcome {
+            block_number: block,
+            block_hash: B256::ZERO,
+            block_timestamp: block,
+            tx_hash: B256::with_last_byte(block as u8),
+            tx_index: 0,
+            from: Address::ZERO,
+            to: Address::ZERO,
+            success,
+            revert: None,
+            nested: false,
+        }
+    }
+
+    /// Feeds blocks 1..=n; `f(block)` gives (calls, failures) for that block.
+    fn run(config: SpikeConfig, n: u64, f: impl Fn(u64) -> (u64, u64)) -> Vec<(u64, &'static str)> {
+        let mut w = SpikeWindow::new(config);
+        let mut out = Vec::new();
+        for b in 1..=n {
+            let (calls, failed) = f(b);
+            for i in 0..calls {
+                w.record(&call(b, i >= failed));
+            }
+            match w.end_block(b) {
+                Some(SpikeChange::Started { .. }) => out.push((b, "started")),
+                Some(SpikeChange::Cleared { .. }) => out.push((b, "cleared")),
+                None => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_burst_spikes_and_clears_after_quiet_windows() {
+        let cfg = SpikeConfig::default(); // 10 blocks, ≥5 failed, ≥50%, 3× baseline, 3 quiet windows
+        // One good call per block; blocks 21..=23 have 4 calls that all fail.
+        // At block 22 the window (13..=22) holds 8 good + 8 failed: 50%, ≥ 5 → spike.
+        // Windows end every 10 blocks; the failures leave the sliding window at
+        // block 33, so windows 31..=40 are still hot; 41..=50, 51..=60 and
+        // 61..=70 are quiet → cleared at 70.
+        let got = run(cfg, 80, |b| {
+            if (21..=23).contains(&b) {
+                (4, 4)
+            } else {
+                (1, 0)
+            }
+        });
+        assert_eq!(got, [(22, "started"), (70, "cleared")]);
+    }
+
+    #[test]
+    fn the_same_failures_spread_thin_are_nothing() {
+        let cfg = SpikeConfig::default();
+        // One failure every 10 blocks, among successes: never 5 in a window.
+        let got = run(cfg, 200, |b| if b % 10 == 0 { (2, 1) } else { (1, 0) });
+        assert!(got.is_empty(), "{got:?}");
+    }
+
+    #[test]
+    fn a_contract_that_always_fails_a_lot_has_a_high_baseline() {
+        let cfg = SpikeConfig {
+            min_failed: 2,
+            min_ratio: 0.3,
+            ..SpikeConfig::default()
+        };
+        // 40% failures forever: the baseline learns it; 3 × 0.4 > 1, so no spike after warm-up.
+        let got = run(cfg, 300, |b| (5, if b % 5 < 2 { 5 } else { 0 }));
+        assert!(
+            got.iter().all(|(b, _)| *b <= 10),
+            "only the cold start may spike: {got:?}"
+        );
+    }
+
+    #[test]
+    fn flapping_around_the_threshold_does_not_clear_early() {
+        let cfg = SpikeConfig::default();
+        // Until block 100, every other window fails completely (2 of 2 calls
+        // per block); the others are healthy (2 good calls per block). The
+        // sliding window overlaps each healthy window with the hot one before
+        // it, so no window boundary is quiet until block 100: one spike (at
+        // block 3, once 6 calls have failed) and one clear, three quiet
+        // windows after the last hot one: at 130.
+        let got = run(cfg, 200, |b| {
+            let window = (b - 1) / 10;
+            if b <= 100 && window % 2 == 0 {
+                (2, 2)
+            } else {
+                (2, 0)
+            }
+        });
+        assert_eq!(got, [(3, "started"), (130, "cleared")]);
+    }
+}

@@ -1,0 +1,212 @@
+//! Wires the stages together; the only module that knows every stage.
+//!
+//! Per chain: a [`ChainSource`] task sends [`ChainUpdate`]s through a bounded
+//! channel to a processor that decodes, detects, classifies and stores them.
+//! Only the sources listen for shutdown; when they stop, their senders drop,
+//! each processor drains what is queued and ends. No sleeps at exit.
+
+mod backfill;
+mod processor;
+
+use std::future::Future;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+pub use backfill::{BackfillProgress, backfill};
+pub use processor::Processor;
+
+use crate::config::Config;
+use crate::notify::Notifier;
+use crate::source::{ChainSource, ProbeCall, SourceError, Watch};
+use crate::status::Status;
+use crate::store::{Store, StoreError};
+
+/// Blocks remembered for reorg detection, per chain.
+pub const WINDOW_BLOCKS: u64 = 128;
+/// Chain updates queued between a source and its processor.
+const CHANNEL_DEPTH: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("chain {chain}: source stopped")]
+    Source {
+        chain: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("chain {chain}: cannot record what the chain showed")]
+    Store {
+        chain: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("tracker snapshot of protocol {protocol} in the store is unreadable")]
+    Snapshot {
+        protocol: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("email")]
+    Notify(#[from] crate::notify::NotifyError),
+    #[error("HTTP surface on {addr}")]
+    Api {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no chain named `{0}` in the config")]
+    UnknownChain(String),
+    #[error("a pipeline task panicked")]
+    Panic(#[source] tokio::task::JoinError),
+}
+
+/// Runs the monitor until `shutdown` completes, then drains and returns.
+pub async fn run(
+    config: Config,
+    store: Store,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), PipelineError> {
+    run_with(config, store, Status::default(), shutdown).await
+}
+
+/// [`run`], reporting into `status` (which the caller may also read).
+pub async fn run_with(
+    config: Config,
+    store: Store,
+    status: Status,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), PipelineError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let config = std::sync::Arc::new(config);
+    let mut tasks: JoinSet<Result<(), PipelineError>> = JoinSet::new();
+    // The HTTP surface stops with the sources: it answers until shutdown.
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .map_err(|source| PipelineError::Api {
+            addr: config.api.listen,
+            source,
+        })?;
+    if let Ok(addr) = listener.local_addr() {
+        status.set_api_addr(addr);
+        tracing::info!(%addr, "HTTP surface listening");
+    }
+    let app = crate::api::router(crate::api::AppState::new(
+        config.clone(),
+        store.clone(),
+        status.clone(),
+    ));
+    let mut api_stop = stop_rx.clone();
+    let addr = config.api.listen;
+    tasks.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = api_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+            .map_err(|source| PipelineError::Api { addr, source })
+    });
+    // Processors wake the sender after committing a transition; when they
+    // all end, the sender makes a last pass and ends too.
+    let (wake, woken) = mpsc::channel(1);
+    if let Some(notifier) = Notifier::new(config.clone(), store.clone())? {
+        tasks.spawn(async move { notifier.run(woken).await.map_err(PipelineError::from) });
+    }
+    for (c, chain) in config.chains.iter().enumerate() {
+        status.register_chain(&chain.name, chain.chain_id, chain.stall_after);
+        let mut processor = Processor::new(config.clone(), c, store.clone()).await?;
+        processor.wake = Some(wake.clone());
+        processor.status = status.clone();
+        processor.publish();
+        if processor.registry.contracts().is_empty() {
+            tracing::info!(chain = %chain.name, "no protocol on this chain; not following it");
+            continue;
+        }
+        let window = store
+            .window(chain.chain_id)
+            .await
+            .map_err(|source| PipelineError::Store {
+                chain: chain.name.clone(),
+                source,
+            })?;
+        match window.last() {
+            Some(cp) => {
+                tracing::info!(chain = %chain.name, checkpoint = cp.number, "resuming from checkpoint")
+            }
+            None => {
+                tracing::info!(chain = %chain.name, start = ?chain.start_block, "first run on this chain")
+            }
+        }
+        let source = ChainSource::new(
+            chain,
+            processor.registry.addresses(),
+            processor.registry.topics(),
+            window,
+            WINDOW_BLOCKS,
+        )
+        .with_status(status.clone())
+        .with_watch(watch_plan(&config, c, &processor));
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let name = chain.name.clone();
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            source
+                .run(tx, stop)
+                .await
+                .map_err(|source| PipelineError::Source {
+                    chain: name,
+                    source,
+                })
+        });
+        tasks.spawn(processor.run(rx));
+    }
+    drop((stop_rx, wake));
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined.map_err(PipelineError::Panic).and_then(|r| r);
+        if let Err(e) = outcome {
+            // One failing stage stops the rest: nothing is recorded past a gap.
+            if result.is_ok() {
+                result = Err(e);
+            }
+            tasks.abort_all();
+        }
+    }
+    result
+}
+
+/// What the source of chain `c` reads besides logs: calls into every
+/// contract of its protocols (when failed-tx detection is on) and probes.
+fn watch_plan(config: &Config, c: usize, processor: &Processor) -> Watch {
+    let chain = &config.chains[c];
+    let probes = config
+        .protocols
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.chain == c)
+        .flat_map(|(pi, p)| {
+            p.probes
+                .iter()
+                .enumerate()
+                .map(move |(i, probe)| ProbeCall {
+                    id: (pi, i),
+                    address: p.contracts[probe.contract].address,
+                    calldata: probe.function.selector().to_vec().into(),
+                    every_blocks: probe.every_blocks,
+                })
+        })
+        .collect();
+    Watch {
+        contracts: if chain.failed_tx {
+            processor.registry.contracts()
+        } else {
+            Vec::new()
+        },
+        trace: chain.trace_calls,
+        probes,
+    }
+}

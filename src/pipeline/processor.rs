@@ -1,0 +1,645 @@
+//! The per-chain processor: decode → detect → classify → store.
+//!
+//! Within a committed range, logs and call outcomes are taken in chain order
+//! and applied one transaction at a time; at the end of each block the
+//! revert-spike windows are closed; at the tip the probe answers are
+//! applied. Tracker snapshots are written per block in which they changed, so
+//! a reorg restores the classifier exactly.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use alloy::primitives::{Address, B256};
+use alloy::rpc::types::Log;
+use tokio::sync::mpsc;
+
+use super::{PipelineError, WINDOW_BLOCKS};
+use crate::classify::{ProtocolModel, Tracker};
+use crate::config::Config;
+use crate::decode::AbiRegistry;
+use crate::detect;
+use crate::detect::revert_spike::{SpikeChange, SpikeWindow};
+use crate::model::{
+    BlockRef, CallOutcome, ChainUpdate, CommittedRange, Evidence, EvidenceKind, IncidentUpdate,
+    ProbeResult, Scope, ScopeChange,
+};
+use crate::status::{ProtocolStatus, Status};
+use crate::store::{Batch, Store, StoredUpdate};
+use crate::telemetry;
+
+/// What decode → detect → classify made of one committed range.
+#[derive(Default)]
+struct Classified {
+    updates: Vec<IncidentUpdate>,
+    /// (protocol, block, tracker JSON) for each block where a tracker changed.
+    snapshots: Vec<(usize, u64, String)>,
+    /// Monitored logs that decoded.
+    decoded: u64,
+}
+
+/// Evidence waiting to be applied as one transaction, and the trackers it changed.
+#[derive(Default)]
+struct Batching {
+    pending: BTreeMap<usize, Vec<Evidence>>,
+    changed: Vec<usize>,
+    out: Classified,
+}
+
+/// A log or a call, in chain order.
+enum Item<'a> {
+    Log(&'a Log),
+    Call(&'a CallOutcome),
+}
+
+impl Item<'_> {
+    /// (block, transaction index, logs before calls, log index).
+    fn position(&self) -> (u64, u64, u8, u64) {
+        match self {
+            Item::Log(l) => (
+                l.block_number.unwrap_or_default(),
+                l.transaction_index.unwrap_or_default(),
+                0,
+                l.log_index.unwrap_or_default(),
+            ),
+            Item::Call(c) => (c.block_number, c.tx_index, 1, u64::from(c.nested)),
+        }
+    }
+}
+
+/// Decodes, detects, classifies and stores the updates of one chain.
+pub struct Processor {
+    config: Arc<Config>,
+    chain: usize,
+    pub(super) registry: AbiRegistry,
+    store: Store,
+    models: Vec<ProtocolModel>,
+    /// Tracker per protocol index (only this chain's protocols).
+    pub(super) trackers: HashMap<usize, Tracker>,
+    /// (protocol, contract) pairs watching each address.
+    watchers: HashMap<Address, Vec<(usize, usize)>>,
+    /// Revert-spike windows per (protocol, contract).
+    spikes: HashMap<(usize, usize), SpikeWindow>,
+    /// Probes that have answered at least once in this run.
+    probed: HashSet<(usize, usize)>,
+    /// Wakes the mail sender after a transition is committed.
+    pub(super) wake: Option<mpsc::Sender<()>>,
+    /// Rebuilding history: trackers start operational, nothing but the
+    /// history is written, nobody is mailed.
+    pub(super) backfill: bool,
+    pub(super) status: Status,
+}
+
+impl Processor {
+    pub async fn new(
+        config: Arc<Config>,
+        chain: usize,
+        store: Store,
+    ) -> Result<Self, PipelineError> {
+        let registry = AbiRegistry::for_chain(&config, chain);
+        let mut models = Vec::new();
+        let mut watchers: HashMap<Address, Vec<(usize, usize)>> = HashMap::new();
+        let mut spikes = HashMap::new();
+        for (i, p) in config
+            .protocols
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.chain == chain)
+        {
+            models.push(ProtocolModel::new(i, p));
+            for (c, contract) in p.contracts.iter().enumerate() {
+                watchers.entry(contract.address).or_default().push((i, c));
+                spikes.insert((i, c), SpikeWindow::new(contract.revert_spike));
+            }
+        }
+        let mut processor = Processor {
+            config,
+            chain,
+            registry,
+            store,
+            models,
+            trackers: HashMap::new(),
+            watchers,
+            spikes,
+            probed: HashSet::new(),
+            wake: None,
+            backfill: false,
+            status: Status::default(),
+        };
+        processor.load_trackers().await?;
+        Ok(processor)
+    }
+
+    fn chain_name(&self) -> &str {
+        &self.config.chains[self.chain].name
+    }
+
+    fn chain_id(&self) -> u64 {
+        self.config.chains[self.chain].chain_id
+    }
+
+    fn store_error(&self) -> impl FnOnce(crate::store::StoreError) -> PipelineError + use<> {
+        let chain = self.chain_name().to_string();
+        move |source| PipelineError::Store { chain, source }
+    }
+
+    pub(super) async fn load_trackers(&mut self) -> Result<(), PipelineError> {
+        self.trackers.clear();
+        for m in &self.models {
+            let json = self
+                .store
+                .tracker(&m.name)
+                .await
+                .map_err(self.store_error())?;
+            let tracker = match json {
+                Some(j) => serde_json::from_str(&j).map_err(|source| PipelineError::Snapshot {
+                    protocol: m.name.clone(),
+                    source,
+                })?,
+                None => Tracker::default(),
+            };
+            self.trackers.insert(m.index, tracker);
+        }
+        // A spike the history shows as open must still be able to clear.
+        for ((p, c), window) in &mut self.spikes {
+            let name = &self.config.protocols[*p].contracts[*c].name;
+            let scope = Scope::keyed(name.clone(), detect::revert_spike::SCOPE_KEY);
+            if self
+                .trackers
+                .get(p)
+                .is_some_and(|t| t.halted.contains(&scope))
+            {
+                window.resume_spiking();
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<ChainUpdate>,
+    ) -> Result<(), PipelineError> {
+        while let Some(update) = rx.recv().await {
+            self.handle(update).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one chain update: the reverted side first undoes, then the committed side applies.
+    pub async fn handle(&mut self, update: ChainUpdate) -> Result<(), PipelineError> {
+        match update {
+            ChainUpdate::Reverted { ancestor } => {
+                let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+                self.store
+                    .revert(self.chain_id(), &names, ancestor)
+                    .await
+                    .map_err(self.store_error())?;
+                self.load_trackers().await?;
+                self.publish();
+                tracing::info!(chain = %self.chain_name(), ancestor, "reverted history above the common ancestor");
+                self.wake_sender();
+            }
+            ChainUpdate::Committed(range) => self.apply_range(&range).await?,
+            ChainUpdate::Stalled { head, since } => self.chain_state(head, since, true).await?,
+            ChainUpdate::Resumed { head, at } => self.chain_state(head, at, false).await?,
+            ChainUpdate::GapOpened { since, reason } => {
+                self.store
+                    .gap_opened(self.chain_name(), self.chain_id(), since, &reason)
+                    .await
+                    .map_err(self.store_error())?;
+            }
+            ChainUpdate::GapClosed { at } => {
+                self.store
+                    .gap_closed(self.chain_id(), at)
+                    .await
+                    .map_err(self.store_error())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_range(&mut self, range: &CommittedRange) -> Result<(), PipelineError> {
+        let classified = self.classify(
+            range.from,
+            range.tip.number,
+            &range.logs,
+            &range.calls,
+            &range.probes,
+            &range.blocks,
+        );
+        self.store_classified(range.from, range.tip.number, classified, &range.blocks)
+            .await
+    }
+
+    /// The whole chain stalled (`halted`) or resumed: every protocol on it.
+    async fn chain_state(
+        &mut self,
+        head: BlockRef,
+        wall_time: u64,
+        halted: bool,
+    ) -> Result<(), PipelineError> {
+        let mut b = Batching::default();
+        for m in &self.models {
+            let e = detect::stall::evidence(
+                self.chain_id(),
+                self.chain_name(),
+                head,
+                wall_time,
+                halted,
+            );
+            b.pending.entry(m.index).or_default().push(e);
+        }
+        self.flush(&mut b);
+        self.snapshot(head.number, &mut b);
+        self.store_classified(head.number, head.number, b.out, &[])
+            .await
+    }
+
+    /// Decodes, detects, classifies and stores the logs of blocks `from..=to`.
+    /// `blocks` become the new window and checkpoint (empty in a backfill).
+    pub async fn apply(
+        &mut self,
+        from: u64,
+        to: u64,
+        logs: &[Log],
+        blocks: &[BlockRef],
+    ) -> Result<(), PipelineError> {
+        let classified = self.classify(from, to, logs, &[], &[], blocks);
+        self.store_classified(from, to, classified, blocks).await
+    }
+
+    async fn store_classified(
+        &mut self,
+        from: u64,
+        to: u64,
+        classified: Classified,
+        blocks: &[BlockRef],
+    ) -> Result<(), PipelineError> {
+        let Classified {
+            updates,
+            snapshots,
+            decoded,
+        } = classified;
+        let chain = &self.config.chains[self.chain];
+        let live = !self.backfill;
+        let stored: Vec<StoredUpdate> = updates
+            .iter()
+            .map(|u| {
+                let protocol = &self.config.protocols[u.protocol];
+                let opened_at = u.transition.as_ref().map(|t| t.at);
+                StoredUpdate {
+                    protocol: &protocol.name,
+                    chain: &chain.name,
+                    update: u,
+                    // History rebuilt by a backfill pages nobody.
+                    notify: live && self.config.email.is_some() && !protocol.responders.is_empty(),
+                    planned: opened_at.is_some_and(|at| self.config.in_maintenance(u.protocol, at)),
+                }
+            })
+            .collect();
+        let trackers = if live {
+            snapshots
+                .iter()
+                .map(|(p, block, json)| {
+                    (
+                        self.config.protocols[*p].name.as_str(),
+                        *block,
+                        json.clone(),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.store
+            .commit(Batch {
+                chain_id: chain.chain_id,
+                blocks: if live { blocks } else { &[] },
+                updates: stored,
+                trackers,
+                window_blocks: WINDOW_BLOCKS,
+            })
+            .await
+            .map_err(self.store_error())?;
+        for u in &updates {
+            log_update(&self.config, chain, u);
+        }
+        if !blocks.is_empty() {
+            telemetry::blocks_processed(&chain.name, to + 1 - from);
+        }
+        telemetry::logs_decoded(&chain.name, decoded);
+        if live {
+            if let Some(tip) = blocks.iter().max_by_key(|b| b.number) {
+                self.status
+                    .processed(&chain.name, tip.number, tip.timestamp);
+            }
+            if !updates.is_empty() {
+                self.publish();
+            }
+        }
+        if updates.iter().any(|u| u.transition.is_some()) {
+            self.wake_sender();
+        }
+        tracing::debug!(chain = %chain.name, from, to, "blocks processed");
+        Ok(())
+    }
+
+    fn wake_sender(&self) {
+        if let Some(wake) = &self.wake {
+            // A full channel already holds a wake-up: nothing is lost.
+            let _ = wake.try_send(());
+        }
+    }
+
+    /// Runs decode → detect → classify over blocks `from..=to`.
+    fn classify(
+        &mut self,
+        from: u64,
+        to: u64,
+        logs: &[Log],
+        calls: &[CallOutcome],
+        probes: &[ProbeResult],
+        blocks: &[BlockRef],
+    ) -> Classified {
+        let mut items: Vec<Item> = logs
+            .iter()
+            .map(Item::Log)
+            .chain(calls.iter().map(Item::Call))
+            .collect();
+        items.sort_by_key(Item::position);
+        let known: HashMap<u64, BlockRef> = blocks.iter().map(|b| (b.number, *b)).collect();
+        let mut b = Batching::default();
+        let mut current_tx: Option<(u64, u64)> = None;
+        let mut next_block = from;
+        for item in &items {
+            let (block, tx, _, _) = item.position();
+            if current_tx != Some((block, tx)) {
+                self.flush(&mut b);
+            }
+            if block > next_block {
+                // Entering a later block: close the ones before it.
+                self.end_blocks(next_block, block - 1, &known, &mut b);
+                next_block = block;
+            }
+            current_tx = Some((block, tx));
+            match item {
+                Item::Log(log) => self.on_log(log, &mut b),
+                Item::Call(call) => self.on_call(call, &mut b),
+            }
+        }
+        self.flush(&mut b);
+        self.end_blocks(next_block, to, &known, &mut b);
+        for result in probes {
+            self.on_probe(result, &mut b);
+            self.flush(&mut b);
+        }
+        self.snapshot(to, &mut b);
+        b.out
+    }
+
+    fn on_log(&mut self, log: &Log, b: &mut Batching) {
+        let Some(decoded) = self.registry.decode(log) else {
+            return;
+        };
+        let decoded = match decoded {
+            Ok(d) => {
+                b.out.decoded += 1;
+                d
+            }
+            Err(e) => {
+                telemetry::decode_failed(self.chain_name());
+                tracing::warn!(chain = %self.chain_name(), error = %e, source = %e.source, "log skipped: it does not decode with its ABI");
+                return;
+            }
+        };
+        match detect::pause::signals(&self.config, self.chain_id(), &decoded) {
+            Ok(signals) => {
+                for s in signals {
+                    let halts = s.evidence.changes.iter().any(|c| c.halted);
+                    telemetry::signal(if halts { "halt" } else { "resume" });
+                    b.pending.entry(s.protocol).or_default().push(s.evidence);
+                }
+            }
+            Err(e) => tracing::warn!(chain = %self.chain_name(), error = %e, "log skipped"),
+        }
+    }
+
+    fn on_call(&mut self, call: &CallOutcome, b: &mut Batching) {
+        let Some(watchers) = self.watchers.get(&call.to) else {
+            return;
+        };
+        let reason =
+            (!call.success).then(|| self.registry.revert_reason(call.to, call.revert_data()));
+        for &(p, c) in watchers {
+            if !call.nested
+                && let Some(window) = self.spikes.get_mut(&(p, c))
+            {
+                window.record(call);
+            }
+            let Some(reason) = &reason else { continue };
+            if reason.is_pause() {
+                let name = &self.config.protocols[p].contracts[c].name;
+                let e = detect::failed_tx::evidence(self.chain_id(), name, call, reason);
+                telemetry::signal("failed_call");
+                b.pending.entry(p).or_default().push(e);
+            }
+        }
+    }
+
+    /// Closes blocks `first..=last`: revert-spike windows decide per block.
+    fn end_blocks(
+        &mut self,
+        first: u64,
+        last: u64,
+        known: &HashMap<u64, BlockRef>,
+        b: &mut Batching,
+    ) {
+        if first > last {
+            return;
+        }
+        if self.spikes.values().all(SpikeWindow::is_idle) {
+            // Changes pending a snapshot happened in `first`: date them there,
+            // so a reorg above `first` keeps them.
+            self.snapshot(first, b);
+            return;
+        }
+        for block in first..=last {
+            let mut changes: Vec<((usize, usize), SpikeChange)> = Vec::new();
+            for (key, window) in &mut self.spikes {
+                if window.is_idle() {
+                    continue;
+                }
+                if let Some(change) = window.end_block(block) {
+                    changes.push((*key, change));
+                }
+            }
+            changes.sort_by_key(|(k, _)| *k);
+            for ((p, c), change) in changes {
+                let evidence = self.spike_evidence(p, c, block, known, change);
+                telemetry::signal("revert_spike");
+                b.pending.entry(p).or_default().extend(evidence);
+                self.flush(b);
+            }
+            self.snapshot(block, b);
+        }
+    }
+
+    fn spike_evidence(
+        &self,
+        p: usize,
+        c: usize,
+        block: u64,
+        known: &HashMap<u64, BlockRef>,
+        change: SpikeChange,
+    ) -> Vec<Evidence> {
+        let contract = &self.config.protocols[p].contracts[c];
+        let scope = Scope::keyed(contract.name.clone(), detect::revert_spike::SCOPE_KEY);
+        let (failed, halted, text) = match change {
+            SpikeChange::Started {
+                failed,
+                calls,
+                baseline,
+            } => {
+                let text = format!(
+                    "revert spike: {} of {calls} calls failed in the last {} blocks (baseline {:.1}%)",
+                    failed.len(),
+                    contract.revert_spike.window_blocks,
+                    baseline * 100.0
+                );
+                (failed, true, text)
+            }
+            SpikeChange::Cleared { quiet_windows } => (
+                Vec::new(),
+                false,
+                format!("revert spike cleared after {quiet_windows} quiet windows"),
+            ),
+        };
+        // Date the decision by the block, else by the newest failed call.
+        let (hash, timestamp) = known
+            .get(&block)
+            .map(|h| (h.hash, h.timestamp))
+            .or_else(|| failed.last().map(|f| (f.block_hash, f.block_timestamp)))
+            .unwrap_or((B256::ZERO, 0));
+        let mut out = vec![Evidence {
+            kind: EvidenceKind::Spike,
+            chain_id: self.chain_id(),
+            contract: contract.address,
+            contract_name: contract.name.clone(),
+            tx_hash: B256::ZERO,
+            block_number: block,
+            block_hash: hash,
+            block_timestamp: timestamp,
+            log_index: 0,
+            event: text,
+            args: Vec::new(),
+            changes: vec![ScopeChange { scope, halted }],
+            log_hash: B256::ZERO,
+            at: (timestamp == 0).then_some(crate::store::now_ms() as u64 / 1000),
+        }];
+        for call in &failed {
+            let reason = self.registry.revert_reason(call.to, call.revert_data());
+            let mut e = detect::failed_tx::evidence(self.chain_id(), &contract.name, call, &reason);
+            e.changes.clear(); // the spike evidence carries the change
+            out.push(e);
+        }
+        out
+    }
+
+    fn on_probe(&mut self, result: &ProbeResult, b: &mut Batching) {
+        let (p, i) = result.probe;
+        let protocol = &self.config.protocols[p];
+        let probe = &protocol.probes[i];
+        let contract = &protocol.contracts[probe.contract];
+        let first = self.probed.insert(result.probe);
+        let output = match &result.output {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(protocol = %protocol.name, probe = %probe.function.signature(), error = %e, "probe call failed");
+                return;
+            }
+        };
+        let Some((healthy, value)) = detect::probe::healthy(probe, output) else {
+            tracing::warn!(protocol = %protocol.name, probe = %probe.function.signature(), "probe answer does not decode");
+            return;
+        };
+        let scope = detect::probe::scope(probe, &contract.name);
+        let halted_now = self
+            .trackers
+            .get(&p)
+            .is_some_and(|t| t.halted.contains(&scope));
+        if halted_now != healthy {
+            return; // agrees with what the history says: nothing new
+        }
+        telemetry::signal("probe");
+        let e = detect::probe::evidence(
+            self.chain_id(),
+            probe,
+            (&contract.name, contract.address),
+            result,
+            healthy,
+            &value,
+            first,
+        );
+        b.pending.entry(p).or_default().push(e);
+    }
+
+    /// Publishes every protocol's current state to the shared status.
+    pub(super) fn publish(&self) {
+        let chain = self.chain_name();
+        for m in &self.models {
+            let tracker = self.trackers.get(&m.index).cloned().unwrap_or_default();
+            self.status.set_protocol(ProtocolStatus {
+                protocol: m.name.clone(),
+                chain: chain.to_string(),
+                state: tracker.state(m),
+                halted_scopes: tracker.halted.iter().map(|s| s.to_string()).collect(),
+                open_incident: tracker.open.map(|o| o.key),
+            });
+        }
+    }
+
+    /// Applies the pending evidence as one transaction per protocol.
+    fn flush(&mut self, b: &mut Batching) {
+        for (protocol, evidence) in std::mem::take(&mut b.pending) {
+            let Some(model) = self.models.iter().find(|m| m.index == protocol) else {
+                continue;
+            };
+            let tracker = self.trackers.entry(protocol).or_default();
+            let before = tracker.clone();
+            if let Some(u) = tracker.apply(model, evidence) {
+                b.out.updates.push(u);
+            }
+            if *tracker != before && !b.changed.contains(&protocol) {
+                b.changed.push(protocol);
+            }
+        }
+    }
+
+    /// Snapshots the trackers that changed, as of the end of `block`.
+    fn snapshot(&self, block: u64, b: &mut Batching) {
+        for p in b.changed.drain(..) {
+            if let Some(t) = self.trackers.get(&p)
+                && let Ok(json) = serde_json::to_string(t)
+            {
+                b.out.snapshots.push((p, block, json));
+            }
+        }
+    }
+}
+
+fn log_update(config: &Config, chain: &crate::config::ChainConfig, u: &IncidentUpdate) {
+    let protocol = &config.protocols[u.protocol].name;
+    match &u.transition {
+        Some(t) => {
+            telemetry::transition(protocol, t.kind.as_str());
+            tracing::info!(
+                protocol = %protocol, chain = %chain.name, incident = %u.key,
+                transition = t.kind.as_str(), from = %t.from, to = %t.to, block = t.block_number,
+                "incident transition"
+            )
+        }
+        None => tracing::info!(
+            protocol = %protocol, chain = %chain.name, incident = %u.key,
+            evidence = u.evidence.len(), "evidence added to open incident"
+        ),
+    }
+}
