@@ -438,13 +438,15 @@ async fn report(
             ..Default::default()
         })
         .await?;
-    let reports = haltwatch::report::report(&protocols, &incidents, since, until);
+    let gaps = store.gaps(since, until).await?;
+    let reports = haltwatch::report::report(&protocols, &incidents, &gaps, since, until);
     let (records, head) = store.ledger_head().await?;
     match format {
         ReportFormat::Json => println!(
             "{}",
             render::json(&serde_json::json!({
                 "protocols": reports,
+                "monitoring_gaps": gaps,
                 "history_head": { "records": records, "hash": head },
             }))
         ),

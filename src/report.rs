@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::model::{ProtocolState, sanitize_text};
 use crate::render::duration;
-use crate::store::{IncidentRecord, IncidentState, format_time};
+use crate::store::{GapRecord, IncidentRecord, IncidentState, format_time};
 
 /// Parses `2026-11-01T00:00:00Z`, `now`, or a span before `now`: `30d`, `12h`, `90m`, `45s`.
 pub fn parse_time(s: &str, now: u64) -> Option<u64> {
@@ -92,10 +92,12 @@ pub fn state_seconds(i: &IncidentRecord, since: u64, until: u64) -> (u64, u64) {
     (halted, degraded)
 }
 
-/// Figures per protocol for `since..until` from the incidents that overlap it.
+/// Figures per protocol for `since..until` from the incidents and the
+/// monitoring gaps (of the protocol's chain) that overlap it.
 pub fn report(
     protocols: &[ProtocolInfo],
     incidents: &[IncidentRecord],
+    gaps: &[GapRecord],
     since: u64,
     until: u64,
 ) -> Vec<ProtocolReport> {
@@ -152,6 +154,14 @@ pub fn report(
             if r.incidents > 0 {
                 let operational = period.saturating_sub(r.halted_seconds + r.degraded_seconds);
                 r.mtbf_seconds = Some(operational as f64 / r.incidents as f64);
+            }
+            for g in gaps.iter().filter(|g| g.chain == p.chain) {
+                let (a, b) = (
+                    g.started_at.max(since),
+                    g.ended_at.unwrap_or(until).min(until),
+                );
+                r.monitoring_gaps += 1;
+                r.monitoring_gap_seconds += b.saturating_sub(a);
             }
             r.estimated_cost_usd = p
                 .revenue_per_hour_usd
@@ -426,7 +436,28 @@ mod tests {
             // Still open, halted from 99_000: 1000 s inside the period.
             incident(4, false, &[(99_000, Halted)], None),
         ];
-        let r = &report(&p, &incidents, 0, 100_000)[0];
+        let gaps = vec![
+            GapRecord {
+                chain: "c".into(),
+                chain_id: 1,
+                started_at: 70_000,
+                ended_at: Some(70_600),
+                reason: "refused".into(),
+            },
+            GapRecord {
+                chain: "other".into(),
+                chain_id: 2,
+                started_at: 70_000,
+                ended_at: None,
+                reason: "refused".into(),
+            },
+        ];
+        let r = &report(&p, &incidents, &gaps, 0, 100_000)[0];
+        assert_eq!(
+            (r.monitoring_gaps, r.monitoring_gap_seconds),
+            (1, 600),
+            "only its chain's gaps, not downtime"
+        );
         assert_eq!(r.incidents, 3);
         assert_eq!(r.halted_seconds, 2000 + 3600 + 1000);
         assert_eq!(r.degraded_seconds, 1000);

@@ -311,8 +311,13 @@ async fn uptime(State(state): State<AppState>, Query(q): Query<UptimeQuery>) -> 
         Ok(h) => h,
         Err(e) => return internal(e),
     };
+    let gaps = match state.store.gaps(since, until).await {
+        Ok(g) => g,
+        Err(e) => return internal(e),
+    };
     Json(serde_json::json!({
-        "protocols": crate::report::report(&state.protocols(), &incidents, since, until),
+        "protocols": crate::report::report(&state.protocols(), &incidents, &gaps, since, until),
+        "monitoring_gaps": gaps,
         "history_head": {"records": head.0, "hash": head.1},
     }))
     .into_response()

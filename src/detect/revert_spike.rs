@@ -1,15 +1,17 @@
 //! Revert spikes: per contract, the share of failed calls over a sliding
-//! window of blocks, against thresholds and the contract's own baseline (an
-//! exponentially weighted average of earlier windows' failure ratios). A
-//! spike clears after `clear_windows` quiet windows in a row: no flapping.
+//! window of blocks, against thresholds and the contract's own baseline. The
+//! baseline is call-weighted and exponentially decayed over earlier quiet
+//! windows (decayed failures / decayed calls), so a window with two calls
+//! weighs less than one with two hundred. A spike clears after
+//! `clear_windows` quiet windows in a row: no flapping.
 
 use std::collections::VecDeque;
 
 use crate::config::SpikeConfig;
 use crate::model::CallOutcome;
 
-/// Weight of the newest window in the baseline.
-const BASELINE_ALPHA: f64 = 0.3;
+/// How much of the baseline's history each new window keeps (1 − weight of the newest).
+const BASELINE_DECAY: f64 = 0.7;
 
 /// The scope key a spike halts (degraded) on its contract.
 pub const SCOPE_KEY: &str = "revert-spike";
@@ -39,7 +41,16 @@ struct Tally {
 pub struct SpikeWindow {
     config: SpikeConfig,
     blocks: VecDeque<Tally>,
-    baseline: Option<f64>,
+    /// Decayed calls and failures of earlier quiet windows.
+    history_calls: f64,
+    history_failed: f64,
+    /// Calls and failures recorded since the last window boundary.
+    epoch_calls: u64,
+    epoch_failed: u64,
+    /// The last quiet window's (calls, failures): learned only once the
+    /// window after it is quiet too, so the start of a burst that has not
+    /// yet reached `min_failed` never becomes "normal".
+    pending: Option<(u64, u64)>,
     spiking: bool,
     quiet: u64,
     /// Blocks ended since the last window boundary, and whether any of them
@@ -54,7 +65,11 @@ impl SpikeWindow {
         SpikeWindow {
             config,
             blocks: VecDeque::new(),
-            baseline: None,
+            history_calls: 0.0,
+            history_failed: 0.0,
+            epoch_calls: 0,
+            epoch_failed: 0,
+            pending: None,
             spiking: false,
             quiet: 0,
             epoch_blocks: 0,
@@ -95,6 +110,17 @@ impl SpikeWindow {
                 t.failed.push(call.clone());
             }
         }
+        self.epoch_calls += 1;
+        self.epoch_failed += u64::from(!call.success);
+    }
+
+    /// The contract's usual failure ratio (0 until it has history).
+    pub fn baseline(&self) -> f64 {
+        if self.history_calls > 0.0 {
+            self.history_failed / self.history_calls
+        } else {
+            0.0
+        }
     }
 
     fn totals(&self) -> (u64, u64) {
@@ -110,7 +136,7 @@ impl SpikeWindow {
         let ratio = failed as f64 / calls as f64;
         failed >= self.config.min_failed
             && ratio >= self.config.min_ratio
-            && ratio >= self.config.baseline_factor * self.baseline.unwrap_or(0.0)
+            && ratio >= self.config.baseline_factor * self.baseline()
     }
 
     /// Closes block `block` (call once per block, in order, after its calls).
@@ -134,19 +160,24 @@ impl SpikeWindow {
             change = Some(SpikeChange::Started {
                 failed: self.blocks.iter().flat_map(|t| t.failed.clone()).collect(),
                 calls,
-                baseline: self.baseline.unwrap_or(0.0),
+                baseline: self.baseline(),
             });
         }
         if self.epoch_blocks >= self.config.window_blocks {
             // A window boundary: learn the baseline from quiet windows only,
             // and count quiet windows towards clearing a spike.
-            if !self.epoch_hot && calls > 0 && !self.spiking {
-                let ratio = failed as f64 / calls as f64;
-                self.baseline = Some(match self.baseline {
-                    Some(b) => b + BASELINE_ALPHA * (ratio - b),
-                    None => ratio,
-                });
+            if self.epoch_hot || self.spiking {
+                self.pending = None;
+            } else {
+                if let Some((c, f)) = self.pending.take() {
+                    self.history_calls = self.history_calls * BASELINE_DECAY + c as f64;
+                    self.history_failed = self.history_failed * BASELINE_DECAY + f as f64;
+                }
+                self.pending =
+                    (self.epoch_calls > 0).then_some((self.epoch_calls, self.epoch_failed));
             }
+            self.epoch_calls = 0;
+            self.epoch_failed = 0;
             if self.spiking && change.is_none() {
                 if self.epoch_hot {
                     self.quiet = 0;
@@ -222,6 +253,29 @@ mod tests {
             }
         });
         assert_eq!(got, [(22, "started"), (70, "cleared")]);
+    }
+
+    #[test]
+    fn the_start_of_a_burst_is_not_learned_as_normal() {
+        // Low traffic: 5 rounds of one failure among five successes, each
+        // followed by 12 empty blocks; then one success and six failures in a
+        // row. A window boundary falls inside the burst (4 of 5 failed, below
+        // min_failed): learning it at once would lift the baseline to ~0.4
+        // and hide the spike (3 × 0.4 > 5/6).
+        let mut pattern: Vec<(u64, u64)> = Vec::new();
+        for _ in 0..5 {
+            pattern.extend([(1, 0), (1, 1), (1, 0), (1, 0), (1, 0), (1, 0)]);
+            pattern.extend(std::iter::repeat_n((0, 0), 12));
+        }
+        pattern.push((1, 0));
+        pattern.extend(std::iter::repeat_n((1, 1), 6));
+        let n = pattern.len() as u64;
+        let got = run(SpikeConfig::default(), n, |b| pattern[(b - 1) as usize]);
+        assert_eq!(
+            got,
+            [(n - 1, "started")],
+            "the 5th failure of the burst starts it"
+        );
     }
 
     #[test]

@@ -218,6 +218,8 @@ impl Processor {
     }
 
     async fn apply_range(&mut self, range: &CommittedRange) -> Result<(), PipelineError> {
+        tracing::debug!(chain = %self.chain_name(), from = range.from, to = range.tip.number,
+            logs = range.logs.len(), calls = range.calls.len(), probes = range.probes.len(), "committed range");
         let classified = self.classify(
             range.from,
             range.tip.number,
@@ -430,9 +432,9 @@ impl Processor {
         let reason =
             (!call.success).then(|| self.registry.revert_reason(call.to, call.revert_data()));
         for &(p, c) in watchers {
-            if !call.nested
-                && let Some(window) = self.spikes.get_mut(&(p, c))
-            {
+            // Every call into the contract counts, nested ones included (with
+            // call tracing each call frame is one call).
+            if let Some(window) = self.spikes.get_mut(&(p, c)) {
                 window.record(call);
             }
             let Some(reason) = &reason else { continue };

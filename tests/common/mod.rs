@@ -124,7 +124,18 @@ impl Running {
     }
 }
 
+/// Logs to the test's output when `RUST_LOG` is set (e.g. `RUST_LOG=haltwatch=debug`).
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 pub async fn start(config_path: &Path) -> Running {
+    init_tracing();
     let config = haltwatch::config::load(config_path).unwrap_or_else(|e| panic!("{e}"));
     let store = Store::open(&config.store).await.expect("open store");
     let (tx, rx) = oneshot::channel::<()>();

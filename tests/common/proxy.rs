@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Given a parsed JSON-RPC request, `Some(body)` answers it with `body`; `None` forwards it.
 pub type Hook = Arc<dyn Fn(&serde_json::Value) -> Option<Vec<u8>> + Send + Sync>;
@@ -36,15 +37,24 @@ fn read_message(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
 
 /// Starts the proxy for `upstream` (`host:port`); returns its `http://` URL.
 pub fn spawn(upstream: String, hook: Hook) -> String {
+    spawn_switchable(upstream, hook, Arc::new(AtomicBool::new(false)))
+}
+
+/// As [`spawn`]; while `down` is true every connection is dropped unanswered,
+/// like an endpoint that is gone.
+pub fn spawn_switchable(upstream: String, hook: Hook, down: Arc<AtomicBool>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
-            let (upstream, hook) = (upstream.clone(), hook.clone());
+            let (upstream, hook, down) = (upstream.clone(), hook.clone(), down.clone());
             std::thread::spawn(move || {
                 let mut writer = client.try_clone().unwrap();
                 let mut reader = BufReader::new(client);
                 while let Some((head, body)) = read_message(&mut reader) {
+                    if down.load(Ordering::SeqCst) {
+                        return; // drops the connection
+                    }
                     let request: serde_json::Value =
                         serde_json::from_slice(&body).unwrap_or_default();
                     if let Some(answer) = hook(&request) {

@@ -1,0 +1,576 @@
+//! Halts without pause events, on a real anvil chain: failed calls, revert
+//! spikes, nested failures, probes, stalls, monitoring gaps, sequencer feeds.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use alloy::primitives::{Address, Bytes, I256, U256};
+use alloy::providers::Provider;
+use alloy::sol;
+use alloy::sol_types::SolCall;
+use common::*;
+use haltwatch::demo::{Chain, selector};
+use haltwatch::model::{EvidenceKind, ProtocolState};
+use haltwatch::store::{IncidentRecord, IncidentState, Store};
+
+sol! {
+    function setBroken(bool b);
+    function route(address target, bytes data);
+    function update(int256 current, uint256 updatedAt);
+}
+
+/// The compiled ABI of a test contract, for contracts without a preset ABI.
+fn out_abi(contract: &str) -> String {
+    root()
+        .join("contracts/out")
+        .join(format!("{contract}.abi"))
+        .display()
+        .to_string()
+}
+
+/// One protocol with one contract; `contract_extra` goes into the contract
+/// table, `protocol_extra` after it (probes), `chain_extra` into the chain.
+fn config(
+    rpc: &str,
+    address: Address,
+    abi: &str,
+    contract_extra: &str,
+    protocol_extra: &str,
+    chain_extra: &str,
+) -> String {
+    config_text(
+        rpc,
+        &format!(
+            r#"
+[[protocols]]
+name = "Pool"
+chain = "anvil"
+  [[protocols.contracts]]
+  name = "pool"
+  address = "{address}"
+  abi = "{abi}"
+  {contract_extra}
+{protocol_extra}
+"#
+        ),
+    )
+    .replace(
+        "poll_interval_ms = 50",
+        &format!("poll_interval_ms = 50\n{chain_extra}"),
+    )
+}
+
+async fn setup(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), text);
+    (dir, path)
+}
+
+async fn mine_blocks(chain: &Chain, n: u64) {
+    let _: serde_json::Value = chain
+        .provider
+        .raw_request("anvil_mine".into(), (U256::from(n),))
+        .await
+        .expect("anvil_mine");
+}
+
+async fn wait_incident(
+    store: &Store,
+    what: &str,
+    ok: impl Fn(&IncidentRecord) -> bool,
+) -> IncidentRecord {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(i) = incidents(store).await.into_iter().find(|i| ok(i)) {
+            return i;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {:#?}",
+            incidents(store).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_failed_calls_is_a_degraded_spike_and_the_same_failures_spread_thin_are_not() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let pool = chain.deploy(&bin("FlakyPool")).await.unwrap();
+    let spike = "revert_spike = { window_blocks = 10, min_failed = 5, min_ratio = 0.5, baseline_factor = 3.0, clear_windows = 3 }";
+    let (_dir, path) = setup(&config(
+        &node.endpoint(),
+        pool,
+        &out_abi("FlakyPool"),
+        spike,
+        "",
+        "",
+    ))
+    .await;
+    let running = start(&path).await;
+    let act = selector("act()");
+    for _ in 0..5 {
+        chain.call(pool, act.clone()).await.unwrap();
+    }
+    // Spread thin: five failures, each among successful calls and alone in
+    // its window (the baseline learns a failure rate of about one in six).
+    for _ in 0..5 {
+        chain
+            .call(pool, setBrokenCall { b: true }.abi_encode())
+            .await
+            .unwrap();
+        let r = chain.call(pool, act.clone()).await.unwrap();
+        assert!(!r.status(), "a mined, failed transaction");
+        chain
+            .call(pool, setBrokenCall { b: false }.abi_encode())
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            chain.call(pool, act.clone()).await.unwrap();
+        }
+        mine_blocks(&chain, 12).await;
+    }
+    wait_caught_up(&running.store, &chain).await;
+    assert!(
+        incidents(&running.store).await.is_empty(),
+        "no spike from spread-out failures"
+    );
+
+    // A burst: six failures in six blocks.
+    chain
+        .call(pool, setBrokenCall { b: true }.abi_encode())
+        .await
+        .unwrap();
+    let mut failed = Vec::new();
+    for _ in 0..6 {
+        failed.push(
+            chain
+                .call(pool, act.clone())
+                .await
+                .unwrap()
+                .transaction_hash,
+        );
+    }
+    let i = wait_incident(&running.store, "spike", |i| i.state == IncidentState::Open).await;
+    assert_eq!(i.severity, ProtocolState::Degraded);
+    assert_eq!(i.scopes, ["pool:revert-spike"]);
+    let spike_evidence: Vec<_> = i
+        .evidence
+        .iter()
+        .filter(|e| e.kind == EvidenceKind::Spike)
+        .collect();
+    assert_eq!(spike_evidence.len(), 1);
+    let text = &spike_evidence[0].event;
+    assert!(
+        text.starts_with("revert spike: 5 of 6 calls failed in the last 10 blocks"),
+        "{text}"
+    );
+    let calls: Vec<_> = i
+        .evidence
+        .iter()
+        .filter(|e| e.kind == EvidenceKind::FailedCall)
+        .collect();
+    assert!(calls.len() >= 5);
+    for e in &calls {
+        assert!(failed.contains(&e.tx_hash));
+        assert_eq!(
+            e.event, "call reverted: Unavailable(uint256)",
+            "decoded by name"
+        );
+        assert_eq!(
+            (e.args[0].name.as_str(), e.args[0].value.as_str()),
+            ("code", "42")
+        );
+    }
+
+    // Quiet windows clear it.
+    chain
+        .call(pool, setBrokenCall { b: false }.abi_encode())
+        .await
+        .unwrap();
+    mine_blocks(&chain, 45).await;
+    let done = wait_incident(&running.store, "cleared", |i| {
+        i.state == IncidentState::Resolved
+    })
+    .await;
+    assert_eq!(done.id, i.id);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn enforced_pause_and_pausable_paused_reverts_are_halts_decoded_by_name() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    // No rules: only the failed calls can tell that the vault is paused.
+    let (_dir, path) = setup(&config(
+        &node.endpoint(),
+        vault,
+        &abi("oz-pausable.json"),
+        "",
+        "",
+        "",
+    ))
+    .await;
+    let running = start(&path).await;
+    chain.call(vault, selector("pause()")).await.unwrap();
+    let r = chain.call(vault, selector("deposit()")).await.unwrap();
+    assert!(!r.status());
+    let i = wait_incident(&running.store, "halt", |i| i.state == IncidentState::Open).await;
+    assert_eq!(i.severity, ProtocolState::Halted);
+    let e = &i.evidence[0];
+    assert_eq!(
+        (e.kind, e.event.as_str()),
+        (EvidenceKind::FailedCall, "call reverted: EnforcedPause()")
+    );
+    assert_eq!(e.tx_hash, r.transaction_hash);
+    running.stop().await;
+
+    // OpenZeppelin 4's revert string.
+    let pool = chain.deploy(&bin("FlakyPool")).await.unwrap();
+    let (_dir2, path2) = setup(&config(
+        &node.endpoint(),
+        pool,
+        &out_abi("FlakyPool"),
+        "",
+        "",
+        "",
+    ))
+    .await;
+    let text = std::fs::read_to_string(&path2)
+        .unwrap()
+        .replace("start_block = 0", "start_block = \"latest\"");
+    std::fs::write(&path2, text).unwrap();
+    let running = start(&path2).await;
+    wait_caught_up(&running.store, &chain).await;
+    chain
+        .call(pool, setBrokenCall { b: true }.abi_encode())
+        .await
+        .unwrap();
+    chain.call(pool, selector("legacy()")).await.unwrap();
+    let i = wait_incident(&running.store, "legacy halt", |i| {
+        i.state == IncidentState::Open
+    })
+    .await;
+    assert_eq!(i.evidence[0].event, "call reverted: Error(string)");
+    assert_eq!(i.evidence[0].args[0].value, "Pausable: paused");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_nested_failure_through_a_router_is_caught_only_with_trace_calls() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let router = chain.deploy(&bin("Router")).await.unwrap();
+    chain.call(vault, selector("pause()")).await.unwrap();
+    let start_block = chain.provider.get_block_number().await.unwrap() + 1;
+    let deposit: Bytes = selector("deposit()").into();
+    let r = chain
+        .call(
+            router,
+            routeCall {
+                target: vault,
+                data: deposit,
+            }
+            .abi_encode(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        r.status(),
+        "the router swallows the failure: the top-level call succeeds"
+    );
+    mine_blocks(&chain, 2).await;
+
+    for trace in [false, true] {
+        let chain_extra = if trace { "trace_calls = true" } else { "" };
+        let text = config(
+            &node.endpoint(),
+            vault,
+            &abi("oz-pausable.json"),
+            "",
+            "",
+            chain_extra,
+        )
+        .replace("start_block = 0", &format!("start_block = {start_block}"));
+        let (_dir, path) = setup(&text).await;
+        let running = start(&path).await;
+        wait_caught_up(&running.store, &chain).await;
+        let list = incidents(&running.store).await;
+        if trace {
+            assert_eq!(list.len(), 1, "{list:#?}");
+            let e = &list[0].evidence[0];
+            assert_eq!(e.event, "nested call reverted: EnforcedPause()");
+            assert_eq!(e.tx_hash, r.transaction_hash);
+        } else {
+            assert!(
+                list.is_empty(),
+                "top-level receipts cannot see it: {list:#?}"
+            );
+        }
+        running.stop().await;
+    }
+}
+
+const KILLED_PROBE: &str = r#"
+  [[protocols.probes]]
+  contract = "pool"
+  function = "is_killed()"
+  expected = false
+  every_blocks = 1
+"#;
+
+#[tokio::test]
+async fn a_probe_catches_a_halt_that_emits_no_event_and_sees_it_end() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let pool = chain.deploy(&bin("FlakyPool")).await.unwrap();
+    let (_dir, path) = setup(&config(
+        &node.endpoint(),
+        pool,
+        &out_abi("FlakyPool"),
+        "",
+        KILLED_PROBE,
+        "",
+    ))
+    .await;
+    let running = start(&path).await;
+    wait_caught_up(&running.store, &chain).await;
+    let killed = chain.call(pool, selector("killMe()")).await.unwrap();
+    assert!(killed.logs().is_empty(), "killMe emits nothing");
+    let i = wait_incident(&running.store, "probe halt", |i| {
+        i.state == IncidentState::Open
+    })
+    .await;
+    assert_eq!(
+        (i.severity, i.start_block),
+        (ProtocolState::Halted, killed.block_number.unwrap())
+    );
+    assert_eq!(i.evidence[0].kind, EvidenceKind::Probe);
+    assert_eq!(
+        i.evidence[0].event,
+        "probe is_killed() returned true (healthy: false)"
+    );
+    let back = chain.call(pool, selector("unkillMe()")).await.unwrap();
+    let done = wait_incident(&running.store, "probe resume", |i| {
+        i.state == IncidentState::Resolved
+    })
+    .await;
+    assert_eq!(done.end_block, back.block_number);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_contract_already_halted_when_monitoring_starts_opens_an_incident() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let pool = chain.deploy(&bin("FlakyPool")).await.unwrap();
+    chain.call(pool, selector("killMe()")).await.unwrap();
+    mine_blocks(&chain, 3).await;
+    let text = config(
+        &node.endpoint(),
+        pool,
+        &out_abi("FlakyPool"),
+        "",
+        KILLED_PROBE,
+        "",
+    )
+    .replace("start_block = 0", "start_block = \"latest\"");
+    let (_dir, path) = setup(&text).await;
+    let running = start(&path).await;
+    let i = wait_incident(&running.store, "already halted", |i| {
+        i.state == IncidentState::Open
+    })
+    .await;
+    assert!(
+        i.evidence[0]
+            .event
+            .ends_with("already halted when monitoring began"),
+        "{}",
+        i.evidence[0].event
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_chain_halts_every_protocol_in_wall_time_until_blocks_resume() {
+    let w = vault_chain(false, "").await;
+    let other = w.chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let mut text = std::fs::read_to_string(&w.path).unwrap().replace(
+        "poll_interval_ms = 50",
+        "poll_interval_ms = 50\nstall_after_seconds = 1",
+    );
+    text.push_str(&protocol(
+        "Other",
+        "vault",
+        other,
+        "oz-pausable.json",
+        "oz-pausable",
+    ));
+    std::fs::write(&w.path, text).unwrap();
+    let _: serde_json::Value = w
+        .chain
+        .provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let before = haltwatch::store::now_ms() as u64 / 1000;
+    let running = start(&w.path).await;
+
+    let stalled = wait_incident(&running.store, "stall", |i| i.state == IncidentState::Open).await;
+    assert_eq!(stalled.scopes, ["chain anvil"]);
+    assert_eq!(stalled.severity, ProtocolState::Halted);
+    assert!(
+        stalled.started_at >= before,
+        "wall-clock start, not block time"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    mine(&w.chain, 1).await;
+    let resumed = wait_incident(&running.store, "resume", |i| {
+        i.state == IncidentState::Resolved
+    })
+    .await;
+    let after = haltwatch::store::now_ms() as u64 / 1000;
+    let d = resumed.duration_seconds.unwrap();
+    assert!(
+        (2..=after - before).contains(&d),
+        "wall-clock duration {d} s"
+    );
+    let all = incidents(&running.store).await;
+    assert_eq!(all.len(), 2, "every protocol on the chain: {all:#?}");
+    assert!(all.iter().all(|i| i.state == IncidentState::Resolved));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_monitoring_gap_is_recorded_apart_and_the_gap_is_backfilled() {
+    let w = vault_chain(false, "").await;
+    let down = Arc::new(AtomicBool::new(false));
+    let proxy = common::proxy::spawn_switchable(
+        w.node.endpoint().trim_start_matches("http://").to_string(),
+        Arc::new(|_: &serde_json::Value| None),
+        down.clone(),
+    );
+    let text = std::fs::read_to_string(&w.path)
+        .unwrap()
+        .replace(&w.node.endpoint(), &proxy)
+        .replace(
+            "poll_interval_ms = 50",
+            "poll_interval_ms = 50\nstall_after_seconds = 1",
+        );
+    std::fs::write(&w.path, text).unwrap();
+    let running = start(&w.path).await;
+    wait_caught_up(&running.store, &w.chain).await;
+
+    down.store(true, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while running
+        .store
+        .gaps(0, u64::MAX / 2)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no gap recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The protocol halts while the monitor is blind.
+    let paused = w.chain.call(w.vault, selector("pause()")).await.unwrap();
+    mine(&w.chain, 2).await;
+    down.store(false, Ordering::SeqCst);
+    wait_caught_up(&running.store, &w.chain).await;
+    let i = wait_incident(&running.store, "backfilled pause", |i| {
+        i.state == IncidentState::Open
+    })
+    .await;
+    assert_eq!(
+        i.start_block,
+        paused.block_number.unwrap(),
+        "recorded with its true block"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let gap = loop {
+        let gaps = running.store.gaps(0, u64::MAX / 2).await.unwrap();
+        if gaps.iter().all(|g| g.ended_at.is_some()) {
+            break gaps[0].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gap not closed: {gaps:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(gap.chain, "anvil");
+    assert!(gap.ended_at.unwrap() >= gap.started_at);
+    assert!(
+        !gap.reason.contains(&proxy[7..]) || gap.reason.contains("http://"),
+        "URLs redacted: {}",
+        gap.reason
+    );
+    assert_eq!(
+        incidents(&running.store).await.len(),
+        1,
+        "the gap is not an incident"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_sequencer_feed_halts_and_resumes_at_its_own_updated_at() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let feed = chain.deploy(&bin("SequencerFeedMock")).await.unwrap();
+    let text = config(
+        &node.endpoint(),
+        feed,
+        &abi("chainlink-sequencer-feed.json"),
+        "preset = \"chainlink-sequencer-feed\"",
+        "",
+        "",
+    );
+    let (_dir, path) = setup(&text).await;
+    let running = start(&path).await;
+    let (down_at, up_at) = (1_700_000_000u64, 1_700_000_777u64);
+    chain
+        .call(
+            feed,
+            updateCall {
+                current: I256::ONE,
+                updatedAt: U256::from(down_at),
+            }
+            .abi_encode(),
+        )
+        .await
+        .unwrap();
+    let i = wait_incident(&running.store, "sequencer down", |i| {
+        i.state == IncidentState::Open
+    })
+    .await;
+    assert_eq!((i.started_at, i.severity), (down_at, ProtocolState::Halted));
+    chain
+        .call(
+            feed,
+            updateCall {
+                current: I256::ZERO,
+                updatedAt: U256::from(up_at),
+            }
+            .abi_encode(),
+        )
+        .await
+        .unwrap();
+    let done = wait_incident(&running.store, "sequencer up", |i| {
+        i.state == IncidentState::Resolved
+    })
+    .await;
+    assert_eq!(
+        (done.ended_at, done.duration_seconds),
+        (Some(up_at), Some(777))
+    );
+    running.stop().await;
+}
