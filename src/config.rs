@@ -218,6 +218,9 @@ pub struct SpikeConfig {
     /// Blocks in the sliding window.
     #[serde(default = "SpikeConfig::default_window_blocks")]
     pub window_blocks: u64,
+    /// Instead of blocks: seconds of block time in the sliding window.
+    #[serde(default)]
+    pub window_seconds: Option<u64>,
     /// Failed calls in the window needed for a spike.
     #[serde(default = "SpikeConfig::default_min_failed")]
     pub min_failed: u64,
@@ -254,6 +257,7 @@ impl Default for SpikeConfig {
     fn default() -> Self {
         SpikeConfig {
             window_blocks: Self::default_window_blocks(),
+            window_seconds: None,
             min_failed: Self::default_min_failed(),
             min_ratio: Self::default_min_ratio(),
             baseline_factor: Self::default_baseline_factor(),
@@ -1190,6 +1194,7 @@ impl Validator {
                 }
                 let revert_spike = raw.revert_spike.unwrap_or_default();
                 if revert_spike.window_blocks == 0
+                    || revert_spike.window_seconds == Some(0)
                     || revert_spike.clear_windows == 0
                     || !(0.0..=1.0).contains(&revert_spike.min_ratio)
                     || !(revert_spike.baseline_factor.is_finite()
@@ -1197,7 +1202,7 @@ impl Validator {
                 {
                     self.problem(
                         format!("{ckey}.revert_spike"),
-                        "expected window_blocks ≥ 1, clear_windows ≥ 1, min_ratio in 0..=1, baseline_factor ≥ 0",
+                        "expected window_blocks ≥ 1, window_seconds ≥ 1, clear_windows ≥ 1, min_ratio in 0..=1, baseline_factor ≥ 0",
                     );
                 }
                 contracts.push(ContractConfig {

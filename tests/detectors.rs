@@ -391,7 +391,7 @@ async fn a_contract_already_halted_when_monitoring_starts_opens_an_incident() {
     assert!(
         i.evidence[0]
             .event
-            .ends_with("already halted when monitoring began"),
+            .ends_with("already paused when monitoring began"),
         "{}",
         i.evidence[0].event
     );

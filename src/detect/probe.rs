@@ -54,7 +54,7 @@ pub fn evidence(
         probe.function.signature()
     );
     if first && !healthy {
-        event.push_str("; already halted when monitoring began");
+        event.push_str("; already paused when monitoring began");
     }
     Evidence {
         kind: EvidenceKind::Probe,

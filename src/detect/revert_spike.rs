@@ -32,6 +32,7 @@ pub enum SpikeChange {
 #[derive(Debug, Clone)]
 struct Tally {
     block: u64,
+    time: u64,
     calls: u64,
     failed: Vec<CallOutcome>,
 }
@@ -56,6 +57,8 @@ pub struct SpikeWindow {
     /// Blocks ended since the last window boundary, and whether any of them
     /// met the spike condition.
     epoch_blocks: u64,
+    /// Block time of the window's first block (for `window_seconds`).
+    epoch_start: Option<u64>,
     epoch_hot: bool,
     last_block: Option<u64>,
 }
@@ -73,6 +76,7 @@ impl SpikeWindow {
             spiking: false,
             quiet: 0,
             epoch_blocks: 0,
+            epoch_start: None,
             epoch_hot: false,
             last_block: None,
         }
@@ -100,6 +104,7 @@ impl SpikeWindow {
         {
             self.blocks.push_back(Tally {
                 block: call.block_number,
+                time: call.block_timestamp,
                 calls: 0,
                 failed: Vec::new(),
             });
@@ -139,20 +144,32 @@ impl SpikeWindow {
             && ratio >= self.config.baseline_factor * self.baseline()
     }
 
-    /// Closes block `block` (call once per block, in order, after its calls).
-    pub fn end_block(&mut self, block: u64) -> Option<SpikeChange> {
+    /// Closes block `block` with block time `time` (call once per block, in
+    /// order, after its calls). The window spans `window_blocks` blocks, or
+    /// `window_seconds` of block time when that is set.
+    pub fn end_block(&mut self, block: u64, time: u64) -> Option<SpikeChange> {
         if self.last_block.is_some_and(|b| block <= b) {
             return None;
         }
         self.last_block = Some(block);
-        let horizon = block.saturating_sub(self.config.window_blocks);
-        while self.blocks.front().is_some_and(|t| t.block <= horizon) {
-            self.blocks.pop_front();
+        match self.config.window_seconds {
+            Some(secs) => {
+                while self.blocks.front().is_some_and(|t| t.time + secs <= time) {
+                    self.blocks.pop_front();
+                }
+            }
+            None => {
+                let horizon = block.saturating_sub(self.config.window_blocks);
+                while self.blocks.front().is_some_and(|t| t.block <= horizon) {
+                    self.blocks.pop_front();
+                }
+            }
         }
         let (calls, failed) = self.totals();
         let hot = self.condition(calls, failed);
         self.epoch_hot |= hot;
         self.epoch_blocks += 1;
+        let epoch_start = *self.epoch_start.get_or_insert(time);
         let mut change = None;
         if hot && !self.spiking {
             self.spiking = true;
@@ -163,7 +180,11 @@ impl SpikeWindow {
                 baseline: self.baseline(),
             });
         }
-        if self.epoch_blocks >= self.config.window_blocks {
+        let boundary = match self.config.window_seconds {
+            Some(secs) => time >= epoch_start + secs,
+            None => self.epoch_blocks >= self.config.window_blocks,
+        };
+        if boundary {
             // A window boundary: learn the baseline from quiet windows only,
             // and count quiet windows towards clearing a spike.
             if self.epoch_hot || self.spiking {
@@ -193,6 +214,7 @@ impl SpikeWindow {
                 }
             }
             self.epoch_blocks = 0;
+            self.epoch_start = None;
             self.epoch_hot = false;
         }
         change
@@ -208,7 +230,7 @@ mod tests {
         CallOutcome {
             block_number: block,
             block_hash: B256::ZERO,
-            block_timestamp: block,
+            block_timestamp: block * 12,
             tx_hash: B256::with_last_byte(block as u8),
             tx_index: 0,
             from: Address::ZERO,
@@ -228,7 +250,7 @@ mod tests {
             for i in 0..calls {
                 w.record(&call(b, i >= failed));
             }
-            match w.end_block(b) {
+            match w.end_block(b, b * 12) {
                 Some(SpikeChange::Started { .. }) => out.push((b, "started")),
                 Some(SpikeChange::Cleared { .. }) => out.push((b, "cleared")),
                 None => {}
@@ -276,6 +298,42 @@ mod tests {
             [(n - 1, "started")],
             "the 5th failure of the burst starts it"
         );
+    }
+
+    #[test]
+    fn a_window_in_seconds_follows_block_time() {
+        // 12-second blocks and a 120-second window hold the same 10 blocks,
+        // so the spike starts at the same block. Window boundaries are by
+        // time (a window spans its first block's time + 120 s, inclusive):
+        // blocks 11, 22, 33, …; the last hot window ends at 33, and three
+        // quiet ones later the spike clears at 66.
+        let by_time = SpikeConfig {
+            window_seconds: Some(120),
+            ..SpikeConfig::default()
+        };
+        let burst = |b: u64| {
+            if (21..=23).contains(&b) {
+                (4, 4)
+            } else {
+                (1, 0)
+            }
+        };
+        assert_eq!(run(by_time, 80, burst), [(22, "started"), (66, "cleared")]);
+        // A 24-second window holds two blocks: 8 failures of 9 calls, still a spike...
+        let short = SpikeConfig {
+            window_seconds: Some(24),
+            ..SpikeConfig::default()
+        };
+        assert_eq!(run(short, 80, burst).first(), Some(&(22, "started")));
+        // ...but one failing call per block never reaches 5 in 24 seconds.
+        let thin = |b: u64| {
+            if (21..=40).contains(&b) {
+                (1, 1)
+            } else {
+                (1, 0)
+            }
+        };
+        assert!(run(short, 80, thin).is_empty());
     }
 
     #[test]

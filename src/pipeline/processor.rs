@@ -43,6 +43,8 @@ struct Batching {
     pending: BTreeMap<usize, Vec<Evidence>>,
     changed: Vec<usize>,
     out: Classified,
+    /// The newest block time seen: dates blocks whose header is not at hand.
+    time: u64,
 }
 
 /// A log or a call, in chain order.
@@ -383,6 +385,10 @@ impl Processor {
                 next_block = block;
             }
             current_tx = Some((block, tx));
+            b.time = b.time.max(match item {
+                Item::Log(l) => l.block_timestamp.unwrap_or_default(),
+                Item::Call(c) => c.block_timestamp,
+            });
             match item {
                 Item::Log(log) => self.on_log(log, &mut b),
                 Item::Call(call) => self.on_call(call, &mut b),
@@ -465,12 +471,16 @@ impl Processor {
             return;
         }
         for block in first..=last {
+            if let Some(h) = known.get(&block) {
+                b.time = b.time.max(h.timestamp);
+            }
+            let time = b.time;
             let mut changes: Vec<((usize, usize), SpikeChange)> = Vec::new();
             for (key, window) in &mut self.spikes {
                 if window.is_idle() {
                     continue;
                 }
-                if let Some(change) = window.end_block(block) {
+                if let Some(change) = window.end_block(block, time) {
                     changes.push((*key, change));
                 }
             }
