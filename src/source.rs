@@ -651,6 +651,13 @@ pub struct LogFetcher {
     endpoint: Endpoint,
     filter: Filter,
     chunk: std::sync::atomic::AtomicU64,
+    watch: Watch,
+}
+
+/// What a backfill chunk holds: the logs and (when calls are watched) the call outcomes.
+pub struct Fetched {
+    pub logs: Vec<Log>,
+    pub calls: Vec<CallOutcome>,
 }
 
 impl LogFetcher {
@@ -677,6 +684,7 @@ impl LogFetcher {
                         },
                         filter: source.filter.clone(),
                         chunk: BACKFILL_START_BLOCKS.into(),
+                        watch: Watch::default(),
                     });
                 }
                 Err(e) if e.is_fatal() => return Err(e),
@@ -688,13 +696,44 @@ impl LogFetcher {
         }))
     }
 
+    /// Also read calls into these contracts (failed transactions, spikes):
+    /// every block's transactions, and receipts where a block calls them.
+    pub fn with_watch(mut self, watch: Watch) -> Self {
+        if watch.needs_blocks() {
+            // Full blocks per block: keep chunks of a size that stays responsive.
+            self.chunk = MAX_FULL_RANGE_BLOCKS.into();
+        }
+        self.watch = watch;
+        self
+    }
+
     /// The size of the next chunk to ask for.
     pub fn chunk(&self) -> u64 {
         self.chunk.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// All monitored logs of `from..=to`, in chain order, timestamps filled in.
-    pub async fn fetch(&self, from: u64, to: u64) -> Result<Vec<Log>, SourceError> {
+    /// The monitored logs of `from..=to` (timestamps filled in) and, when
+    /// calls are watched, the calls into the watched contracts.
+    pub async fn fetch(&self, from: u64, to: u64) -> Result<Fetched, SourceError> {
+        let logs = self.fetch_logs(from, to).await?;
+        if !self.watch.needs_blocks() {
+            return Ok(Fetched {
+                logs,
+                calls: Vec::new(),
+            });
+        }
+        let numbers: Vec<u64> = (from..=to).collect();
+        let (headers, txs): (Vec<BlockRef>, Vec<Vec<TxCall>>) =
+            fetch_blocks(&self.provider, &self.endpoint, &numbers, true)
+                .await?
+                .into_iter()
+                .unzip();
+        let calls =
+            watch_calls(&self.provider, &self.endpoint, &headers, &txs, &self.watch).await?;
+        Ok(Fetched { logs, calls })
+    }
+
+    async fn fetch_logs(&self, from: u64, to: u64) -> Result<Vec<Log>, SourceError> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut out = Vec::new();
         let mut pending = VecDeque::from([(from, to)]);

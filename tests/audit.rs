@@ -75,20 +75,16 @@ async fn world() -> World {
     for (at, vault, call) in [
         (T0, a, "pause()"),
         (T0 + 600, b, "pause()"),
+        // Users hitting the paused vault: a failed call, EnforcedPause().
+        (T0 + 1000, a, "deposit()"),
         (T0 + 3600, a, "unpause()"),
         (T0 + 4000, b, "unpause()"),
         (T0 + 7200, a, "pause()"),
         (T0 + 7500, a, "unpause()"),
     ] {
         next_block_time(&world.chain, at).await;
-        assert!(
-            world
-                .chain
-                .call(vault, selector(call))
-                .await
-                .unwrap()
-                .status()
-        );
+        let receipt = world.chain.call(vault, selector(call)).await.unwrap();
+        assert_eq!(receipt.status(), call != "deposit()", "{call}");
     }
     mine(&world.chain, 2).await;
     wait_caught_up(&running.store, &world.chain).await;
@@ -197,6 +193,10 @@ async fn backfill_rebuilds_the_history_run_recorded_and_a_rerun_changes_nothing(
         "backfill = what run saw live"
     );
     assert_eq!(want.matches("\"state\": \"resolved\"").count(), 3);
+    assert!(
+        want.contains("call reverted: EnforcedPause()"),
+        "failed calls are backfilled too"
+    );
 
     let before = dump(&rebuilt).await;
     let again = haltwatch(

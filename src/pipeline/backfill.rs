@@ -4,7 +4,7 @@
 use super::{PipelineError, Processor};
 use crate::classify::Tracker;
 use crate::config::Config;
-use crate::source::LogFetcher;
+use crate::source::{LogFetcher, Watch};
 use crate::store::Store;
 
 /// How far a backfill is, for progress lines and the final summary.
@@ -67,7 +67,11 @@ pub async fn backfill(
         processor.registry.topics(),
     )
     .await
-    .map_err(source_err)?;
+    .map_err(source_err)?
+    .with_watch(Watch {
+        probes: Vec::new(), // probes read current state: not history
+        ..super::watch_plan(&config, chain, &processor)
+    });
     let fetcher = &fetcher;
     let ranges = futures::stream::unfold(from, move |next| async move {
         (next <= to).then(|| {
@@ -90,10 +94,12 @@ pub async fn backfill(
             break;
         };
         state.node_wait += waiting.elapsed();
-        let logs = logs.map_err(source_err)?;
-        processor.apply(a, b, &logs, &[]).await?;
+        let fetched = logs.map_err(source_err)?;
+        processor
+            .apply(a, b, &fetched.logs, &fetched.calls, &[])
+            .await?;
         state.done_blocks += b - a + 1;
-        state.logs += logs.len() as u64;
+        state.logs += fetched.logs.len() as u64;
         state.elapsed = started.elapsed();
         progress(&state);
     }

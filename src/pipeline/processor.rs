@@ -258,16 +258,17 @@ impl Processor {
             .await
     }
 
-    /// Decodes, detects, classifies and stores the logs of blocks `from..=to`.
-    /// `blocks` become the new window and checkpoint (empty in a backfill).
+    /// Decodes, detects, classifies and stores the logs and calls of blocks
+    /// `from..=to`. `blocks` become the new window and checkpoint (empty in a backfill).
     pub async fn apply(
         &mut self,
         from: u64,
         to: u64,
         logs: &[Log],
+        calls: &[CallOutcome],
         blocks: &[BlockRef],
     ) -> Result<(), PipelineError> {
-        let classified = self.classify(from, to, logs, &[], &[], blocks);
+        let classified = self.classify(from, to, logs, calls, &[], blocks);
         self.store_classified(from, to, classified, blocks).await
     }
 
