@@ -220,8 +220,7 @@ impl Processor {
     }
 
     async fn apply_range(&mut self, range: &CommittedRange) -> Result<(), PipelineError> {
-        tracing::debug!(chain = %self.chain_name(), from = range.from, to = range.tip.number,
-            logs = range.logs.len(), calls = range.calls.len(), probes = range.probes.len(), "committed range");
+        let started = std::time::Instant::now();
         let classified = self.classify(
             range.from,
             range.tip.number,
@@ -230,8 +229,15 @@ impl Processor {
             &range.probes,
             &range.blocks,
         );
+        let classified_in = started.elapsed();
+        let updates = classified.updates.len();
         self.store_classified(range.from, range.tip.number, classified, &range.blocks)
-            .await
+            .await?;
+        tracing::debug!(chain = %self.chain_name(), from = range.from, to = range.tip.number,
+            logs = range.logs.len(), calls = range.calls.len(), probes = range.probes.len(), updates,
+            classify_us = classified_in.as_micros() as u64,
+            store_us = (started.elapsed() - classified_in).as_micros() as u64, "range applied");
+        Ok(())
     }
 
     /// The whole chain stalled (`halted`) or resumed: every protocol on it.

@@ -118,21 +118,6 @@ fn chain(prev: B256, canonical: &str) -> B256 {
     keccak256(bytes)
 }
 
-/// Appends a record for row `id` of `kind` (transition or evidence), reading its canonical form back.
-pub(super) async fn append_row(
-    conn: &mut SqliteConnection,
-    kind: RecordKind,
-    id: i64,
-) -> Result<()> {
-    let canonical = canonical(conn, kind, id)
-        .await?
-        .ok_or(StoreError::Corrupt {
-            what: "row just written",
-            value: id.to_string(),
-        })?;
-    append(conn, kind, Some(id), None, &canonical).await
-}
-
 /// Appends a self-contained retraction record.
 pub(super) async fn append_retraction(
     conn: &mut SqliteConnection,
@@ -143,73 +128,243 @@ pub(super) async fn append_retraction(
 ) -> Result<()> {
     let payload =
         serde_json::json!(["retraction", chain_id, ancestor, evidence, transitions]).to_string();
-    append(conn, RecordKind::Retraction, None, Some(&payload), &payload).await
+    let mut cursor = Cursor::load(conn).await?;
+    cursor.push(
+        RecordKind::Retraction,
+        None,
+        Some(payload.clone()),
+        &payload,
+    );
+    cursor.flush(conn).await
 }
 
-async fn append(
-    conn: &mut SqliteConnection,
+/// The immutable fields of a piece of evidence, exactly as bound and stored.
+#[derive(Debug, Clone)]
+pub(super) struct EvidenceValues {
+    pub chain_id: i64,
+    pub contract: String,
+    pub contract_name: String,
+    pub tx_hash: String,
+    pub block_number: i64,
+    pub block_hash: String,
+    pub block_timestamp: i64,
+    pub log_index: i64,
+    pub event: String,
+    pub args: String,
+    pub changes: String,
+    pub log_hash: String,
+    pub kind: String,
+}
+
+impl EvidenceValues {
+    pub fn from_evidence(e: &crate::model::Evidence) -> Self {
+        EvidenceValues {
+            chain_id: e.chain_id as i64,
+            contract: e.contract.to_checksum(None),
+            contract_name: e.contract_name.clone(),
+            tx_hash: e.tx_hash.to_string(),
+            block_number: e.block_number as i64,
+            block_hash: e.block_hash.to_string(),
+            block_timestamp: e.block_timestamp as i64,
+            log_index: e.log_index as i64,
+            event: e.event.clone(),
+            args: serde_json::to_string(&e.args).unwrap_or_else(|_| "[]".into()),
+            changes: serde_json::to_string(&e.changes).unwrap_or_else(|_| "[]".into()),
+            log_hash: e.log_hash.to_string(),
+            kind: e.kind.as_str().to_string(),
+        }
+    }
+
+    /// The ledger encoding. Log evidence is encoded as before evidence had kinds.
+    pub fn canonical(&self, key: &str) -> String {
+        let mut v = serde_json::json!([
+            "evidence",
+            key,
+            self.chain_id,
+            self.contract,
+            self.contract_name,
+            self.tx_hash,
+            self.block_number,
+            self.block_hash,
+            self.block_timestamp,
+            self.log_index,
+            self.event,
+            self.args,
+            self.changes,
+            self.log_hash
+        ]);
+        if self.kind != "log"
+            && let Some(a) = v.as_array_mut()
+        {
+            a.push(self.kind.clone().into());
+        }
+        v.to_string()
+    }
+}
+
+/// The immutable fields of a transition, exactly as bound and stored.
+#[derive(Debug, Clone)]
+pub(super) struct TransitionValues {
+    pub kind: String,
+    pub from: String,
+    pub to: String,
+    pub at: i64,
+    pub block_number: i64,
+    pub block_hash: String,
+    pub log_index: i64,
+}
+
+impl TransitionValues {
+    pub fn canonical(&self, key: &str) -> String {
+        serde_json::json!([
+            "transition",
+            key,
+            self.kind,
+            self.from,
+            self.to,
+            self.at,
+            self.block_number,
+            self.block_hash,
+            self.log_index
+        ])
+        .to_string()
+    }
+}
+
+/// A ledger record chained in memory, not yet inserted.
+#[derive(Debug, Clone)]
+pub(super) struct LedgerRow {
+    seq: i64,
     kind: RecordKind,
     ref_id: Option<i64>,
-    payload: Option<&str>,
-    canonical: &str,
-) -> Result<()> {
-    let (seq, prev) = head(conn).await?;
-    sqlx::query("INSERT INTO ledger (seq, kind, ref_id, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(seq + 1)
-        .bind(kind.as_str())
-        .bind(ref_id)
-        .bind(payload)
-        .bind(prev.to_string())
-        .bind(chain(prev, canonical).to_string())
-        .execute(&mut *conn)
-        .await
-        .map_err(q("append ledger record"))?;
-    Ok(())
+    payload: Option<String>,
+    prev: B256,
+    hash: B256,
 }
 
-/// The canonical encoding of a row's immutable fields; `None` if the row is gone.
+/// The ledger's head during a write: the next record chains onto it.
+#[derive(Debug, Clone)]
+pub(super) struct Cursor {
+    pub seq: i64,
+    pub hash: B256,
+    /// Records to insert, in order.
+    pub rows: Vec<LedgerRow>,
+}
+
+impl Cursor {
+    pub async fn load(conn: &mut SqliteConnection) -> Result<Self> {
+        let (seq, hash) = head(conn).await?;
+        Ok(Cursor {
+            seq,
+            hash,
+            rows: Vec::new(),
+        })
+    }
+
+    /// Chains a record; written by [`Cursor::flush`].
+    pub fn push(
+        &mut self,
+        kind: RecordKind,
+        ref_id: Option<i64>,
+        payload: Option<String>,
+        canonical: &str,
+    ) {
+        let prev = self.hash;
+        self.seq += 1;
+        self.hash = chain(prev, canonical);
+        self.rows.push(LedgerRow {
+            seq: self.seq,
+            kind,
+            ref_id,
+            payload,
+            prev,
+            hash: self.hash,
+        });
+    }
+
+    pub async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<()> {
+        for chunk in std::mem::take(&mut self.rows).chunks(500) {
+            let mut sql = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO ledger (seq, kind, ref_id, payload, prev_hash, hash) ",
+            );
+            sql.push_values(chunk, |mut b, r| {
+                b.push_bind(r.seq)
+                    .push_bind(r.kind.as_str())
+                    .push_bind(r.ref_id)
+                    .push_bind(r.payload.clone())
+                    .push_bind(r.prev.to_string())
+                    .push_bind(r.hash.to_string());
+            });
+            sql.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(q("append ledger records"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The canonical encoding of a row's immutable fields as stored now; `None` if the row is gone.
 async fn canonical(
     conn: &mut SqliteConnection,
     kind: RecordKind,
     id: i64,
 ) -> Result<Option<String>> {
-    let row = match kind {
-        RecordKind::Evidence => sqlx::query(
-            "SELECT i.key, e.chain_id, e.contract, e.contract_name, e.tx_hash, e.block_number,
-                    e.block_hash, e.block_timestamp, e.log_index, e.event, e.args, e.changes, e.log_hash,
-                    e.kind
-             FROM evidence e JOIN incidents i ON i.id = e.incident_id WHERE e.id = ?",
-        ),
-        RecordKind::Transition => sqlx::query(
-            "SELECT i.key, t.kind, t.from_state, t.to_state, t.at, t.block_number, t.block_hash, t.log_index
-             FROM transitions t JOIN incidents i ON i.id = t.incident_id WHERE t.id = ?",
-        ),
-        RecordKind::Retraction => return Ok(None),
+    match kind {
+        RecordKind::Evidence => {
+            let row = sqlx::query(
+                "SELECT i.key, e.chain_id, e.contract, e.contract_name, e.tx_hash, e.block_number,
+                        e.block_hash, e.block_timestamp, e.log_index, e.event, e.args, e.changes,
+                        e.log_hash, e.kind
+                 FROM evidence e JOIN incidents i ON i.id = e.incident_id WHERE e.id = ?",
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(q("read history row"))?;
+            Ok(row.map(|r| {
+                let v = EvidenceValues {
+                    chain_id: r.get(1),
+                    contract: r.get(2),
+                    contract_name: r.get(3),
+                    tx_hash: r.get(4),
+                    block_number: r.get(5),
+                    block_hash: r.get(6),
+                    block_timestamp: r.get(7),
+                    log_index: r.get(8),
+                    event: r.get(9),
+                    args: r.get(10),
+                    changes: r.get(11),
+                    log_hash: r.get(12),
+                    kind: r.get(13),
+                };
+                v.canonical(&r.get::<String, _>(0))
+            }))
+        }
+        RecordKind::Transition => {
+            let row = sqlx::query(
+                "SELECT i.key, t.kind, t.from_state, t.to_state, t.at, t.block_number, t.block_hash, t.log_index
+                 FROM transitions t JOIN incidents i ON i.id = t.incident_id WHERE t.id = ?",
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(q("read history row"))?;
+            Ok(row.map(|r| {
+                let v = TransitionValues {
+                    kind: r.get(1),
+                    from: r.get(2),
+                    to: r.get(3),
+                    at: r.get(4),
+                    block_number: r.get(5),
+                    block_hash: r.get(6),
+                    log_index: r.get(7),
+                };
+                v.canonical(&r.get::<String, _>(0))
+            }))
+        }
+        RecordKind::Retraction => Ok(None),
     }
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(q("read history row"))?;
-    let Some(row) = row else { return Ok(None) };
-    let mut fields = vec![serde_json::Value::from(kind.as_str())];
-    let mut columns = row.len();
-    if kind == RecordKind::Evidence
-        && row
-            .try_get::<String, _>(columns - 1)
-            .is_ok_and(|k| k == "log")
-    {
-        // Log evidence is encoded as it was before evidence had kinds.
-        columns -= 1;
-    }
-    for i in 0..columns {
-        // Every column is TEXT or INTEGER; encode each as what it is.
-        let v = match row.try_get::<i64, _>(i) {
-            Ok(n) => serde_json::Value::from(n),
-            Err(_) => serde_json::Value::from(row.try_get::<String, _>(i).unwrap_or_default()),
-        };
-        fields.push(v);
-    }
-    Ok(Some(serde_json::Value::Array(fields).to_string()))
 }
 
 /// Walks the whole ledger against the rows as they are now.

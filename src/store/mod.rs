@@ -11,15 +11,15 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::config::StoreConfig;
 pub use ledger::{HistoryReport, RecordKind, Tamper};
 
 pub mod ledger;
+mod write;
 use crate::model::{
-    BlockRef, EventArg, Evidence, EvidenceKind, IncidentUpdate, ProtocolState, ScopeChange,
-    TransitionKind,
+    BlockRef, EventArg, EvidenceKind, IncidentUpdate, ProtocolState, ScopeChange, TransitionKind,
 };
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -363,9 +363,15 @@ impl Store {
     pub async fn commit(&self, batch: Batch<'_>) -> Result<()> {
         // A backfill writes history only: no blocks, no window, no trackers.
         let tip = batch.blocks.iter().map(|b| b.number).max();
-        let mut tx = self.pool.begin().await.map_err(q("begin commit"))?;
-        for u in &batch.updates {
-            write_update(&mut tx, u).await?;
+        // IMMEDIATE: the write lock is taken at once, so ids allocated from
+        // MAX(id) stay free and several chains' processors never deadlock.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(q("begin commit"))?;
+        if !batch.updates.is_empty() {
+            write::write_updates(&mut tx, &batch.updates).await?;
         }
         write_trackers(&mut tx, &batch, tip).await?;
         if let Some(tip) = tip {
@@ -388,32 +394,60 @@ impl Store {
 }
 
 /// The pipeline's own state for a committed range: trackers, window, checkpoint.
-/// Classifier snapshots; pruned below the window when the checkpoint moves.
+/// Classifier snapshots. Only those a reorg could return to are written:
+/// every snapshot inside the window, and per protocol the newest one below
+/// it; older ones are pruned when the checkpoint moves.
 async fn write_trackers(
     tx: &mut Transaction<'static, Sqlite>,
     batch: &Batch<'_>,
     tip: Option<u64>,
 ) -> Result<()> {
-    for (protocol, block, tracker) in &batch.trackers {
-        sqlx::query(
-            "INSERT INTO protocol_state (protocol, block_number, tracker) VALUES (?, ?, ?)
-                 ON CONFLICT (protocol, block_number) DO UPDATE SET tracker = excluded.tracker",
-        )
-        .bind(protocol)
-        .bind(*block as i64)
-        .bind(tracker)
-        .execute(&mut **tx)
-        .await
-        .map_err(q("write tracker"))?;
-        let Some(tip) = tip else { continue };
+    if batch.trackers.is_empty() {
+        return Ok(());
+    }
+    let cutoff = tip.map(|t| t.saturating_sub(batch.window_blocks));
+    let mut newest_below: std::collections::HashMap<&str, usize> = Default::default();
+    let mut keep = Vec::new();
+    for (i, (protocol, block, _)) in batch.trackers.iter().enumerate() {
+        match cutoff {
+            // In block order: the last one below the cutoff is the newest.
+            Some(c) if *block <= c => {
+                newest_below.insert(protocol, i);
+            }
+            _ => keep.push(i),
+        }
+    }
+    keep.extend(newest_below.into_values());
+    keep.sort_unstable();
+    for chunk in keep.chunks(500) {
+        let mut sql = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO protocol_state (protocol, block_number, tracker) ",
+        );
+        sql.push_values(chunk, |mut b, &i| {
+            let (protocol, block, tracker) = &batch.trackers[i];
+            b.push_bind(*protocol)
+                .push_bind(*block as i64)
+                .push_bind(tracker.clone());
+        });
+        sql.push(" ON CONFLICT (protocol, block_number) DO UPDATE SET tracker = excluded.tracker");
+        sql.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(q("write trackers"))?;
+    }
+    let Some(cutoff) = cutoff else {
+        return Ok(());
+    };
+    let protocols: std::collections::BTreeSet<&str> = batch.trackers.iter().map(|t| t.0).collect();
+    for protocol in protocols {
         // Keep the snapshots inside the window, and the newest one below it.
         sqlx::query(
             "DELETE FROM protocol_state WHERE protocol = ?1 AND block_number <
-                   (SELECT MAX(block_number) FROM protocol_state
-                    WHERE protocol = ?1 AND block_number <= ?2)",
+               (SELECT MAX(block_number) FROM protocol_state
+                WHERE protocol = ?1 AND block_number <= ?2)",
         )
         .bind(protocol)
-        .bind(tip.saturating_sub(batch.window_blocks) as i64)
+        .bind(cutoff as i64)
         .execute(&mut **tx)
         .await
         .map_err(q("prune trackers"))?;
@@ -867,91 +901,18 @@ impl Store {
     }
 }
 
-async fn write_update(tx: &mut Transaction<'static, Sqlite>, u: &StoredUpdate<'_>) -> Result<()> {
-    let update = u.update;
-    if let Some(t) = update
-        .transition
-        .as_ref()
-        .filter(|t| t.kind == TransitionKind::Opened)
-    {
-        let chain_id = update.evidence.first().map_or(0, |e| e.chain_id);
-        sqlx::query(
-            "INSERT INTO incidents (key, protocol, chain, chain_id, state, severity, started_at, start_block)
-             VALUES (?, ?, ?, ?, 'open', ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(&update.key)
-        .bind(u.protocol)
-        .bind(u.chain)
-        .bind(chain_id as i64)
-        .bind(t.to.as_str())
-        .bind(t.at as i64)
-        .bind(t.block_number as i64)
-        .execute(&mut **tx)
-        .await
-        .map_err(q("insert incident"))?;
-        if u.planned {
-            sqlx::query("UPDATE incidents SET planned = 1 WHERE key = ?")
-                .bind(&update.key)
-                .execute(&mut **tx)
-                .await
-                .map_err(q("mark planned"))?;
-        }
-    }
-    let id: i64 = sqlx::query_scalar("SELECT id FROM incidents WHERE key = ?")
-        .bind(&update.key)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(q("find incident"))?
-        .ok_or_else(|| StoreError::UnknownIncident {
-            key: update.key.clone(),
-        })?;
-    for e in &update.evidence {
-        write_evidence(tx, id, e).await?;
-    }
-    if let Some(t) = &update.transition {
-        let (block_hash, log_index) = update
-            .evidence
-            .first()
-            .map_or((B256::ZERO, 0), |e| (e.block_hash, e.log_index));
-        let done = sqlx::query(
-            "INSERT INTO transitions (incident_id, kind, from_state, to_state, at, block_number, block_hash, log_index)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (incident_id, block_hash, log_index) DO NOTHING",
-        )
-        .bind(id)
-        .bind(t.kind.as_str())
-        .bind(t.from.as_str())
-        .bind(t.to.as_str())
-        .bind(t.at as i64)
-        .bind(t.block_number as i64)
-        .bind(block_hash.to_string())
-        .bind(log_index as i64)
-        .execute(&mut **tx)
-        .await
-        .map_err(q("insert transition"))?;
-        if done.rows_affected() == 0 {
-            // Already recorded (a restart or a backfill over the same blocks).
-            return Ok(());
-        }
-        ledger::append_row(tx, RecordKind::Transition, done.last_insert_rowid()).await?;
-        rederive(tx, id).await?;
-        if u.notify {
-            enqueue(tx, id, &update.key, t.kind.as_str()).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Queues a mail for an incident, unless it is planned (maintenance).
-async fn enqueue(
-    tx: &mut Transaction<'static, Sqlite>,
+/// Queues a mail for an incident, unless it is planned (maintenance). The
+/// Message-ID is `<key>.<n>`, n counting the incident's mails: stable across resends.
+async fn enqueue_row(
+    conn: &mut SqliteConnection,
+    outbox_id: Option<i64>,
     id: i64,
     key: &str,
     kind: &str,
 ) -> Result<()> {
     let planned: bool = sqlx::query_scalar("SELECT planned FROM incidents WHERE id = ?")
         .bind(id)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *conn)
         .await
         .map_err(q("read planned"))?;
     if planned {
@@ -959,58 +920,23 @@ async fn enqueue(
     }
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE incident_id = ?")
         .bind(id)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *conn)
         .await
         .map_err(q("count outbox"))?;
     let now = now_ms();
     sqlx::query(
-        "INSERT INTO outbox (incident_id, kind, message_id, created_ms, next_attempt_ms)
-         VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO outbox (id, incident_id, kind, message_id, created_ms, next_attempt_ms)
+         VALUES (?, ?, ?, ?, ?, ?)",
     )
+    .bind(outbox_id)
     .bind(id)
     .bind(kind)
     .bind(format!("{key}.{n}"))
     .bind(now)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
     .map_err(q("enqueue mail"))?;
-    Ok(())
-}
-
-async fn write_evidence(
-    tx: &mut Transaction<'static, Sqlite>,
-    id: i64,
-    e: &Evidence,
-) -> Result<()> {
-    let args = serde_json::to_string(&e.args).unwrap_or_else(|_| "[]".into());
-    let changes = serde_json::to_string(&e.changes).unwrap_or_else(|_| "[]".into());
-    let done = sqlx::query(
-        "INSERT INTO evidence (incident_id, chain_id, contract, contract_name, tx_hash, block_number,
-            block_hash, block_timestamp, log_index, event, args, changes, log_hash, kind)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (incident_id, kind, block_hash, log_index) DO NOTHING",
-    )
-    .bind(id)
-    .bind(e.chain_id as i64)
-    .bind(e.contract.to_checksum(None))
-    .bind(&e.contract_name)
-    .bind(e.tx_hash.to_string())
-    .bind(e.block_number as i64)
-    .bind(e.block_hash.to_string())
-    .bind(e.block_timestamp as i64)
-    .bind(e.log_index as i64)
-    .bind(&e.event)
-    .bind(args)
-    .bind(changes)
-    .bind(e.log_hash.to_string())
-    .bind(e.kind.as_str())
-    .execute(&mut **tx)
-    .await
-    .map_err(q("insert evidence"))?;
-    if done.rows_affected() == 1 {
-        ledger::append_row(tx, RecordKind::Evidence, done.last_insert_rowid()).await?;
-    }
     Ok(())
 }
 
@@ -1040,7 +966,7 @@ async fn withdraw_mail(tx: &mut Transaction<'static, Sqlite>, id: i64) -> Result
     .await
     .map_err(q("count sent mail"))?;
     if told > 0 {
-        enqueue(tx, id, &row.get::<String, _>(1), "withdrawn").await?;
+        enqueue_row(tx, None, id, &row.get::<String, _>(1), "withdrawn").await?;
     }
     Ok(())
 }
@@ -1048,19 +974,19 @@ async fn withdraw_mail(tx: &mut Transaction<'static, Sqlite>, id: i64) -> Result
 /// Recomputes an incident's header (state, severity, start, end) from its
 /// transitions that still stand. The header is derived data: one code path
 /// serves both new transitions and reorgs.
-async fn rederive(tx: &mut Transaction<'static, Sqlite>, id: i64) -> Result<()> {
+async fn rederive(conn: &mut SqliteConnection, id: i64) -> Result<()> {
     let rows = sqlx::query(
         "SELECT kind, to_state, at, block_number FROM transitions
          WHERE incident_id = ? AND retracted = 0 ORDER BY id",
     )
     .bind(id)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await
     .map_err(q("read transitions"))?;
     let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
         sqlx::query("UPDATE incidents SET state = 'withdrawn', ended_at = NULL, end_block = NULL WHERE id = ?")
             .bind(id)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await
             .map_err(q("withdraw incident"))?;
         return Ok(());
@@ -1090,7 +1016,7 @@ async fn rederive(tx: &mut Transaction<'static, Sqlite>, id: i64) -> Result<()> 
     .bind(ended_at)
     .bind(end_block)
     .bind(id)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
     .map_err(q("update incident"))?;
     Ok(())

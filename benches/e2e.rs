@@ -1,0 +1,680 @@
+//! End-to-end benchmark against local anvil nodes:
+//!
+//! ```sh
+//! scripts/setup.sh && cargo bench --bench e2e            # every scenario, ~5 min after the build
+//! cargo bench --bench e2e -- latency catchup             # some of them
+//! cargo bench --bench e2e -- soak --soak-seconds 3600    # the one-hour memory soak
+//! ```
+//!
+//! Prints one table: each figure, its target, and the ratio to what the node
+//! itself delivers. Scenarios: `latency` (pause mined → incident stored →
+//! mail accepted), `catchup` (5,000 blocks with one event each), `backfill`
+//! (100,000 blocks, 2% with events), `soak` (RSS of `haltwatch run`
+//! following 3 chains, 20 protocols, 200 contracts under steady load) and
+//! `startup` (config loaded and validated → first RPC request).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy::network::TransactionBuilder;
+use alloy::node_bindings::AnvilInstance;
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::{Filter, TransactionRequest};
+use haltwatch::demo::{Chain, selector, spawn_anvil};
+use haltwatch::status::Status;
+use haltwatch::store::Store;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// One line of the result table.
+struct Row {
+    what: String,
+    figure: String,
+    target: String,
+    node: String,
+    ratio: String,
+}
+
+fn row(what: &str, figure: String, target: &str, node: String, ratio: String) -> Row {
+    Row {
+        what: what.into(),
+        figure,
+        target: target.into(),
+        node,
+        ratio,
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn abi(name: &str) -> String {
+    root().join("abis").join(name).display().to_string()
+}
+
+fn vault_protocol(name: &str, chain: &str, vault: Address) -> String {
+    format!(
+        "[[protocols]]\nname = \"{name}\"\nchain = \"{chain}\"\nresponders = [\"oncall@example.org\"]\n  [[protocols.contracts]]\n  name = \"vault\"\n  address = \"{vault}\"\n  abi = \"{}\"\n  preset = \"oz-pausable\"\n",
+        abi("oz-pausable.json")
+    )
+}
+
+fn chain_section(
+    name: &str,
+    chain_id: u64,
+    rpc: &str,
+    start_block: u64,
+    failed_tx: bool,
+) -> String {
+    format!(
+        "[[chains]]\nname = \"{name}\"\nchain_id = {chain_id}\nrpc = [\"{rpc}\"]\npoll_interval_ms = 1000\nstart_block = {start_block}\nfailed_tx = {failed_tx}\n"
+    )
+}
+
+fn write_config(dir: &Path, text: &str) -> Result<PathBuf> {
+    let path = dir.join("haltwatch.toml");
+    std::fs::write(
+        &path,
+        format!("[store]\nurl = \"sqlite://history.db\"\n[api]\nlisten = \"127.0.0.1:0\"\n{text}"),
+    )?;
+    Ok(path)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+// ---------------------------------------------------------------- a minimal SMTP sink
+
+/// Accepts every mail on loopback and records when each was accepted.
+async fn smtp_sink() -> Result<(u16, Arc<Mutex<Vec<Instant>>>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let log = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                let mut in_data = false;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let reply: &[u8] = if in_data {
+                        if line != "." {
+                            continue;
+                        }
+                        in_data = false;
+                        if let Ok(mut l) = log.lock() {
+                            l.push(Instant::now());
+                        }
+                        b"250 queued\r\n"
+                    } else {
+                        match line.get(..4).map(str::to_ascii_uppercase).as_deref() {
+                            Some("EHLO") | Some("HELO") => b"250-sink\r\n250 8BITMIME\r\n",
+                            Some("DATA") => {
+                                in_data = true;
+                                b"354 go ahead\r\n"
+                            }
+                            Some("QUIT") => {
+                                let _ = write.write_all(b"221 bye\r\n").await;
+                                return;
+                            }
+                            _ => b"250 ok\r\n",
+                        }
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((port, accepted))
+}
+
+// ---------------------------------------------------------------- scenarios
+
+struct Running {
+    status: Status,
+    store: Store,
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<std::result::Result<(), haltwatch::pipeline::PipelineError>>,
+}
+
+async fn start(path: &Path) -> Result<Running> {
+    let config = haltwatch::config::load(path)?;
+    let store = Store::open(&config.store).await?;
+    let status = Status::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(haltwatch::pipeline::run_with(
+        config,
+        store.clone(),
+        status.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Ok(Running {
+        status,
+        store,
+        stop,
+        handle,
+    })
+}
+
+impl Running {
+    async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.handle.await??;
+        Ok(())
+    }
+
+    fn processed(&self, chain: &str) -> u64 {
+        self.status
+            .chains()
+            .get(chain)
+            .and_then(|c| c.processed)
+            .map_or(0, |p| p.0)
+    }
+
+    async fn wait_processed(&self, chain: &str, block: u64, limit: Duration) -> Result<Instant> {
+        let deadline = Instant::now() + limit;
+        while self.processed(chain) < block {
+            if Instant::now() > deadline {
+                return Err(format!("block {block} not processed in {limit:?}").into());
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        Ok(Instant::now())
+    }
+}
+
+/// Pause mined → incident stored → mail accepted, over a ws endpoint with
+/// automine: the block exists when the node answers the send, so the clock
+/// starts there (block production subtracted).
+async fn latency(rows: &mut Vec<Row>) -> Result<()> {
+    const ROUNDS: usize = 100;
+    let anvil = spawn_anvil(0)?;
+    let chain = Chain::connect(&anvil).await?;
+    let vault = chain.deploy(haltwatch::demo::DEMO_PAUSABLE_BIN).await?;
+    let (port, accepted) = smtp_sink().await?;
+    let dir = tempfile::tempdir()?;
+    let head = chain.provider.get_block_number().await?;
+    let text = format!(
+        "{}{}[email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\ntls = \"none\"\nfrom = \"bench@haltwatch.test\"\ngroup_wait_seconds = 0\nmax_per_hour = 100000\n",
+        chain_section("anvil", 31337, &anvil.ws_endpoint(), head + 1, true),
+        vault_protocol("Vault", "anvil", vault)
+    );
+    let running = start(&write_config(dir.path(), &text)?).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut samples = Vec::new();
+    let mut stored = Vec::new();
+    for round in 0..ROUNDS * 2 {
+        let call = if round % 2 == 0 {
+            "pause()"
+        } else {
+            "unpause()"
+        };
+        let tx = TransactionRequest::default()
+            .with_from(chain.from)
+            .with_to(vault)
+            .with_input(selector(call))
+            .with_gas_limit(200_000);
+        let pending = chain.provider.send_transaction(tx).await?;
+        let mined = Instant::now();
+        let receipt_block = pending
+            .get_receipt()
+            .await?
+            .block_number
+            .unwrap_or_default();
+        let stored_at = running
+            .wait_processed("anvil", receipt_block, Duration::from_secs(10))
+            .await?;
+        stored.push(stored_at.saturating_duration_since(mined));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = accepted
+                .lock()
+                .map(|l| l.get(round).copied())
+                .unwrap_or(None);
+            if let Some(at) = got {
+                samples.push(at.saturating_duration_since(mined));
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("mail {round} not accepted in 10 s").into());
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    running.stop().await?;
+    // The node's own limit: one eth_blockNumber + eth_getLogs round trip.
+    let filter = Filter::new().address(vault).from_block(head).to_block(head);
+    let mut bare = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        chain.provider.get_block_number().await?;
+        chain.provider.get_logs(&filter).await?;
+        bare.push(t.elapsed());
+    }
+    for v in [&mut samples, &mut stored, &mut bare] {
+        v.sort();
+    }
+    let node_p50 = percentile(&bare, 0.5);
+    for (what, p, target) in [("p50", 0.5, "≤ 50 ms"), ("p99", 0.99, "≤ 200 ms")] {
+        let figure = percentile(&samples, p);
+        rows.push(row(
+            &format!("head latency {what}: mined → mail accepted"),
+            ms(figure),
+            target,
+            format!("{} (RPC round trips)", ms(percentile(&bare, p))),
+            format!(
+                "{:.1}×",
+                figure.as_secs_f64() / percentile(&bare, p).as_secs_f64().max(1e-9)
+            ),
+        ));
+    }
+    rows.push(row(
+        "head latency p50: mined → incident stored",
+        ms(percentile(&stored, 0.5)),
+        "-",
+        ms(node_p50),
+        format!(
+            "{:.1}×",
+            percentile(&stored, 0.5).as_secs_f64() / node_p50.as_secs_f64().max(1e-9)
+        ),
+    ));
+    Ok(())
+}
+
+/// Sends `n` transactions alternating pause/unpause without waiting for each
+/// receipt; anvil mines one block per transaction.
+async fn pause_storm(chain: &Chain, vault: Address, n: usize, mine_between: u64) -> Result<()> {
+    let mut nonce = chain.provider.get_transaction_count(chain.from).await?;
+    let chain_id = chain.provider.get_chain_id().await?;
+    for i in 0..n {
+        let call = if i.is_multiple_of(2) {
+            "pause()"
+        } else {
+            "unpause()"
+        };
+        let tx = TransactionRequest::default()
+            .with_from(chain.from)
+            .with_to(vault)
+            .with_input(selector(call))
+            .with_nonce(nonce)
+            .with_chain_id(chain_id)
+            .with_gas_limit(100_000)
+            .with_max_fee_per_gas(10_000_000_000)
+            .with_max_priority_fee_per_gas(1);
+        nonce += 1;
+        // One transaction per block: wait for each to be mined (polling
+        // every millisecond) before the next.
+        let hash = *chain.provider.send_transaction(tx).await?.tx_hash();
+        while chain
+            .provider
+            .get_transaction_receipt(hash)
+            .await?
+            .is_none()
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if mine_between > 0 {
+            let _: serde_json::Value = chain
+                .provider
+                .raw_request("anvil_mine".into(), (U256::from(mine_between),))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// How fast the node answers the bare eth_getLogs needed for a range.
+async fn bare_logs(chain: &Chain, vault: Address, from: u64, to: u64, chunk: u64) -> Result<f64> {
+    let t = Instant::now();
+    let mut a = from;
+    let mut logs = 0;
+    while a <= to {
+        let b = to.min(a + chunk - 1);
+        logs += chain
+            .provider
+            .get_logs(&Filter::new().address(vault).from_block(a).to_block(b))
+            .await?
+            .len();
+        a = b + 1;
+    }
+    let rate = (to - from + 1) as f64 / t.elapsed().as_secs_f64();
+    eprintln!("bare eth_getLogs: {logs} logs in blocks {from}..={to}");
+    Ok(rate)
+}
+
+async fn catchup(rows: &mut Vec<Row>) -> Result<()> {
+    const BLOCKS: usize = 5_000;
+    let anvil = spawn_anvil(0)?;
+    let chain = Chain::connect(&anvil).await?;
+    let vault = chain.deploy(haltwatch::demo::DEMO_PAUSABLE_BIN).await?;
+    let first = chain.provider.get_block_number().await? + 1;
+    pause_storm(&chain, vault, BLOCKS, 0).await?;
+    let last = chain.provider.get_block_number().await?;
+    let node = bare_logs(&chain, vault, first, last, 2_000).await?;
+    for failed_tx in [false, true] {
+        let dir = tempfile::tempdir()?;
+        let text = format!(
+            "{}{}",
+            chain_section("anvil", 31337, &anvil.endpoint(), first, failed_tx),
+            vault_protocol("Vault", "anvil", vault)
+        );
+        let path = write_config(dir.path(), &text)?;
+        let t = Instant::now();
+        let running = start(&path).await?;
+        let done = running
+            .wait_processed("anvil", last, Duration::from_secs(300))
+            .await?;
+        let elapsed = done.duration_since(t);
+        let incidents = running.store.list(&Default::default()).await?.len();
+        running.stop().await?;
+        if incidents != BLOCKS / 2 {
+            return Err(format!("expected {} incidents, found {incidents}", BLOCKS / 2).into());
+        }
+        let rate = (last - first + 1) as f64 / elapsed.as_secs_f64();
+        rows.push(row(
+            &format!(
+                "catch-up 5,000 blocks, 1 event each ({})",
+                if failed_tx {
+                    "with failed-tx detection"
+                } else {
+                    "logs only"
+                }
+            ),
+            format!("{rate:.0} blocks/s ({incidents} incidents)"),
+            "≥ 20,000 blocks/s, ≥ 50% of node",
+            format!("{node:.0} blocks/s (bare eth_getLogs)"),
+            format!("{:.0}%", 100.0 * rate / node),
+        ));
+    }
+    Ok(())
+}
+
+async fn backfill(rows: &mut Vec<Row>) -> Result<()> {
+    const EVENTS: usize = 2_000; // 2% of 100,000 blocks
+    let anvil = spawn_anvil(0)?;
+    let chain = Chain::connect(&anvil).await?;
+    let vault = chain.deploy(haltwatch::demo::DEMO_PAUSABLE_BIN).await?;
+    let first = chain.provider.get_block_number().await? + 1;
+    pause_storm(&chain, vault, EVENTS, 49).await?;
+    let last = chain.provider.get_block_number().await?;
+    let node = bare_logs(&chain, vault, first, last, 10_000).await?;
+    for failed_tx in [false, true] {
+        let dir = tempfile::tempdir()?;
+        let text = format!(
+            "{}{}",
+            chain_section("anvil", 31337, &anvil.endpoint(), first, failed_tx),
+            vault_protocol("Vault", "anvil", vault)
+        );
+        let config = haltwatch::config::load(&write_config(dir.path(), &text)?)?;
+        let store = Store::open(&config.store).await?;
+        let done =
+            haltwatch::pipeline::backfill(config, store.clone(), "anvil", first, last, |_| {})
+                .await?;
+        let incidents = store.list(&Default::default()).await?.len();
+        let rate = done.blocks_per_second();
+        let waiting = 100.0 * done.node_wait.as_secs_f64() / done.elapsed.as_secs_f64();
+        rows.push(row(
+            &format!(
+                "backfill {} blocks, 2% with events ({})",
+                last - first + 1,
+                if failed_tx {
+                    "with receipts"
+                } else {
+                    "logs only"
+                }
+            ),
+            format!("{rate:.0} blocks/s ({incidents} incidents)"),
+            "report",
+            format!("{node:.0} blocks/s (bare eth_getLogs)"),
+            format!(
+                "{:.0}% in haltwatch, {waiting:.0}% waiting on the node",
+                100.0 - waiting
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// `haltwatch run` (the release binary) on 3 chains, 20 protocols, 200
+/// contracts, a pause or unpause every 500 ms on each chain.
+async fn soak(rows: &mut Vec<Row>, seconds: u64) -> Result<()> {
+    let mut anvils: Vec<AnvilInstance> = Vec::new();
+    let mut text = String::new();
+    let mut vaults = Vec::new();
+    for c in 0..3u64 {
+        let anvil = alloy::node_bindings::Anvil::at(haltwatch::demo::find_anvil()?)
+            .chain_id(1000 + c)
+            .args(["--block-time", "1"])
+            .try_spawn()?;
+        let chain = Chain::connect(&anvil).await?;
+        let vault = chain.deploy(haltwatch::demo::DEMO_PAUSABLE_BIN).await?;
+        text.push_str(&chain_section(
+            &format!("c{c}"),
+            1000 + c,
+            &anvil.ws_endpoint(),
+            0,
+            true,
+        ));
+        vaults.push((chain, vault));
+        anvils.push(anvil);
+    }
+    for p in 0..20 {
+        let c = p % 3;
+        text.push_str(&format!(
+            "[[protocols]]\nname = \"P{p}\"\nchain = \"c{c}\"\n"
+        ));
+        for k in 0..10 {
+            let address = if k == 0 && p < 3 {
+                vaults[c].1
+            } else {
+                Address::from_word(alloy::primitives::keccak256(
+                    ((p * 10 + k) as u64).to_be_bytes(),
+                ))
+            };
+            text.push_str(&format!(
+                "  [[protocols.contracts]]\n  name = \"c{k}\"\n  address = \"{address}\"\n  abi = \"{}\"\n  preset = \"oz-pausable\"\n",
+                abi("oz-pausable.json")
+            ));
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    let path = write_config(dir.path(), &text)?;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .spawn()?;
+    let pid = child.id();
+    let load = tokio::spawn(async move {
+        let mut i = 0u64;
+        loop {
+            for (chain, vault) in &vaults {
+                let call = if i.is_multiple_of(2) {
+                    "pause()"
+                } else {
+                    "unpause()"
+                };
+                let tx = TransactionRequest::default()
+                    .with_from(chain.from)
+                    .with_to(*vault)
+                    .with_input(selector(call))
+                    .with_gas_limit(100_000);
+                let _ = chain.provider.send_transaction(tx).await;
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if let Some(kib) = rss_kib(pid) {
+            samples.push((started.elapsed().as_secs(), kib));
+        }
+    }
+    load.abort();
+    let _ = child.kill();
+    let _ = child.wait();
+    let path = root().join("target/soak-rss.csv");
+    let mut csv = std::fs::File::create(&path)?;
+    writeln!(csv, "seconds,rss_kib")?;
+    for (s, k) in &samples {
+        writeln!(csv, "{s},{k}")?;
+    }
+    let max = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    let after_warmup: Vec<u64> = samples.iter().filter(|s| s.0 >= 30).map(|s| s.1).collect();
+    let (first, last) = (
+        after_warmup.first().copied().unwrap_or(0),
+        after_warmup.last().copied().unwrap_or(0),
+    );
+    rows.push(row(
+        &format!("memory: 3 chains, 20 protocols, 200 contracts, {seconds} s soak"),
+        format!(
+            "max {:.1} MB RSS; {:.1} → {:.1} MB after 30 s",
+            max as f64 / 1024.0,
+            first as f64 / 1024.0,
+            last as f64 / 1024.0
+        ),
+        "≤ 25 MB, flat",
+        "-".into(),
+        format!("samples in {}", path.display()),
+    ));
+    drop(anvils);
+    Ok(())
+}
+
+/// Spawn → first RPC request, for the release binary with a 200-contract config.
+async fn startup(rows: &mut Vec<Row>) -> Result<()> {
+    let mut samples = Vec::new();
+    for _ in 0..7 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let rpc = format!("http://{}", listener.local_addr()?);
+        let mut text = chain_section("mainnet", 1, &rpc, 0, true);
+        for p in 0..20 {
+            text.push_str(&format!(
+                "[[protocols]]\nname = \"P{p}\"\nchain = \"mainnet\"\n"
+            ));
+            for k in 0..10 {
+                let address = Address::from_word(alloy::primitives::keccak256(
+                    ((p * 10 + k) as u64).to_be_bytes(),
+                ));
+                text.push_str(&format!(
+                    "  [[protocols.contracts]]\n  name = \"c{k}\"\n  address = \"{address}\"\n  abi = \"{}\"\n  preset = \"oz-pausable\"\n",
+                    abi("oz-pausable.json")
+                ));
+            }
+        }
+        let dir = tempfile::tempdir()?;
+        let path = write_config(dir.path(), &text)?;
+        let t = Instant::now();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "error")
+            .spawn()?;
+        let (mut stream, _) =
+            tokio::time::timeout(Duration::from_secs(10), listener.accept()).await??;
+        let mut byte = [0u8; 1];
+        tokio::io::AsyncReadExt::read_exact(&mut stream, &mut byte).await?;
+        samples.push(t.elapsed());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    samples.sort();
+    rows.push(row(
+        "start-up: config loaded + validated (200 contracts) → first RPC request",
+        ms(percentile(&samples, 0.5)),
+        "≤ 100 ms",
+        "-".into(),
+        format!(
+            "min {}, max {}",
+            ms(samples[0]),
+            ms(samples[samples.len() - 1])
+        ),
+    ));
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let soak_seconds = args
+        .iter()
+        .position(|a| a == "--soak-seconds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
+    let named: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--") && a.parse::<u64>().is_err())
+        .collect();
+    let want = |s: &str| named.is_empty() || named.contains(&s);
+    let mut rows = Vec::new();
+    let started = Instant::now();
+    if want("startup") {
+        startup(&mut rows).await?;
+    }
+    if want("latency") {
+        latency(&mut rows).await?;
+    }
+    if want("catchup") {
+        catchup(&mut rows).await?;
+    }
+    if want("backfill") {
+        backfill(&mut rows).await?;
+    }
+    if want("soak") {
+        soak(&mut rows, soak_seconds).await?;
+    }
+    println!(
+        "\n| what | figure | target | node's own limit | ratio / note |\n|---|---|---|---|---|"
+    );
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.what, r.figure, r.target, r.node, r.ratio
+        );
+    }
+    println!("\n(ran in {:.0} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
