@@ -9,7 +9,8 @@
 //! Prints one table: each figure, its target, and the ratio to what the node
 //! itself delivers. Scenarios: `latency` (pause mined → incident stored →
 //! mail accepted), `catchup` (5,000 blocks with one event each), `backfill`
-//! (100,000 blocks, 2% with events), `soak` (RSS of `haltwatch run`
+//! (20,000 blocks by default, 2% with events; `--backfill-blocks 100000` for
+//! the full size, ~17 min to build on anvil), `soak` (RSS of `haltwatch run`
 //! following 3 chains, 20 protocols, 200 contracts under steady load) and
 //! `startup` (config loaded and validated → first RPC request).
 
@@ -407,13 +408,16 @@ async fn catchup(rows: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
-async fn backfill(rows: &mut Vec<Row>) -> Result<()> {
-    const EVENTS: usize = 2_000; // 2% of 100,000 blocks
+/// `blocks` blocks, 2% with a monitored event. anvil mines empty blocks at
+/// about 100 blocks/s here, so the default is 20,000 blocks (~3.5 min to
+/// build); `--backfill-blocks 100000` builds the full scenario (~17 min).
+async fn backfill(rows: &mut Vec<Row>, blocks: usize) -> Result<()> {
+    let events = blocks / 50;
     let anvil = spawn_anvil(0)?;
     let chain = Chain::connect(&anvil).await?;
     let vault = chain.deploy(haltwatch::demo::DEMO_PAUSABLE_BIN).await?;
     let first = chain.provider.get_block_number().await? + 1;
-    pause_storm(&chain, vault, EVENTS, 49).await?;
+    pause_storm(&chain, vault, events, 49).await?;
     let last = chain.provider.get_block_number().await?;
     let node = bare_logs(&chain, vault, first, last, 10_000).await?;
     for failed_tx in [false, true] {
@@ -661,7 +665,13 @@ async fn main() -> Result<()> {
         catchup(&mut rows).await?;
     }
     if want("backfill") {
-        backfill(&mut rows).await?;
+        let blocks = args
+            .iter()
+            .position(|a| a == "--backfill-blocks")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20_000);
+        backfill(&mut rows, blocks).await?;
     }
     if want("soak") {
         soak(&mut rows, soak_seconds).await?;
