@@ -688,6 +688,19 @@ impl Validator {
         }
     }
 
+    /// `key.name` must be non-empty and unique among `seen` (its siblings).
+    fn unique_name(&mut self, key: &str, what: &str, name: &str, seen: &mut HashSet<String>) {
+        if name.trim().is_empty() {
+            self.problem(format!("{key}.name"), "expected a non-empty name");
+        }
+        if !seen.insert(name.to_string()) {
+            self.problem(
+                format!("{key}.name"),
+                format!("duplicate {what} name `{name}`"),
+            );
+        }
+    }
+
     fn array(&mut self, key: &str, value: Option<toml::Value>) -> Vec<toml::Value> {
         match value {
             None => Vec::new(),
@@ -889,15 +902,7 @@ impl Validator {
             let Some(raw) = self.element::<RawChain>(&key, item) else {
                 continue;
             };
-            if raw.name.trim().is_empty() {
-                self.problem(format!("{key}.name"), "expected a non-empty name");
-            }
-            if !names.insert(raw.name.clone()) {
-                self.problem(
-                    format!("{key}.name"),
-                    format!("duplicate chain name `{}`", raw.name),
-                );
-            }
+            self.unique_name(&key, "chain", &raw.name, &mut names);
             if !ids.insert(raw.chain_id) {
                 self.problem(
                     format!("{key}.chain_id"),
@@ -980,15 +985,7 @@ impl Validator {
             let Some(raw) = self.element::<RawProtocol>(&key, item) else {
                 continue;
             };
-            if raw.name.trim().is_empty() {
-                self.problem(format!("{key}.name"), "expected a non-empty name");
-            }
-            if !names.insert(raw.name.clone()) {
-                self.problem(
-                    format!("{key}.name"),
-                    format!("duplicate protocol name `{}`", raw.name),
-                );
-            }
+            self.unique_name(&key, "protocol", &raw.name, &mut names);
             let chain = chains.iter().position(|c| c.name == raw.chain);
             if chain.is_none() {
                 let known: Vec<_> = chains.iter().map(|c| c.name.as_str()).collect();
@@ -1162,12 +1159,7 @@ impl Validator {
             let Some(raw) = self.element::<RawContract>(&ckey, item) else {
                 continue;
             };
-            if !names.insert(raw.name.clone()) {
-                self.problem(
-                    format!("{ckey}.name"),
-                    format!("duplicate contract name `{}` in this protocol", raw.name),
-                );
-            }
+            self.unique_name(&ckey, "contract", &raw.name, &mut names);
             let address = match parse_address(&raw.address) {
                 Ok(a) => Some(a),
                 Err(m) => {
