@@ -442,9 +442,25 @@ async fn a_stalled_chain_halts_every_protocol_in_wall_time_until_blocks_resume()
         (2..=after - before).contains(&d),
         "wall-clock duration {d} s"
     );
-    let all = incidents(&running.store).await;
-    assert_eq!(all.len(), 2, "every protocol on the chain: {all:#?}");
-    assert!(all.iter().all(|i| i.state == IncidentState::Resolved));
+    // Every protocol on the chain had the stall. (The idle chain may stall
+    // again a second after resuming: only the first episode is checked.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = incidents(&running.store).await;
+        let resolved: std::collections::BTreeSet<String> = all
+            .iter()
+            .filter(|i| i.state == IncidentState::Resolved && i.scopes == ["chain anvil"])
+            .map(|i| i.protocol.clone())
+            .collect();
+        if resolved.len() == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "every protocol on the chain: {all:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     running.stop().await;
 }
 
@@ -513,10 +529,17 @@ async fn a_monitoring_gap_is_recorded_apart_and_the_gap_is_backfilled() {
         "URLs redacted: {}",
         gap.reason
     );
+    // With stall_after_seconds = 1, an idle automine chain may also (rightly)
+    // stall after catching up: leave chain stalls out of the count.
+    let protocol_incidents: Vec<_> = incidents(&running.store)
+        .await
+        .into_iter()
+        .filter(|i| !i.scopes.iter().any(|s| s == "chain anvil"))
+        .collect();
     assert_eq!(
-        incidents(&running.store).await.len(),
+        protocol_incidents.len(),
         1,
-        "the gap is not an incident"
+        "the gap is not an incident: {protocol_incidents:#?}"
     );
     running.stop().await;
 }
