@@ -477,7 +477,7 @@ async fn soak(rows: &mut Vec<Row>, seconds: u64) -> Result<()> {
     for c in 0..3u64 {
         let anvil = alloy::node_bindings::Anvil::at(haltwatch::demo::find_anvil()?)
             .chain_id(1000 + c)
-            .args(["--block-time", "1"])
+            .args(["--block-time", "1", "--max-persisted-states", "0"])
             .try_spawn()?;
         let chain = Chain::connect(&anvil).await?;
         let vault = chain.deploy(haltwatch::demo::DEMO_PAUSABLE_BIN).await?;
@@ -512,7 +512,12 @@ async fn soak(rows: &mut Vec<Row>, seconds: u64) -> Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let path = write_config(dir.path(), &text)?;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+    // HALTWATCH_BIN: soak a copy, so that rebuilding meanwhile leaves it alone.
+    let bin = std::env::var_os("HALTWATCH_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_haltwatch")),
+        PathBuf::from,
+    );
+    let mut child = std::process::Command::new(bin)
         .args(["run", "--config"])
         .arg(&path)
         .env("RUST_LOG", "warn")
@@ -556,6 +561,11 @@ async fn soak(rows: &mut Vec<Row>, seconds: u64) -> Result<()> {
         writeln!(csv, "{s},{k}")?;
     }
     let max = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    // Flat means the second half adds (next to) nothing.
+    let half = samples
+        .iter()
+        .find(|s| s.0 >= seconds / 2)
+        .map_or(0, |s| s.1);
     let after_warmup: Vec<u64> = samples.iter().filter(|s| s.0 >= 30).map(|s| s.1).collect();
     let (first, last) = (
         after_warmup.first().copied().unwrap_or(0),
@@ -564,10 +574,11 @@ async fn soak(rows: &mut Vec<Row>, seconds: u64) -> Result<()> {
     rows.push(row(
         &format!("memory: 3 chains, 20 protocols, 200 contracts, {seconds} s soak"),
         format!(
-            "max {:.1} MB RSS; {:.1} → {:.1} MB after 30 s",
+            "max {:.1} MB RSS; {:.1} → {:.1} MB after 30 s; {:+} KiB in the second half",
             max as f64 / 1024.0,
             first as f64 / 1024.0,
-            last as f64 / 1024.0
+            last as f64 / 1024.0,
+            last as i64 - half as i64
         ),
         "≤ 25 MB, flat",
         "-".into(),
@@ -601,7 +612,12 @@ async fn startup(rows: &mut Vec<Row>) -> Result<()> {
         let dir = tempfile::tempdir()?;
         let path = write_config(dir.path(), &text)?;
         let t = Instant::now();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+        // HALTWATCH_BIN: soak a copy, so that rebuilding meanwhile leaves it alone.
+        let bin = std::env::var_os("HALTWATCH_BIN").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_haltwatch")),
+            PathBuf::from,
+        );
+        let mut child = std::process::Command::new(bin)
             .args(["run", "--config"])
             .arg(&path)
             .env("RUST_LOG", "error")

@@ -87,7 +87,10 @@ pub fn find_anvil() -> Result<PathBuf, DemoError> {
 /// Starts anvil mining a block every `block_time_secs` (0 = automine).
 pub fn spawn_anvil(block_time_secs: u64) -> Result<AnvilInstance, DemoError> {
     let path = find_anvil()?;
-    let mut anvil = Anvil::at(&path);
+    // anvil writes the state of every block past its in-memory window to
+    // ~/.foundry/anvil/tmp and leaves it there when killed: ~340 KB a
+    // block, gigabytes for a benchmark. Old states stay in memory or go.
+    let mut anvil = Anvil::at(&path).args(["--max-persisted-states", "0"]);
     if block_time_secs > 0 {
         anvil = anvil.args(["--block-time", &block_time_secs.to_string()]);
     }

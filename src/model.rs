@@ -176,7 +176,7 @@ pub struct EventArg {
 }
 
 /// What a piece of evidence is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EvidenceKind {
     /// An event log (`log_index` is its index in the block).

@@ -24,6 +24,8 @@ use crate::store::{Store, StoreError};
 
 /// Blocks remembered for reorg detection, per chain.
 pub const WINDOW_BLOCKS: u64 = 128;
+/// How often the store's WAL is checkpointed in the background.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// Chain updates queued between a source and its processor.
 const CHANNEL_DEPTH: usize = 16;
 
@@ -109,6 +111,22 @@ pub async fn run_with(
             })
             .await
             .map_err(|source| PipelineError::Api { addr, source })
+    });
+    // WAL checkpoints in the background, so that no commit pays for one.
+    let mut checkpoint_stop = stop_rx.clone();
+    let checkpointer = store.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = checkpoint_stop.wait_for(|stop| *stop) => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = checkpointer.checkpoint().await {
+                tracing::warn!(error = %e, "background WAL checkpoint failed; commits will checkpoint");
+            }
+        }
     });
     // Processors wake the sender after committing a transition; when they
     // all end, the sender makes a last pass and ends too.

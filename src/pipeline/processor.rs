@@ -45,6 +45,13 @@ struct Batching {
     out: Classified,
     /// The newest block time seen: dates blocks whose header is not at hand.
     time: u64,
+    /// Snapshots are kept only where a reorg could return to them: above
+    /// this block, and the newest at or below it per protocol (held here as
+    /// a copy and serialized once, at the end). `None`: all of them.
+    cutoff: Option<u64>,
+    below: BTreeMap<usize, (u64, Tracker)>,
+    /// A backfill writes no snapshots.
+    no_snapshots: bool,
 }
 
 /// A log or a call, in chain order.
@@ -309,14 +316,8 @@ impl Processor {
             .collect();
         let trackers = if live {
             snapshots
-                .iter()
-                .map(|(p, block, json)| {
-                    (
-                        self.config.protocols[*p].name.as_str(),
-                        *block,
-                        json.clone(),
-                    )
-                })
+                .into_iter()
+                .map(|(p, block, json)| (self.config.protocols[p].name.as_str(), block, json))
                 .collect()
         } else {
             Vec::new()
@@ -378,7 +379,11 @@ impl Processor {
             .collect();
         items.sort_by_key(Item::position);
         let known: HashMap<u64, BlockRef> = blocks.iter().map(|b| (b.number, *b)).collect();
-        let mut b = Batching::default();
+        let mut b = Batching {
+            cutoff: (!blocks.is_empty()).then(|| to.saturating_sub(WINDOW_BLOCKS)),
+            no_snapshots: self.backfill,
+            ..Default::default()
+        };
         let mut current_tx: Option<(u64, u64)> = None;
         let mut next_block = from;
         for item in &items {
@@ -408,6 +413,11 @@ impl Processor {
             self.flush(&mut b);
         }
         self.snapshot(to, &mut b);
+        for (p, (block, tracker)) in std::mem::take(&mut b.below) {
+            if let Ok(json) = serde_json::to_string(&tracker) {
+                b.out.snapshots.push((p, block, json));
+            }
+        }
         b.out
     }
 
@@ -636,9 +646,15 @@ impl Processor {
     /// Snapshots the trackers that changed, as of the end of `block`.
     fn snapshot(&self, block: u64, b: &mut Batching) {
         for p in b.changed.drain(..) {
-            if let Some(t) = self.trackers.get(&p)
-                && let Ok(json) = serde_json::to_string(t)
-            {
+            let Some(t) = self.trackers.get(&p) else {
+                continue;
+            };
+            if b.no_snapshots {
+                continue;
+            }
+            if b.cutoff.is_some_and(|c| block <= c) {
+                b.below.insert(p, (block, t.clone()));
+            } else if let Ok(json) = serde_json::to_string(t) {
                 b.out.snapshots.push((p, block, json));
             }
         }

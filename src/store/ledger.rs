@@ -176,29 +176,32 @@ impl EvidenceValues {
     }
 
     /// The ledger encoding. Log evidence is encoded as before evidence had kinds.
+    /// A JSON array serialized from borrowed fields (no intermediate tree).
     pub fn canonical(&self, key: &str) -> String {
-        let mut v = serde_json::json!([
+        let fields = (
             "evidence",
             key,
             self.chain_id,
-            self.contract,
-            self.contract_name,
-            self.tx_hash,
+            &self.contract,
+            &self.contract_name,
+            &self.tx_hash,
             self.block_number,
-            self.block_hash,
+            &self.block_hash,
             self.block_timestamp,
             self.log_index,
-            self.event,
-            self.args,
-            self.changes,
-            self.log_hash
-        ]);
-        if self.kind != "log"
-            && let Some(a) = v.as_array_mut()
-        {
-            a.push(self.kind.clone().into());
-        }
-        v.to_string()
+            &self.event,
+            &self.args,
+            &self.changes,
+            &self.log_hash,
+        );
+        let encoded = if self.kind == "log" {
+            serde_json::to_string(&fields)
+        } else {
+            let (a, b, c, d, e, f, g, h, i, j, k, l, m, n) = fields;
+            serde_json::to_string(&(a, b, c, d, e, f, g, h, i, j, k, l, m, n, &self.kind))
+        };
+        // Strings and integers always serialize.
+        encoded.unwrap_or_default()
     }
 }
 
@@ -216,18 +219,18 @@ pub(super) struct TransitionValues {
 
 impl TransitionValues {
     pub fn canonical(&self, key: &str) -> String {
-        serde_json::json!([
+        serde_json::to_string(&(
             "transition",
             key,
-            self.kind,
-            self.from,
-            self.to,
+            &self.kind,
+            &self.from,
+            &self.to,
             self.at,
             self.block_number,
-            self.block_hash,
-            self.log_index
-        ])
-        .to_string()
+            &self.block_hash,
+            self.log_index,
+        ))
+        .unwrap_or_default()
     }
 }
 
@@ -464,5 +467,78 @@ fn slot_of(kind: RecordKind) -> usize {
     match kind {
         RecordKind::Transition => 0,
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(kind: &str) -> EvidenceValues {
+        EvidenceValues {
+            chain_id: 1,
+            contract: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
+            contract_name: "vault \"main\" ü\u{1}".into(),
+            tx_hash: B256::repeat_byte(1).to_string(),
+            block_number: 7,
+            block_hash: B256::repeat_byte(2).to_string(),
+            block_timestamp: 1_700_000_000,
+            log_index: -1,
+            event: "Paused\n<script>".into(),
+            args: r#"[["account","0x01"]]"#.into(),
+            changes: "[]".into(),
+            log_hash: B256::repeat_byte(3).to_string(),
+            kind: kind.into(),
+        }
+    }
+
+    /// Ledgers written before the encoding was made allocation-light must
+    /// still verify: the bytes are those of the `json!` tree it replaced.
+    #[test]
+    fn canonical_encoding_is_unchanged() {
+        for kind in ["log", "failed_call"] {
+            let v = values(kind);
+            let mut old = serde_json::json!([
+                "evidence",
+                "key\\1",
+                v.chain_id,
+                v.contract,
+                v.contract_name,
+                v.tx_hash,
+                v.block_number,
+                v.block_hash,
+                v.block_timestamp,
+                v.log_index,
+                v.event,
+                v.args,
+                v.changes,
+                v.log_hash
+            ]);
+            if kind != "log" {
+                old.as_array_mut().unwrap().push(kind.into());
+            }
+            assert_eq!(v.canonical("key\\1"), old.to_string());
+        }
+        let t = TransitionValues {
+            kind: "opened".into(),
+            from: "operational".into(),
+            to: "halted".into(),
+            at: 12,
+            block_number: 7,
+            block_hash: B256::repeat_byte(2).to_string(),
+            log_index: 3,
+        };
+        let old = serde_json::json!([
+            "transition",
+            "k",
+            t.kind,
+            t.from,
+            t.to,
+            t.at,
+            t.block_number,
+            t.block_hash,
+            t.log_index
+        ]);
+        assert_eq!(t.canonical("k"), old.to_string());
     }
 }

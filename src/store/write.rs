@@ -112,13 +112,20 @@ pub(super) async fn write_updates(
     let mut ids = Ids::load(conn).await?;
     let mut ledger = Cursor::load(conn).await?;
     let existing = existing_incidents(conn, updates).await?;
+    let loaded = started.elapsed();
 
     let mut new: Vec<NewIncident> = Vec::new();
     let mut new_index: HashMap<String, usize> = HashMap::new();
     let mut evidence: Vec<(i64, i64, EvidenceValues)> = Vec::new(); // (id, incident, values)
     let mut transitions: Vec<(i64, i64, TransitionValues)> = Vec::new();
     let mut outbox: Vec<(i64, i64, String, String)> = Vec::new(); // (id, incident, kind, message id)
-    let mut seen: HashSet<(i64, String, String, i64)> = HashSet::new();
+    // (incident, kind, block hash, position): the evidence table's unique key.
+    let mut seen: HashSet<(
+        i64,
+        crate::model::EvidenceKind,
+        alloy::primitives::B256,
+        u64,
+    )> = HashSet::new();
     let now = super::now_ms();
 
     for u in updates {
@@ -156,16 +163,10 @@ pub(super) async fn write_updates(
         };
         let incident = &mut new[index];
         for e in &update.evidence {
-            let values = EvidenceValues::from_evidence(e);
-            let unique = (
-                incident.id,
-                values.kind.clone(),
-                values.block_hash.clone(),
-                values.log_index,
-            );
-            if !seen.insert(unique) {
+            if !seen.insert((incident.id, e.kind, e.block_hash, e.log_index)) {
                 continue;
             }
+            let values = EvidenceValues::from_evidence(e);
             let id = take(&mut ids.evidence);
             ledger.push(
                 RecordKind::Evidence,
@@ -214,16 +215,18 @@ pub(super) async fn write_updates(
     }
 
     let built = started.elapsed();
+    let counts = (new.len(), evidence.len(), transitions.len());
     insert_incidents(conn, &new).await?;
-    insert_evidence(conn, &evidence).await?;
-    insert_transitions(conn, &transitions).await?;
-    insert_outbox(conn, &outbox, now).await?;
+    insert_evidence(conn, evidence).await?;
+    insert_transitions(conn, transitions).await?;
+    insert_outbox(conn, outbox, now).await?;
     ledger.flush(conn).await?;
     tracing::debug!(
-        incidents = new.len(),
-        evidence = evidence.len(),
-        transitions = transitions.len(),
-        build_us = built.as_micros() as u64,
+        incidents = counts.0,
+        evidence = counts.1,
+        transitions = counts.2,
+        load_us = loaded.as_micros() as u64,
+        build_us = (built - loaded).as_micros() as u64,
         insert_us = (started.elapsed() - built).as_micros() as u64,
         "history rows written"
     );
@@ -261,6 +264,15 @@ async fn existing_incidents(
     Ok(out)
 }
 
+/// `rows` in owned chunks of at most [`ROWS_PER_INSERT`].
+fn chunks<T>(rows: Vec<T>) -> impl Iterator<Item = Vec<T>> {
+    let mut rows = rows.into_iter().peekable();
+    std::iter::from_fn(move || {
+        rows.peek()?;
+        Some(rows.by_ref().take(ROWS_PER_INSERT).collect())
+    })
+}
+
 async fn insert_incidents(conn: &mut SqliteConnection, new: &[NewIncident]) -> Result<()> {
     for chunk in new.chunks(ROWS_PER_INSERT) {
         let mut sql = QueryBuilder::<Sqlite>::new(
@@ -290,31 +302,32 @@ async fn insert_incidents(conn: &mut SqliteConnection, new: &[NewIncident]) -> R
     Ok(())
 }
 
+/// Rows are moved into the statement's arguments: no copies of their text.
 async fn insert_evidence(
     conn: &mut SqliteConnection,
-    rows: &[(i64, i64, EvidenceValues)],
+    rows: Vec<(i64, i64, EvidenceValues)>,
 ) -> Result<()> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    for chunk in chunks(rows) {
         let mut sql = QueryBuilder::<Sqlite>::new(
             "INSERT INTO evidence (id, incident_id, kind, chain_id, contract, contract_name, tx_hash,
                 block_number, block_hash, block_timestamp, log_index, event, args, changes, log_hash) ",
         );
         sql.push_values(chunk, |mut b, (id, incident, v)| {
-            b.push_bind(*id)
-                .push_bind(*incident)
-                .push_bind(v.kind.clone())
+            b.push_bind(id)
+                .push_bind(incident)
+                .push_bind(v.kind)
                 .push_bind(v.chain_id)
-                .push_bind(v.contract.clone())
-                .push_bind(v.contract_name.clone())
-                .push_bind(v.tx_hash.clone())
+                .push_bind(v.contract)
+                .push_bind(v.contract_name)
+                .push_bind(v.tx_hash)
                 .push_bind(v.block_number)
-                .push_bind(v.block_hash.clone())
+                .push_bind(v.block_hash)
                 .push_bind(v.block_timestamp)
                 .push_bind(v.log_index)
-                .push_bind(v.event.clone())
-                .push_bind(v.args.clone())
-                .push_bind(v.changes.clone())
-                .push_bind(v.log_hash.clone());
+                .push_bind(v.event)
+                .push_bind(v.args)
+                .push_bind(v.changes)
+                .push_bind(v.log_hash);
         });
         sql.build()
             .execute(&mut *conn)
@@ -326,22 +339,22 @@ async fn insert_evidence(
 
 async fn insert_transitions(
     conn: &mut SqliteConnection,
-    rows: &[(i64, i64, TransitionValues)],
+    rows: Vec<(i64, i64, TransitionValues)>,
 ) -> Result<()> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    for chunk in chunks(rows) {
         let mut sql = QueryBuilder::<Sqlite>::new(
             "INSERT INTO transitions (id, incident_id, kind, from_state, to_state, at, block_number,
                 block_hash, log_index) ",
         );
         sql.push_values(chunk, |mut b, (id, incident, v)| {
-            b.push_bind(*id)
-                .push_bind(*incident)
-                .push_bind(v.kind.clone())
-                .push_bind(v.from.clone())
-                .push_bind(v.to.clone())
+            b.push_bind(id)
+                .push_bind(incident)
+                .push_bind(v.kind)
+                .push_bind(v.from)
+                .push_bind(v.to)
                 .push_bind(v.at)
                 .push_bind(v.block_number)
-                .push_bind(v.block_hash.clone())
+                .push_bind(v.block_hash)
                 .push_bind(v.log_index);
         });
         sql.build()
@@ -354,18 +367,18 @@ async fn insert_transitions(
 
 async fn insert_outbox(
     conn: &mut SqliteConnection,
-    rows: &[(i64, i64, String, String)],
+    rows: Vec<(i64, i64, String, String)>,
     now: i64,
 ) -> Result<()> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    for chunk in chunks(rows) {
         let mut sql = QueryBuilder::<Sqlite>::new(
             "INSERT INTO outbox (id, incident_id, kind, message_id, created_ms, next_attempt_ms) ",
         );
         sql.push_values(chunk, |mut b, (id, incident, kind, message_id)| {
-            b.push_bind(*id)
-                .push_bind(*incident)
-                .push_bind(kind.clone())
-                .push_bind(message_id.clone())
+            b.push_bind(id)
+                .push_bind(incident)
+                .push_bind(kind)
+                .push_bind(message_id)
                 .push_bind(now)
                 .push_bind(now);
         });
