@@ -77,6 +77,11 @@ struct Endpoint {
     redacted: String,
     ws: bool,
     provider: Option<DynProvider>,
+    /// Answers `trace_filter` (until it refuses): calls of a whole range in
+    /// a few requests instead of every block's body and receipts.
+    trace_filter: bool,
+    /// Blocks per `trace_filter` request; halved when the node refuses a range.
+    trace_span: std::sync::atomic::AtomicU64,
 }
 
 /// What one step achieved.
@@ -164,6 +169,8 @@ impl ChainSource {
                 ws: url.starts_with("ws"),
                 url: url.clone(),
                 provider: None,
+                trace_filter: true,
+                trace_span: MAX_RANGE_BLOCKS.into(),
             })
             .collect();
         let next = window.last().map(|b| b.number + 1);
@@ -441,8 +448,13 @@ impl ChainSource {
             return Ok(Some(Progress::Idle));
         }
 
-        // Watching calls needs every block's transactions: smaller steps.
-        let full = self.watch.needs_blocks();
+        // Watching calls needs every block's transactions (smaller steps),
+        // unless the node can filter traces for a range far from the head.
+        let watching = self.watch.needs_blocks();
+        let traced = watching
+            && self.endpoints[self.current].trace_filter
+            && target - from >= NEAR_HEAD_BLOCKS;
+        let full = watching && !traced;
         let max_range = if full {
             MAX_FULL_RANGE_BLOCKS
         } else {
@@ -460,7 +472,19 @@ impl ChainSource {
         telemetry::rpc_request(&ep.redacted, "eth_getLogs");
         let logs_call = p.get_logs(&filter);
         let blocks_call = fetch_blocks(&p, ep, &numbers, full);
-        let (logs, blocks) = tokio::join!(logs_call, blocks_call);
+        let traces_call = async {
+            match traced {
+                true => fetch_traces(&p, ep, from, to, &self.watch).await,
+                false => Ok(Some(Vec::new())),
+            }
+        };
+        let (logs, blocks, traces) = tokio::join!(logs_call, blocks_call, traces_call);
+        let Some(traces) = traces? else {
+            tracing::info!(chain = %self.chain.name, endpoint = %ep.redacted,
+                "trace_filter not available; reading calls block by block");
+            self.endpoints[self.current].trace_filter = false;
+            return Ok(Some(Progress::More));
+        };
         let mut logs = logs.map_err(|e| rpc_error(ep, "eth_getLogs", e))?;
         let (headers, txs): (Vec<BlockRef>, Vec<Vec<TxCall>>) = blocks?.into_iter().unzip();
 
@@ -484,6 +508,13 @@ impl ChainSource {
             }
             _ => false,
         });
+        let consistent = consistent
+            && traces.iter().all(|t| {
+                (from..=to).contains(&t.block_number)
+                    && by_number
+                        .get(&t.block_number)
+                        .is_none_or(|b| b.hash == t.block_hash)
+            });
         if !consistent {
             tracing::debug!(chain = %self.chain.name, from, to, "logs from another branch; reading again");
             return Ok(Some(Progress::More));
@@ -492,6 +523,8 @@ impl ChainSource {
         fill_timestamps(&p, ep, &mut logs, &by_number).await?;
         let calls = if full {
             watch_calls(&p, ep, &headers, &txs, &self.watch).await?
+        } else if traced {
+            trace_outcomes(&p, ep, traces, &logs, &by_number).await?
         } else {
             Vec::new()
         };
@@ -652,6 +685,8 @@ pub struct LogFetcher {
     filter: Filter,
     chunk: std::sync::atomic::AtomicU64,
     watch: Watch,
+    /// Cleared when the endpoint refuses `trace_filter`.
+    traces_ok: std::sync::atomic::AtomicBool,
 }
 
 /// What a backfill chunk holds: the logs and (when calls are watched) the call outcomes.
@@ -681,10 +716,13 @@ impl LogFetcher {
                             redacted: ep.redacted.clone(),
                             ws: ep.ws,
                             provider: None,
+                            trace_filter: true,
+                            trace_span: MAX_RANGE_BLOCKS.into(),
                         },
                         filter: source.filter.clone(),
                         chunk: BACKFILL_START_BLOCKS.into(),
                         watch: Watch::default(),
+                        traces_ok: true.into(),
                     });
                 }
                 Err(e) if e.is_fatal() => return Err(e),
@@ -722,6 +760,9 @@ impl LogFetcher {
                 calls: Vec::new(),
             });
         }
+        if let Some(calls) = self.fetch_traced(from, to, &logs).await? {
+            return Ok(Fetched { logs, calls });
+        }
         let numbers: Vec<u64> = (from..=to).collect();
         let (headers, txs): (Vec<BlockRef>, Vec<Vec<TxCall>>) =
             fetch_blocks(&self.provider, &self.endpoint, &numbers, true)
@@ -731,6 +772,31 @@ impl LogFetcher {
         let calls =
             watch_calls(&self.provider, &self.endpoint, &headers, &txs, &self.watch).await?;
         Ok(Fetched { logs, calls })
+    }
+
+    /// The calls of `from..=to` by `trace_filter`; `None` once the endpoint
+    /// has refused it.
+    async fn fetch_traced(
+        &self,
+        from: u64,
+        to: u64,
+        logs: &[Log],
+    ) -> Result<Option<Vec<CallOutcome>>, SourceError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.traces_ok.load(Relaxed) {
+            return Ok(None);
+        }
+        let Some(traces) =
+            fetch_traces(&self.provider, &self.endpoint, from, to, &self.watch).await?
+        else {
+            tracing::info!(endpoint = %self.endpoint.redacted,
+                "trace_filter not available; reading calls block by block");
+            self.traces_ok.store(false, Relaxed);
+            return Ok(None);
+        };
+        let known = BTreeMap::new();
+        let calls = trace_outcomes(&self.provider, &self.endpoint, traces, logs, &known).await?;
+        Ok(Some(calls))
     }
 
     async fn fetch_logs(&self, from: u64, to: u64) -> Result<Vec<Log>, SourceError> {
@@ -965,6 +1031,225 @@ async fn replay(p: &DynProvider, ep: &Endpoint, t: &TxCall, parent: u64) -> Opti
 }
 
 /// Every call frame of a block (top level and nested) into a watched contract.
+/// A call frame into a watched contract, as `trace_filter` reports it.
+struct TracedCall {
+    block_number: u64,
+    block_hash: B256,
+    tx_hash: B256,
+    tx_index: u64,
+    nested: bool,
+    call: TxCall,
+    success: bool,
+    output: Option<Bytes>,
+}
+
+/// What a node said to one `trace_filter` request.
+enum TraceAnswer {
+    Calls(Vec<TracedCall>),
+    /// The range is longer than the node serves.
+    TooLong,
+    Unsupported,
+}
+
+/// Every call frame into the watched contracts in `from..=to`, by
+/// `trace_filter` in spans the node accepts (learned by halving), a few in
+/// flight. `Ok(None)`: this endpoint does not serve it; read blocks instead.
+async fn fetch_traces(
+    p: &DynProvider,
+    ep: &Endpoint,
+    from: u64,
+    to: u64,
+    watch: &Watch,
+) -> Result<Option<Vec<TracedCall>>, SourceError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    loop {
+        let span = ep.trace_span.load(Relaxed).max(1);
+        let spans = (from..=to)
+            .step_by(span as usize)
+            .map(|a| (a, to.min(a + span - 1)));
+        let answers: Vec<Result<TraceAnswer, SourceError>> = futures::stream::iter(spans)
+            .map(|(a, b)| trace_span(p, ep, a, b, watch))
+            .buffered(BLOCKS_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut calls = Vec::new();
+        let mut too_long = false;
+        for answer in answers {
+            match answer? {
+                TraceAnswer::Calls(c) => calls.extend(c),
+                TraceAnswer::TooLong => too_long = true,
+                TraceAnswer::Unsupported => return Ok(None),
+            }
+        }
+        if !too_long {
+            return Ok(Some(calls));
+        }
+        if span == 1 {
+            return Ok(None);
+        }
+        ep.trace_span.fetch_min(span / 2, Relaxed);
+        tracing::debug!(endpoint = %ep.redacted, span = span / 2, "trace_filter range refused; halving");
+    }
+}
+
+async fn trace_span(
+    p: &DynProvider,
+    ep: &Endpoint,
+    from: u64,
+    to: u64,
+    watch: &Watch,
+) -> Result<TraceAnswer, SourceError> {
+    telemetry::rpc_request(&ep.redacted, "trace_filter");
+    let filter = serde_json::json!([{
+        "fromBlock": alloy::primitives::U64::from(from),
+        "toBlock": alloy::primitives::U64::from(to),
+        "toAddress": watch.contracts,
+    }]);
+    let traces: Vec<serde_json::Value> = match p.raw_request("trace_filter".into(), filter).await {
+        Ok(t) => t,
+        Err(e) => {
+            let text = redact_in(&e.to_string(), &ep.url);
+            if is_range_error(&text) && to > from {
+                return Ok(TraceAnswer::TooLong);
+            }
+            let unsupported = e
+                .as_error_resp()
+                .is_some_and(|r| r.code == -32601 || r.code == -32600)
+                || is_unsupported(&text);
+            if unsupported {
+                tracing::debug!(endpoint = %ep.redacted, error = %text, "trace_filter refused");
+                return Ok(TraceAnswer::Unsupported);
+            }
+            telemetry::rpc_error(&ep.redacted, "trace_filter");
+            return Err(rpc_error(ep, "trace_filter", text));
+        }
+    };
+    let watched: std::collections::HashSet<&Address> = watch.contracts.iter().collect();
+    Ok(TraceAnswer::Calls(
+        traces
+            .iter()
+            .filter_map(|t| traced_call(t, &watched, watch.trace))
+            .collect(),
+    ))
+}
+
+fn is_unsupported(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "method not found",
+        "not supported",
+        "unsupported",
+        "does not exist",
+        "not available",
+    ]
+    .iter()
+    .any(|e| t.contains(e))
+}
+
+/// One `trace_filter` entry, if it is a call into a watched contract that
+/// counts: top-level calls only, unless nested calls are traced too.
+fn traced_call(
+    t: &serde_json::Value,
+    watched: &std::collections::HashSet<&Address>,
+    nested_too: bool,
+) -> Option<TracedCall> {
+    if t["type"].as_str() != Some("call") {
+        return None;
+    }
+    let action = &t["action"];
+    let addr = |k: &str| action[k].as_str().and_then(|a| a.parse::<Address>().ok());
+    let to = addr("to").filter(|a| watched.contains(a))?;
+    let nested = t["traceAddress"].as_array().is_some_and(|a| !a.is_empty());
+    if nested && !nested_too {
+        return None;
+    }
+    let hex_u64 = |v: &serde_json::Value| match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => u64::from_str_radix(s.trim_start_matches("0x"), 16).ok(),
+        _ => None,
+    };
+    let failed = t.get("error").is_some_and(|e| !e.is_null());
+    Some(TracedCall {
+        block_number: hex_u64(&t["blockNumber"])?,
+        block_hash: t["blockHash"].as_str()?.parse().ok()?,
+        tx_hash: t["transactionHash"].as_str()?.parse().ok()?,
+        tx_index: hex_u64(&t["transactionPosition"])?,
+        nested,
+        call: TxCall {
+            hash: B256::ZERO,
+            index: 0,
+            from: addr("from").unwrap_or_default(),
+            to: Some(to),
+            input: action["input"]
+                .as_str()
+                .and_then(|i| i.parse().ok())
+                .unwrap_or_default(),
+            value: action["value"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default(),
+            gas: hex_u64(&action["gas"]).unwrap_or_default(),
+        },
+        success: !failed,
+        output: failed
+            .then(|| t["result"]["output"].as_str().and_then(|o| o.parse().ok()))
+            .flatten()
+            .filter(|o: &Bytes| !o.is_empty()),
+    })
+}
+
+/// Dates traced calls (by the headers at hand, the logs' block times, else
+/// by fetching the header) and reads the revert data a trace left out.
+async fn trace_outcomes(
+    p: &DynProvider,
+    ep: &Endpoint,
+    traces: Vec<TracedCall>,
+    logs: &[Log],
+    known: &BTreeMap<u64, BlockRef>,
+) -> Result<Vec<CallOutcome>, SourceError> {
+    let mut times: BTreeMap<u64, u64> = known.iter().map(|(n, b)| (*n, b.timestamp)).collect();
+    for l in logs {
+        if let (Some(n), Some(ts)) = (l.block_number, l.block_timestamp) {
+            times.entry(n).or_insert(ts);
+        }
+    }
+    let mut out = Vec::with_capacity(traces.len());
+    for t in traces {
+        let block_timestamp = match times.get(&t.block_number) {
+            Some(ts) => *ts,
+            None => {
+                let b = fetch_header(p, ep, t.block_number).await?.ok_or_else(|| {
+                    SourceError::MissingBlock {
+                        endpoint: ep.redacted.clone(),
+                        number: t.block_number,
+                    }
+                })?;
+                times.insert(t.block_number, b.timestamp);
+                b.timestamp
+            }
+        };
+        let revert = match (&t.output, t.success, t.nested) {
+            (Some(o), _, _) => Some(o.clone()),
+            // A failed transaction whose trace has no output: replay it.
+            (None, false, false) => replay(p, ep, &t.call, t.block_number.saturating_sub(1)).await,
+            _ => None,
+        };
+        out.push(CallOutcome {
+            block_number: t.block_number,
+            block_hash: t.block_hash,
+            block_timestamp,
+            tx_hash: t.tx_hash,
+            tx_index: t.tx_index,
+            from: t.call.from,
+            to: t.call.to.unwrap_or_default(),
+            success: t.success,
+            revert,
+            nested: t.nested,
+        });
+    }
+    Ok(out)
+}
+
 async fn trace_block(
     p: &DynProvider,
     ep: &Endpoint,

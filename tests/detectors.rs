@@ -597,3 +597,102 @@ async fn a_sequencer_feed_halts_and_resumes_at_its_own_updated_at() {
     );
     running.stop().await;
 }
+
+/// Far behind the head, calls are read with `trace_filter` (a few requests
+/// per range; anvil serves at most 300 blocks each, so the span is learned)
+/// instead of every block's body and receipts or traces. Both ways must find
+/// the same failed calls, top-level and nested, with the same reasons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catching_up_with_trace_filter_finds_what_reading_every_block_finds() {
+    use std::sync::atomic::AtomicUsize;
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let router = chain.deploy(&bin("Router")).await.unwrap();
+    let start_block = chain.provider.get_block_number().await.unwrap() + 1;
+    chain.call(vault, selector("pause()")).await.unwrap();
+    let top = chain.call(vault, selector("deposit()")).await.unwrap();
+    assert!(!top.status());
+    let routed = chain
+        .call(
+            router,
+            routeCall {
+                target: vault,
+                data: selector("deposit()").into(),
+            }
+            .abi_encode(),
+        )
+        .await
+        .unwrap();
+    assert!(routed.status(), "the router swallows the failure");
+    // Far enough behind the head for ranges that are traced, and longer
+    // than anvil's 300-block trace_filter limit.
+    mine_blocks(&chain, 320).await;
+
+    let mut found = Vec::new();
+    for (trace_calls, refuse) in [(false, false), (false, true), (true, false), (true, true)] {
+        let served = Arc::new(AtomicUsize::new(0));
+        let counter = served.clone();
+        let url = proxy::spawn(
+            node.endpoint().trim_start_matches("http://").to_string(),
+            Arc::new(move |req: &serde_json::Value| {
+                if req["method"] != "trace_filter" {
+                    return None;
+                }
+                if !refuse {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    return None;
+                }
+                Some(
+                    serde_json::json!({
+                        "jsonrpc": "2.0", "id": req["id"],
+                        "error": {"code": -32601, "message": "the method trace_filter does not exist/is not available"}
+                    })
+                    .to_string()
+                    .into_bytes(),
+                )
+            }),
+        );
+        let chain_extra = if trace_calls {
+            "trace_calls = true"
+        } else {
+            ""
+        };
+        let text = config(&url, vault, &abi("oz-pausable.json"), "", "", chain_extra)
+            .replace("start_block = 0", &format!("start_block = {start_block}"));
+        let (_dir, path) = setup(&text).await;
+        let running = start(&path).await;
+        wait_caught_up(&running.store, &chain).await;
+        let mut calls: Vec<(String, String)> = incidents(&running.store)
+            .await
+            .iter()
+            .flat_map(|i| i.evidence.iter())
+            .filter(|e| e.kind == EvidenceKind::FailedCall)
+            .map(|e| (e.tx_hash.to_string(), e.event.clone()))
+            .collect();
+        calls.sort();
+        running.stop().await;
+        assert_eq!(
+            served.load(Ordering::SeqCst) > 0,
+            !refuse,
+            "trace_filter used (trace_calls = {trace_calls}, refused = {refuse})"
+        );
+        found.push(calls);
+    }
+    let top_level = vec![(
+        top.transaction_hash.to_string(),
+        "call reverted: EnforcedPause()".to_string(),
+    )];
+    assert_eq!(found[0], top_level, "top-level calls, traced");
+    assert_eq!(found[1], top_level, "top-level calls, from receipts");
+    let mut both = vec![
+        top_level[0].clone(),
+        (
+            routed.transaction_hash.to_string(),
+            "nested call reverted: EnforcedPause()".to_string(),
+        ),
+    ];
+    both.sort();
+    assert_eq!(found[2], both, "nested calls, trace_filter");
+    assert_eq!(found[3], both, "nested calls, traced block by block");
+}

@@ -30,8 +30,34 @@ fn read_message(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
                 .map(|v| v.trim().parse::<usize>().unwrap_or(0))
         })
         .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    if !chunked {
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).ok()?;
+        return Some((head, body));
+    }
+    // Reassembled and passed on with a length (anvil streams large answers).
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        r.read_line(&mut size).ok()?;
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        let mut chunk = vec![0; size + 2]; // the data and its CR LF
+        r.read_exact(&mut chunk).ok()?;
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..size]);
+    }
+    let head: String = head
+        .lines()
+        .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("transfer-encoding"))
+        .map(|l| format!("{l}\r\n"))
+        .collect::<String>()
+        + &format!("content-length: {}\r\n\r\n", body.len());
     Some((head, body))
 }
 
@@ -49,8 +75,12 @@ pub fn spawn_switchable(upstream: String, hook: Hook, down: Arc<AtomicBool>) -> 
         for client in listener.incoming().flatten() {
             let (upstream, hook, down) = (upstream.clone(), hook.clone(), down.clone());
             std::thread::spawn(move || {
+                // Head and body go out in separate writes: without NODELAY,
+                // Nagle's algorithm holds each answer for 40 ms.
+                let _ = client.set_nodelay(true);
                 let mut writer = client.try_clone().unwrap();
                 let mut reader = BufReader::new(client);
+                let mut up: Option<(TcpStream, BufReader<TcpStream>)> = None;
                 while let Some((head, body)) = read_message(&mut reader) {
                     if down.load(Ordering::SeqCst) {
                         return; // drops the connection
@@ -66,10 +96,28 @@ pub fn spawn_switchable(upstream: String, hook: Hook, down: Arc<AtomicBool>) -> 
                         let _ = writer.write_all(&answer);
                         continue;
                     }
-                    let mut up = TcpStream::connect(&upstream).unwrap();
-                    up.write_all(head.as_bytes()).unwrap();
-                    up.write_all(&body).unwrap();
-                    let Some((rhead, rbody)) = read_message(&mut BufReader::new(up)) else {
+                    // One upstream connection per client connection, kept
+                    // alive like the client's: thousands of requests must not
+                    // mean thousands of sockets.
+                    if up.is_none() {
+                        let Ok(conn) = TcpStream::connect(&upstream) else {
+                            return; // drops the client too
+                        };
+                        let _ = conn.set_nodelay(true);
+                        let Ok(reader) = conn.try_clone() else { return };
+                        up = Some((conn, BufReader::new(reader)));
+                    }
+                    let Some((conn, reader)) = up.as_mut() else {
+                        return;
+                    };
+                    if conn
+                        .write_all(head.as_bytes())
+                        .and_then(|_| conn.write_all(&body))
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let Some((rhead, rbody)) = read_message(reader) else {
                         return;
                     };
                     if writer
