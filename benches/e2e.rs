@@ -10,7 +10,7 @@
 //! itself delivers. Scenarios: `latency` (pause mined → incident stored →
 //! mail accepted), `catchup` (5,000 blocks with one event each), `backfill`
 //! (20,000 blocks by default, 2% with events; `--backfill-blocks 100000` for
-//! the full size, ~17 min to build on anvil), `soak` (RSS of `haltwatch run`
+//! the full size, ~12 min with building the chain on anvil), `soak` (RSS of `haltwatch run`
 //! following 3 chains, 20 protocols, 200 contracts under steady load) and
 //! `startup` (config loaded and validated → first RPC request).
 
@@ -409,8 +409,9 @@ async fn catchup(rows: &mut Vec<Row>) -> Result<()> {
 }
 
 /// `blocks` blocks, 2% with a monitored event. anvil mines empty blocks at
-/// about 100 blocks/s here, so the default is 20,000 blocks (~3.5 min to
-/// build); `--backfill-blocks 100000` builds the full scenario (~17 min).
+/// about 270 blocks/s here, so the default is 20,000 blocks (~1.5 min to
+/// build), within the benchmark's 10-minute budget; `--backfill-blocks
+/// 100000` builds the full scenario (~12 min in all).
 async fn backfill(rows: &mut Vec<Row>, blocks: usize) -> Result<()> {
     let events = blocks / 50;
     let anvil = spawn_anvil(0)?;
