@@ -1112,10 +1112,10 @@ async fn trace_span(
             if is_range_error(&text) && to > from {
                 return Ok(TraceAnswer::TooLong);
             }
-            let unsupported = e
-                .as_error_resp()
-                .is_some_and(|r| r.code == -32601 || r.code == -32600)
-                || is_unsupported(&text);
+            // Any JSON-RPC error answer means this node will not serve it
+            // (method missing, disabled, or failing): read blocks instead
+            // rather than retry forever. Transport errors are retried.
+            let unsupported = e.as_error_resp().is_some() || is_unsupported(&text);
             if unsupported {
                 tracing::debug!(endpoint = %ep.redacted, error = %text, "trace_filter refused");
                 return Ok(TraceAnswer::Unsupported);
@@ -1368,6 +1368,52 @@ fn backoff(failures: u32, base: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_filter_entries_become_calls_of_watched_contracts_only() {
+        let vault: Address = "0x00000000000000000000000000000000000000aa"
+            .parse()
+            .unwrap();
+        let other: Address = "0x00000000000000000000000000000000000000bb"
+            .parse()
+            .unwrap();
+        let watched: std::collections::HashSet<&Address> = [&vault].into_iter().collect();
+        let entry = |to: Address, trace_address: serde_json::Value, error: bool| {
+            let mut t = serde_json::json!({
+                "action": {"from": other, "callType": "call", "gas": "0x5208",
+                           "input": "0x8456cb59", "to": to, "value": "0x0"},
+                "blockHash": B256::repeat_byte(7), "blockNumber": 12,
+                "result": {"gasUsed": "0x10", "output": "0xd93c0665"},
+                "subtraces": 0, "traceAddress": trace_address,
+                "transactionHash": B256::repeat_byte(9), "transactionPosition": 3,
+                "type": "call"
+            });
+            if error {
+                t["error"] = "Reverted".into();
+            }
+            t
+        };
+        let top = traced_call(&entry(vault, serde_json::json!([]), true), &watched, false)
+            .expect("a failed top-level call into the vault");
+        assert_eq!((top.block_number, top.tx_index, top.nested), (12, 3, false));
+        assert_eq!(top.block_hash, B256::repeat_byte(7));
+        assert!(!top.success);
+        // EnforcedPause()'s selector, read from the trace's output.
+        assert_eq!(
+            top.output.as_ref().map(|o| o.to_vec()),
+            Some(vec![0xd9, 0x3c, 0x06, 0x65])
+        );
+        assert_eq!(top.call.gas, 0x5208);
+        let ok = traced_call(&entry(vault, serde_json::json!([]), false), &watched, false).unwrap();
+        assert!(ok.success && ok.output.is_none());
+        let nested = entry(vault, serde_json::json!([0, 1]), true);
+        assert!(
+            traced_call(&nested, &watched, false).is_none(),
+            "top-level only"
+        );
+        assert!(traced_call(&nested, &watched, true).is_some_and(|c| c.nested));
+        assert!(traced_call(&entry(other, serde_json::json!([]), true), &watched, true).is_none());
+    }
 
     #[test]
     fn provider_range_errors_are_recognised() {
