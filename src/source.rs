@@ -9,6 +9,11 @@
 //! [`ChainUpdate::Reverted`] before committing the new branch. A block that
 //! cannot be fetched is retried, never skipped: the checkpoint only moves past
 //! blocks that were fully read.
+//!
+//! Calls into monitored contracts (failed transactions, revert spikes) come
+//! from every block's body and receipts (or call traces) near the head, and
+//! from `trace_filter` over whole ranges further behind, where the node
+//! serves it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
