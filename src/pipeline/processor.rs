@@ -50,8 +50,6 @@ struct Batching {
     /// a copy and serialized once, at the end). `None`: all of them.
     cutoff: Option<u64>,
     below: BTreeMap<usize, (u64, Tracker)>,
-    /// A backfill writes no snapshots.
-    no_snapshots: bool,
 }
 
 /// A log or a call, in chain order.
@@ -381,7 +379,6 @@ impl Processor {
         let known: HashMap<u64, BlockRef> = blocks.iter().map(|b| (b.number, *b)).collect();
         let mut b = Batching {
             cutoff: (!blocks.is_empty()).then(|| to.saturating_sub(WINDOW_BLOCKS)),
-            no_snapshots: self.backfill,
             ..Default::default()
         };
         let mut current_tx: Option<(u64, u64)> = None;
@@ -646,12 +643,10 @@ impl Processor {
     /// Snapshots the trackers that changed, as of the end of `block`.
     fn snapshot(&self, block: u64, b: &mut Batching) {
         for p in b.changed.drain(..) {
-            let Some(t) = self.trackers.get(&p) else {
+            // A backfill writes no snapshots.
+            let Some(t) = self.trackers.get(&p).filter(|_| !self.backfill) else {
                 continue;
             };
-            if b.no_snapshots {
-                continue;
-            }
             if b.cutoff.is_some_and(|c| block <= c) {
                 b.below.insert(p, (block, t.clone()));
             } else if let Ok(json) = serde_json::to_string(t) {

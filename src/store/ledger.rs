@@ -286,24 +286,23 @@ impl Cursor {
     }
 
     pub async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<()> {
-        for chunk in std::mem::take(&mut self.rows).chunks(500) {
-            let mut sql = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO ledger (seq, kind, ref_id, payload, prev_hash, hash) ",
-            );
-            sql.push_values(chunk, |mut b, r| {
+        super::write::insert_rows(
+            conn,
+            "INSERT INTO ledger (seq, kind, ref_id, payload, prev_hash, hash) ",
+            "",
+            std::mem::take(&mut self.rows),
+            "append ledger records",
+            |mut b, r| {
                 b.push_bind(r.seq)
                     .push_bind(r.kind.as_str())
                     .push_bind(r.ref_id)
-                    .push_bind(r.payload.clone())
+                    .push_bind(r.payload)
                     .push_bind(r.prev.to_string())
                     .push_bind(r.hash.to_string());
-            });
-            sql.build()
-                .execute(&mut *conn)
-                .await
-                .map_err(q("append ledger records"))?;
-        }
-        Ok(())
+            },
+        )
+        .await
+        .map(drop)
     }
 }
 

@@ -454,22 +454,20 @@ async fn write_trackers(
     }
     keep.extend(newest_below.into_values());
     keep.sort_unstable();
-    for chunk in keep.chunks(500) {
-        let mut sql = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO protocol_state (protocol, block_number, tracker) ",
-        );
-        sql.push_values(chunk, |mut b, &i| {
+    write::insert_rows(
+        tx,
+        "INSERT INTO protocol_state (protocol, block_number, tracker) ",
+        " ON CONFLICT (protocol, block_number) DO UPDATE SET tracker = excluded.tracker",
+        keep,
+        "write trackers",
+        |mut b, i| {
             let (protocol, block, tracker) = &batch.trackers[i];
             b.push_bind(*protocol)
                 .push_bind(*block as i64)
                 .push_bind(tracker.clone());
-        });
-        sql.push(" ON CONFLICT (protocol, block_number) DO UPDATE SET tracker = excluded.tracker");
-        sql.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(q("write trackers"))?;
-    }
+        },
+    )
+    .await?;
     let Some(cutoff) = cutoff else {
         return Ok(());
     };

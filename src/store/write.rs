@@ -11,11 +11,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::ledger::{Cursor, EvidenceValues, RecordKind, TransitionValues};
 use super::{Result, StoreError, StoredUpdate, q};
-use crate::model::{ProtocolState, TransitionKind};
+use crate::model::{IncidentUpdate, ProtocolState, TransitionKind};
 
 /// Rows per multi-row INSERT (well under SQLite's 32,766 bound parameters).
 const ROWS_PER_INSERT: usize = 500;
@@ -137,16 +138,15 @@ pub(super) async fn write_updates(
         let index = match new_index.get(&update.key) {
             Some(&i) => i,
             None => {
-                let Some(t) = update
+                let opens = update
                     .transition
                     .as_ref()
-                    .filter(|t| t.kind == TransitionKind::Opened)
-                else {
+                    .is_some_and(|t| t.kind == TransitionKind::Opened);
+                if !opens {
                     return Err(StoreError::UnknownIncident {
                         key: update.key.clone(),
                     });
-                };
-                let _ = t;
+                }
                 new.push(NewIncident {
                     id: take(&mut ids.incident),
                     key: update.key.clone(),
@@ -176,20 +176,7 @@ pub(super) async fn write_updates(
             );
             evidence.push((id, incident.id, values));
         }
-        if let Some(t) = &update.transition {
-            let (block_hash, log_index) = update
-                .evidence
-                .first()
-                .map_or((Default::default(), 0), |e| (e.block_hash, e.log_index));
-            let values = TransitionValues {
-                kind: t.kind.as_str().into(),
-                from: t.from.as_str().into(),
-                to: t.to.as_str().into(),
-                at: t.at as i64,
-                block_number: t.block_number as i64,
-                block_hash: block_hash.to_string(),
-                log_index: log_index as i64,
-            };
+        if let Some((t, values)) = transition_values(update) {
             let id = take(&mut ids.transition);
             ledger.push(
                 RecordKind::Transition,
@@ -216,10 +203,49 @@ pub(super) async fn write_updates(
 
     let built = started.elapsed();
     let counts = (new.len(), evidence.len(), transitions.len());
-    insert_incidents(conn, &new).await?;
-    insert_evidence(conn, evidence).await?;
-    insert_transitions(conn, transitions).await?;
-    insert_outbox(conn, outbox, now).await?;
+    insert_rows(
+        conn,
+        INCIDENT_COLUMNS,
+        "",
+        &new,
+        "insert incidents",
+        bind_incident,
+    )
+    .await?;
+    insert_rows(
+        conn,
+        EVIDENCE_COLUMNS,
+        "",
+        evidence,
+        "insert evidence",
+        bind_evidence,
+    )
+    .await?;
+    insert_rows(
+        conn,
+        TRANSITION_COLUMNS,
+        "",
+        transitions,
+        "insert transitions",
+        bind_transition,
+    )
+    .await?;
+    insert_rows(
+        conn,
+        OUTBOX_COLUMNS,
+        "",
+        outbox,
+        "enqueue mail",
+        |mut b, (id, incident, kind, message_id)| {
+            b.push_bind(id)
+                .push_bind(incident)
+                .push_bind(kind)
+                .push_bind(message_id)
+                .push_bind(now)
+                .push_bind(now);
+        },
+    )
+    .await?;
     ledger.flush(conn).await?;
     tracing::debug!(
         incidents = counts.0,
@@ -264,130 +290,119 @@ async fn existing_incidents(
     Ok(out)
 }
 
-/// `rows` in owned chunks of at most [`ROWS_PER_INSERT`].
-fn chunks<T>(rows: Vec<T>) -> impl Iterator<Item = Vec<T>> {
+/// Multi-row INSERTs of `rows`, at most [`ROWS_PER_INSERT`] per statement:
+/// `head` names the table and columns, `bind` binds one row in that order,
+/// `tail` follows the VALUES (a conflict clause). Rows are moved into the
+/// statement's arguments, so their text is not copied. Returns the rows
+/// affected.
+pub(super) async fn insert_rows<T>(
+    conn: &mut SqliteConnection,
+    head: &str,
+    tail: &str,
+    rows: impl IntoIterator<Item = T>,
+    what: &'static str,
+    mut bind: impl FnMut(Separated<'_, Sqlite, &'static str>, T),
+) -> Result<u64> {
     let mut rows = rows.into_iter().peekable();
-    std::iter::from_fn(move || {
-        rows.peek()?;
-        Some(rows.by_ref().take(ROWS_PER_INSERT).collect())
-    })
-}
-
-async fn insert_incidents(conn: &mut SqliteConnection, new: &[NewIncident]) -> Result<()> {
-    for chunk in new.chunks(ROWS_PER_INSERT) {
-        let mut sql = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO incidents (id, key, protocol, chain, chain_id, state, severity, started_at,
-                start_block, ended_at, end_block, planned) ",
-        );
-        sql.push_values(chunk, |mut b, i| {
-            let (state, severity, started_at, start_block, ended_at, end_block) = i.header();
-            b.push_bind(i.id)
-                .push_bind(i.key.clone())
-                .push_bind(i.protocol.clone())
-                .push_bind(i.chain.clone())
-                .push_bind(i.chain_id)
-                .push_bind(state)
-                .push_bind(severity)
-                .push_bind(started_at)
-                .push_bind(start_block)
-                .push_bind(ended_at)
-                .push_bind(end_block)
-                .push_bind(i.planned);
-        });
-        sql.build()
+    let mut affected = 0;
+    while rows.peek().is_some() {
+        let mut sql = QueryBuilder::<Sqlite>::new(head);
+        sql.push_values(rows.by_ref().take(ROWS_PER_INSERT), &mut bind);
+        sql.push(tail);
+        affected += sql
+            .build()
             .execute(&mut *conn)
             .await
-            .map_err(q("insert incidents"))?;
+            .map_err(q(what))?
+            .rows_affected();
     }
-    Ok(())
+    Ok(affected)
 }
 
-/// Rows are moved into the statement's arguments: no copies of their text.
-async fn insert_evidence(
-    conn: &mut SqliteConnection,
-    rows: Vec<(i64, i64, EvidenceValues)>,
-) -> Result<()> {
-    for chunk in chunks(rows) {
-        let mut sql = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO evidence (id, incident_id, kind, chain_id, contract, contract_name, tx_hash,
-                block_number, block_hash, block_timestamp, log_index, event, args, changes, log_hash) ",
-        );
-        sql.push_values(chunk, |mut b, (id, incident, v)| {
-            b.push_bind(id)
-                .push_bind(incident)
-                .push_bind(v.kind)
-                .push_bind(v.chain_id)
-                .push_bind(v.contract)
-                .push_bind(v.contract_name)
-                .push_bind(v.tx_hash)
-                .push_bind(v.block_number)
-                .push_bind(v.block_hash)
-                .push_bind(v.block_timestamp)
-                .push_bind(v.log_index)
-                .push_bind(v.event)
-                .push_bind(v.args)
-                .push_bind(v.changes)
-                .push_bind(v.log_hash);
-        });
-        sql.build()
-            .execute(&mut *conn)
-            .await
-            .map_err(q("insert evidence"))?;
-    }
-    Ok(())
+const INCIDENT_COLUMNS: &str = "INSERT INTO incidents (id, key, protocol, chain, chain_id, state, \
+    severity, started_at, start_block, ended_at, end_block, planned) ";
+const EVIDENCE_COLUMNS: &str = "INSERT INTO evidence (id, incident_id, kind, chain_id, contract, \
+    contract_name, tx_hash, block_number, block_hash, block_timestamp, log_index, event, args, \
+    changes, log_hash) ";
+const TRANSITION_COLUMNS: &str = "INSERT INTO transitions (id, incident_id, kind, from_state, \
+    to_state, at, block_number, block_hash, log_index) ";
+const OUTBOX_COLUMNS: &str =
+    "INSERT INTO outbox (id, incident_id, kind, message_id, created_ms, next_attempt_ms) ";
+
+fn bind_incident(mut b: Separated<'_, Sqlite, &'static str>, i: &NewIncident) {
+    let (state, severity, started_at, start_block, ended_at, end_block) = i.header();
+    b.push_bind(i.id)
+        .push_bind(i.key.clone())
+        .push_bind(i.protocol.clone())
+        .push_bind(i.chain.clone())
+        .push_bind(i.chain_id)
+        .push_bind(state)
+        .push_bind(severity)
+        .push_bind(started_at)
+        .push_bind(start_block)
+        .push_bind(ended_at)
+        .push_bind(end_block)
+        .push_bind(i.planned);
 }
 
-async fn insert_transitions(
-    conn: &mut SqliteConnection,
-    rows: Vec<(i64, i64, TransitionValues)>,
-) -> Result<()> {
-    for chunk in chunks(rows) {
-        let mut sql = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO transitions (id, incident_id, kind, from_state, to_state, at, block_number,
-                block_hash, log_index) ",
-        );
-        sql.push_values(chunk, |mut b, (id, incident, v)| {
-            b.push_bind(id)
-                .push_bind(incident)
-                .push_bind(v.kind)
-                .push_bind(v.from)
-                .push_bind(v.to)
-                .push_bind(v.at)
-                .push_bind(v.block_number)
-                .push_bind(v.block_hash)
-                .push_bind(v.log_index);
-        });
-        sql.build()
-            .execute(&mut *conn)
-            .await
-            .map_err(q("insert transitions"))?;
-    }
-    Ok(())
+/// (id, incident id, values), in the order of [`EVIDENCE_COLUMNS`].
+fn bind_evidence(
+    mut b: Separated<'_, Sqlite, &'static str>,
+    (id, incident, v): (i64, i64, EvidenceValues),
+) {
+    b.push_bind(id)
+        .push_bind(incident)
+        .push_bind(v.kind)
+        .push_bind(v.chain_id)
+        .push_bind(v.contract)
+        .push_bind(v.contract_name)
+        .push_bind(v.tx_hash)
+        .push_bind(v.block_number)
+        .push_bind(v.block_hash)
+        .push_bind(v.block_timestamp)
+        .push_bind(v.log_index)
+        .push_bind(v.event)
+        .push_bind(v.args)
+        .push_bind(v.changes)
+        .push_bind(v.log_hash);
 }
 
-async fn insert_outbox(
-    conn: &mut SqliteConnection,
-    rows: Vec<(i64, i64, String, String)>,
-    now: i64,
-) -> Result<()> {
-    for chunk in chunks(rows) {
-        let mut sql = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO outbox (id, incident_id, kind, message_id, created_ms, next_attempt_ms) ",
-        );
-        sql.push_values(chunk, |mut b, (id, incident, kind, message_id)| {
-            b.push_bind(id)
-                .push_bind(incident)
-                .push_bind(kind)
-                .push_bind(message_id)
-                .push_bind(now)
-                .push_bind(now);
-        });
-        sql.build()
-            .execute(&mut *conn)
-            .await
-            .map_err(q("enqueue mail"))?;
-    }
-    Ok(())
+/// (id, incident id, values), in the order of [`TRANSITION_COLUMNS`].
+fn bind_transition(
+    mut b: Separated<'_, Sqlite, &'static str>,
+    (id, incident, v): (i64, i64, TransitionValues),
+) {
+    b.push_bind(id)
+        .push_bind(incident)
+        .push_bind(v.kind)
+        .push_bind(v.from)
+        .push_bind(v.to)
+        .push_bind(v.at)
+        .push_bind(v.block_number)
+        .push_bind(v.block_hash)
+        .push_bind(v.log_index);
+}
+
+/// The stored fields of an update's transition: a transition is identified
+/// by the block hash and log index of its first evidence.
+fn transition_values(
+    update: &IncidentUpdate,
+) -> Option<(&crate::model::Transition, TransitionValues)> {
+    let t = update.transition.as_ref()?;
+    let (block_hash, log_index) = update
+        .evidence
+        .first()
+        .map_or((Default::default(), 0), |e| (e.block_hash, e.log_index));
+    let values = TransitionValues {
+        kind: t.kind.as_str().into(),
+        from: t.from.as_str().into(),
+        to: t.to.as_str().into(),
+        at: t.at as i64,
+        block_number: t.block_number as i64,
+        block_hash: alloy::primitives::B256::to_string(&block_hash),
+        log_index: log_index as i64,
+    };
+    Some((t, values))
 }
 
 /// An update of an incident stored before this batch: row by row, skipping
@@ -402,83 +417,39 @@ async fn write_existing(
     let update = u.update;
     for e in &update.evidence {
         let v = EvidenceValues::from_evidence(e);
+        let canonical = v.canonical(&update.key);
         let id = take(&mut ids.evidence);
-        let done = sqlx::query(
-            "INSERT INTO evidence (id, incident_id, kind, chain_id, contract, contract_name, tx_hash,
-                block_number, block_hash, block_timestamp, log_index, event, args, changes, log_hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (incident_id, kind, block_hash, log_index) DO NOTHING",
+        let added = insert_rows(
+            conn,
+            EVIDENCE_COLUMNS,
+            " ON CONFLICT (incident_id, kind, block_hash, log_index) DO NOTHING",
+            [(id, incident, v)],
+            "insert evidence",
+            bind_evidence,
         )
-        .bind(id)
-        .bind(incident)
-        .bind(&v.kind)
-        .bind(v.chain_id)
-        .bind(&v.contract)
-        .bind(&v.contract_name)
-        .bind(&v.tx_hash)
-        .bind(v.block_number)
-        .bind(&v.block_hash)
-        .bind(v.block_timestamp)
-        .bind(v.log_index)
-        .bind(&v.event)
-        .bind(&v.args)
-        .bind(&v.changes)
-        .bind(&v.log_hash)
-        .execute(&mut *conn)
-        .await
-        .map_err(q("insert evidence"))?;
-        if done.rows_affected() == 1 {
-            ledger.push(
-                RecordKind::Evidence,
-                Some(id),
-                None,
-                &v.canonical(&update.key),
-            );
+        .await?;
+        if added == 1 {
+            ledger.push(RecordKind::Evidence, Some(id), None, &canonical);
         }
     }
-    let Some(t) = &update.transition else {
+    let Some((t, v)) = transition_values(update) else {
         return Ok(());
     };
-    let (block_hash, log_index) = update
-        .evidence
-        .first()
-        .map_or((Default::default(), 0), |e| (e.block_hash, e.log_index));
-    let v = TransitionValues {
-        kind: t.kind.as_str().into(),
-        from: t.from.as_str().into(),
-        to: t.to.as_str().into(),
-        at: t.at as i64,
-        block_number: t.block_number as i64,
-        block_hash: alloy::primitives::B256::to_string(&block_hash),
-        log_index: log_index as i64,
-    };
+    let canonical = v.canonical(&update.key);
     let id = take(&mut ids.transition);
-    let done = sqlx::query(
-        "INSERT INTO transitions (id, incident_id, kind, from_state, to_state, at, block_number, block_hash, log_index)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (incident_id, block_hash, log_index) DO NOTHING",
+    let added = insert_rows(
+        conn,
+        TRANSITION_COLUMNS,
+        " ON CONFLICT (incident_id, block_hash, log_index) DO NOTHING",
+        [(id, incident, v)],
+        "insert transition",
+        bind_transition,
     )
-    .bind(id)
-    .bind(incident)
-    .bind(&v.kind)
-    .bind(&v.from)
-    .bind(&v.to)
-    .bind(v.at)
-    .bind(v.block_number)
-    .bind(&v.block_hash)
-    .bind(v.log_index)
-    .execute(&mut *conn)
-    .await
-    .map_err(q("insert transition"))?;
-    if done.rows_affected() == 0 {
+    .await?;
+    if added == 0 {
         return Ok(()); // already recorded
     }
-    ledger.push(
-        RecordKind::Transition,
-        Some(id),
-        None,
-        &v.canonical(&update.key),
-    );
+    ledger.push(RecordKind::Transition, Some(id), None, &canonical);
     super::rederive(conn, incident).await?;
     if u.notify {
         super::enqueue_row(
