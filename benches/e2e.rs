@@ -361,23 +361,71 @@ async fn bare_logs(chain: &Chain, vault: Address, from: u64, to: u64, chunk: u64
     Ok(rate)
 }
 
-async fn catchup(rows: &mut Vec<Row>) -> Result<()> {
-    const BLOCKS: usize = 5_000;
-    let anvil = spawn_anvil(0)?;
-    let chain = Chain::connect(&anvil).await?;
-    let vault = chain.deploy(haltwatch::demo::DEMO_PAUSABLE_BIN).await?;
-    let first = chain.provider.get_block_number().await? + 1;
-    pause_storm(&chain, vault, BLOCKS, 0).await?;
-    let last = chain.provider.get_block_number().await?;
-    let node = bare_logs(&chain, vault, first, last, 2_000).await?;
-    for failed_tx in [false, true] {
-        let dir = tempfile::tempdir()?;
+/// A chain with `events` pause/unpause transactions, `mine_between` empty
+/// blocks after each, and how fast the node answers its bare `eth_getLogs`.
+struct PauseChain {
+    anvil: AnvilInstance,
+    vault: Address,
+    first: u64,
+    last: u64,
+    /// Blocks/s of the bare `eth_getLogs` calls, in `chunk`-block ranges.
+    node: f64,
+}
+
+impl PauseChain {
+    async fn build(events: usize, mine_between: u64, chunk: u64) -> Result<Self> {
+        let anvil = spawn_anvil(0)?;
+        let chain = Chain::connect(&anvil).await?;
+        let vault = chain.deploy(haltwatch::demo::DEMO_PAUSABLE_BIN).await?;
+        let first = chain.provider.get_block_number().await? + 1;
+        pause_storm(&chain, vault, events, mine_between).await?;
+        let last = chain.provider.get_block_number().await?;
+        let node = bare_logs(&chain, vault, first, last, chunk).await?;
+        Ok(PauseChain {
+            anvil,
+            vault,
+            first,
+            last,
+            node,
+        })
+    }
+
+    fn blocks(&self) -> u64 {
+        self.last - self.first + 1
+    }
+
+    /// A config following it from its first block, in `dir`.
+    fn config(&self, dir: &Path, failed_tx: bool) -> Result<PathBuf> {
         let text = format!(
             "{}{}",
-            chain_section("anvil", 31337, &anvil.endpoint(), first, failed_tx),
-            vault_protocol("Vault", "anvil", vault)
+            chain_section(
+                "anvil",
+                31337,
+                &self.anvil.endpoint(),
+                self.first,
+                failed_tx
+            ),
+            vault_protocol("Vault", "anvil", self.vault)
         );
-        let path = write_config(dir.path(), &text)?;
+        write_config(dir, &text)
+    }
+}
+
+fn calls_label(failed_tx: bool) -> &'static str {
+    if failed_tx {
+        "with failed-tx detection"
+    } else {
+        "logs only"
+    }
+}
+
+async fn catchup(rows: &mut Vec<Row>) -> Result<()> {
+    const BLOCKS: usize = 5_000;
+    let scenario = PauseChain::build(BLOCKS, 0, 2_000).await?;
+    let (last, node) = (scenario.last, scenario.node);
+    for failed_tx in [false, true] {
+        let dir = tempfile::tempdir()?;
+        let path = scenario.config(dir.path(), failed_tx)?;
         let t = Instant::now();
         let running = start(&path).await?;
         let done = running
@@ -389,15 +437,11 @@ async fn catchup(rows: &mut Vec<Row>) -> Result<()> {
         if incidents != BLOCKS / 2 {
             return Err(format!("expected {} incidents, found {incidents}", BLOCKS / 2).into());
         }
-        let rate = (last - first + 1) as f64 / elapsed.as_secs_f64();
+        let rate = scenario.blocks() as f64 / elapsed.as_secs_f64();
         rows.push(row(
             &format!(
                 "catch-up 5,000 blocks, 1 event each ({})",
-                if failed_tx {
-                    "with failed-tx detection"
-                } else {
-                    "logs only"
-                }
+                calls_label(failed_tx)
             ),
             format!("{rate:.0} blocks/s ({incidents} incidents)"),
             "≥ 20,000 blocks/s, ≥ 50% of node",
@@ -413,22 +457,11 @@ async fn catchup(rows: &mut Vec<Row>) -> Result<()> {
 /// build), within the benchmark's 10-minute budget; `--backfill-blocks
 /// 100000` builds the full scenario (~12 min in all).
 async fn backfill(rows: &mut Vec<Row>, blocks: usize) -> Result<()> {
-    let events = blocks / 50;
-    let anvil = spawn_anvil(0)?;
-    let chain = Chain::connect(&anvil).await?;
-    let vault = chain.deploy(haltwatch::demo::DEMO_PAUSABLE_BIN).await?;
-    let first = chain.provider.get_block_number().await? + 1;
-    pause_storm(&chain, vault, events, 49).await?;
-    let last = chain.provider.get_block_number().await?;
-    let node = bare_logs(&chain, vault, first, last, 10_000).await?;
+    let scenario = PauseChain::build(blocks / 50, 49, 10_000).await?;
+    let (first, last, node) = (scenario.first, scenario.last, scenario.node);
     for failed_tx in [false, true] {
         let dir = tempfile::tempdir()?;
-        let text = format!(
-            "{}{}",
-            chain_section("anvil", 31337, &anvil.endpoint(), first, failed_tx),
-            vault_protocol("Vault", "anvil", vault)
-        );
-        let config = haltwatch::config::load(&write_config(dir.path(), &text)?)?;
+        let config = haltwatch::config::load(&scenario.config(dir.path(), failed_tx)?)?;
         let store = Store::open(&config.store).await?;
         let done =
             haltwatch::pipeline::backfill(config, store.clone(), "anvil", first, last, |_| {})
@@ -439,12 +472,8 @@ async fn backfill(rows: &mut Vec<Row>, blocks: usize) -> Result<()> {
         rows.push(row(
             &format!(
                 "backfill {} blocks, 2% with events ({})",
-                last - first + 1,
-                if failed_tx {
-                    "with receipts"
-                } else {
-                    "logs only"
-                }
+                scenario.blocks(),
+                calls_label(failed_tx)
             ),
             format!("{rate:.0} blocks/s ({incidents} incidents)"),
             "report",

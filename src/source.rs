@@ -84,7 +84,7 @@ struct Endpoint {
     provider: Option<DynProvider>,
     /// Answers `trace_filter` (until it refuses): calls of a whole range in
     /// a few requests instead of every block's body and receipts.
-    trace_filter: bool,
+    trace_filter: std::sync::atomic::AtomicBool,
     /// Blocks per `trace_filter` request; halved when the node refuses a range.
     trace_span: std::sync::atomic::AtomicU64,
 }
@@ -174,7 +174,7 @@ impl ChainSource {
                 ws: url.starts_with("ws"),
                 url: url.clone(),
                 provider: None,
-                trace_filter: true,
+                trace_filter: true.into(),
                 trace_span: MAX_RANGE_BLOCKS.into(),
             })
             .collect();
@@ -457,7 +457,9 @@ impl ChainSource {
         // unless the node can filter traces for a range far from the head.
         let watching = self.watch.needs_blocks();
         let traced = watching
-            && self.endpoints[self.current].trace_filter
+            && self.endpoints[self.current]
+                .trace_filter
+                .load(std::sync::atomic::Ordering::Relaxed)
             && target - from >= NEAR_HEAD_BLOCKS;
         let full = watching && !traced;
         let max_range = if full {
@@ -485,10 +487,7 @@ impl ChainSource {
         };
         let (logs, blocks, traces) = tokio::join!(logs_call, blocks_call, traces_call);
         let Some(traces) = traces? else {
-            tracing::info!(chain = %self.chain.name, endpoint = %ep.redacted,
-                "trace_filter not available; reading calls block by block");
-            self.endpoints[self.current].trace_filter = false;
-            return Ok(Some(Progress::More));
+            return Ok(Some(Progress::More)); // read again, block by block
         };
         let mut logs = logs.map_err(|e| rpc_error(ep, "eth_getLogs", e))?;
         let (headers, txs): (Vec<BlockRef>, Vec<Vec<TxCall>>) = blocks?.into_iter().unzip();
@@ -626,29 +625,35 @@ async fn fill_timestamps(
     logs: &mut [Log],
     known: &BTreeMap<u64, BlockRef>,
 ) -> Result<(), SourceError> {
-    let mut fetched: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut times = BlockTimes::new(known);
     for log in logs.iter_mut().filter(|l| l.block_timestamp.is_none()) {
         let Some(n) = log.block_number else { continue };
-        let ts = match known
-            .get(&n)
-            .map(|b| b.timestamp)
-            .or(fetched.get(&n).copied())
-        {
-            Some(ts) => ts,
-            None => {
-                let b = fetch_header(p, ep, n)
-                    .await?
-                    .ok_or_else(|| SourceError::MissingBlock {
-                        endpoint: ep.redacted.clone(),
-                        number: n,
-                    })?;
-                fetched.insert(n, b.timestamp);
-                b.timestamp
-            }
-        };
-        log.block_timestamp = Some(ts);
+        log.block_timestamp = Some(times.get(p, ep, n).await?);
     }
     Ok(())
+}
+
+/// Block times by number: from the headers at hand, else fetched, once each.
+struct BlockTimes(BTreeMap<u64, u64>);
+
+impl BlockTimes {
+    fn new(known: &BTreeMap<u64, BlockRef>) -> Self {
+        BlockTimes(known.iter().map(|(n, b)| (*n, b.timestamp)).collect())
+    }
+
+    async fn get(&mut self, p: &DynProvider, ep: &Endpoint, n: u64) -> Result<u64, SourceError> {
+        if let Some(ts) = self.0.get(&n) {
+            return Ok(*ts);
+        }
+        let b = fetch_header(p, ep, n)
+            .await?
+            .ok_or_else(|| SourceError::MissingBlock {
+                endpoint: ep.redacted.clone(),
+                number: n,
+            })?;
+        self.0.insert(n, b.timestamp);
+        Ok(b.timestamp)
+    }
 }
 
 /// Error texts real providers return when one `eth_getLogs` asks for too much.
@@ -690,8 +695,6 @@ pub struct LogFetcher {
     filter: Filter,
     chunk: std::sync::atomic::AtomicU64,
     watch: Watch,
-    /// Cleared when the endpoint refuses `trace_filter`.
-    traces_ok: std::sync::atomic::AtomicBool,
 }
 
 /// What a backfill chunk holds: the logs and (when calls are watched) the call outcomes.
@@ -721,13 +724,12 @@ impl LogFetcher {
                             redacted: ep.redacted.clone(),
                             ws: ep.ws,
                             provider: None,
-                            trace_filter: true,
+                            trace_filter: true.into(),
                             trace_span: MAX_RANGE_BLOCKS.into(),
                         },
                         filter: source.filter.clone(),
                         chunk: BACKFILL_START_BLOCKS.into(),
                         watch: Watch::default(),
-                        traces_ok: true.into(),
                     });
                 }
                 Err(e) if e.is_fatal() => return Err(e),
@@ -787,16 +789,16 @@ impl LogFetcher {
         to: u64,
         logs: &[Log],
     ) -> Result<Option<Vec<CallOutcome>>, SourceError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        if !self.traces_ok.load(Relaxed) {
+        if !self
+            .endpoint
+            .trace_filter
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             return Ok(None);
         }
         let Some(traces) =
             fetch_traces(&self.provider, &self.endpoint, from, to, &self.watch).await?
         else {
-            tracing::info!(endpoint = %self.endpoint.redacted,
-                "trace_filter not available; reading calls block by block");
-            self.traces_ok.store(false, Relaxed);
             return Ok(None);
         };
         let known = BTreeMap::new();
@@ -1035,13 +1037,11 @@ async fn replay(p: &DynProvider, ep: &Endpoint, t: &TxCall, parent: u64) -> Opti
     }
 }
 
-/// Every call frame of a block (top level and nested) into a watched contract.
-/// A call frame into a watched contract, as `trace_filter` reports it.
+/// A call frame into a watched contract, as `trace_filter` reports it; the
+/// transaction's hash and index are in `call`.
 struct TracedCall {
     block_number: u64,
     block_hash: B256,
-    tx_hash: B256,
-    tx_index: u64,
     nested: bool,
     call: TxCall,
     success: bool,
@@ -1058,7 +1058,8 @@ enum TraceAnswer {
 
 /// Every call frame into the watched contracts in `from..=to`, by
 /// `trace_filter` in spans the node accepts (learned by halving), a few in
-/// flight. `Ok(None)`: this endpoint does not serve it; read blocks instead.
+/// flight. `Ok(None)`: this endpoint does not serve it, and is marked so;
+/// read blocks instead.
 async fn fetch_traces(
     p: &DynProvider,
     ep: &Endpoint,
@@ -1079,18 +1080,22 @@ async fn fetch_traces(
             .await;
         let mut calls = Vec::new();
         let mut too_long = false;
+        let mut unsupported = false;
         for answer in answers {
             match answer? {
                 TraceAnswer::Calls(c) => calls.extend(c),
                 TraceAnswer::TooLong => too_long = true,
-                TraceAnswer::Unsupported => return Ok(None),
+                TraceAnswer::Unsupported => unsupported = true,
             }
+        }
+        if unsupported || (too_long && span == 1) {
+            ep.trace_filter.store(false, Relaxed);
+            tracing::info!(endpoint = %ep.redacted,
+                "trace_filter not available; reading calls block by block");
+            return Ok(None);
         }
         if !too_long {
             return Ok(Some(calls));
-        }
-        if span == 1 {
-            return Ok(None);
         }
         ep.trace_span.fetch_min(span / 2, Relaxed);
         tracing::debug!(endpoint = %ep.redacted, span = span / 2, "trace_filter range refused; halving");
@@ -1177,12 +1182,10 @@ fn traced_call(
     Some(TracedCall {
         block_number: hex_u64(&t["blockNumber"])?,
         block_hash: t["blockHash"].as_str()?.parse().ok()?,
-        tx_hash: t["transactionHash"].as_str()?.parse().ok()?,
-        tx_index: hex_u64(&t["transactionPosition"])?,
         nested,
         call: TxCall {
-            hash: B256::ZERO,
-            index: 0,
+            hash: t["transactionHash"].as_str()?.parse().ok()?,
+            index: hex_u64(&t["transactionPosition"])?,
             from: addr("from").unwrap_or_default(),
             to: Some(to),
             input: action["input"]
@@ -1212,27 +1215,15 @@ async fn trace_outcomes(
     logs: &[Log],
     known: &BTreeMap<u64, BlockRef>,
 ) -> Result<Vec<CallOutcome>, SourceError> {
-    let mut times: BTreeMap<u64, u64> = known.iter().map(|(n, b)| (*n, b.timestamp)).collect();
+    let mut times = BlockTimes::new(known);
     for l in logs {
         if let (Some(n), Some(ts)) = (l.block_number, l.block_timestamp) {
-            times.entry(n).or_insert(ts);
+            times.0.entry(n).or_insert(ts);
         }
     }
     let mut out = Vec::with_capacity(traces.len());
     for t in traces {
-        let block_timestamp = match times.get(&t.block_number) {
-            Some(ts) => *ts,
-            None => {
-                let b = fetch_header(p, ep, t.block_number).await?.ok_or_else(|| {
-                    SourceError::MissingBlock {
-                        endpoint: ep.redacted.clone(),
-                        number: t.block_number,
-                    }
-                })?;
-                times.insert(t.block_number, b.timestamp);
-                b.timestamp
-            }
-        };
+        let block_timestamp = times.get(p, ep, t.block_number).await?;
         let revert = match (&t.output, t.success, t.nested) {
             (Some(o), _, _) => Some(o.clone()),
             // A failed transaction whose trace has no output: replay it.
@@ -1243,8 +1234,8 @@ async fn trace_outcomes(
             block_number: t.block_number,
             block_hash: t.block_hash,
             block_timestamp,
-            tx_hash: t.tx_hash,
-            tx_index: t.tx_index,
+            tx_hash: t.call.hash,
+            tx_index: t.call.index,
             from: t.call.from,
             to: t.call.to.unwrap_or_default(),
             success: t.success,
@@ -1255,6 +1246,7 @@ async fn trace_outcomes(
     Ok(out)
 }
 
+/// Every call frame of a block (top level and nested) into a watched contract.
 async fn trace_block(
     p: &DynProvider,
     ep: &Endpoint,
@@ -1400,7 +1392,10 @@ mod tests {
         };
         let top = traced_call(&entry(vault, serde_json::json!([]), true), &watched, false)
             .expect("a failed top-level call into the vault");
-        assert_eq!((top.block_number, top.tx_index, top.nested), (12, 3, false));
+        assert_eq!(
+            (top.block_number, top.call.index, top.nested),
+            (12, 3, false)
+        );
         assert_eq!(top.block_hash, B256::repeat_byte(7));
         assert!(!top.success);
         // EnforcedPause()'s selector, read from the trace's output.

@@ -61,6 +61,14 @@ fn read_message(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
     Some((head, body))
 }
 
+/// Writes one HTTP message in one write.
+fn send(w: &mut TcpStream, head: &str, body: &[u8]) -> std::io::Result<()> {
+    let mut message = Vec::with_capacity(head.len() + body.len());
+    message.extend_from_slice(head.as_bytes());
+    message.extend_from_slice(body);
+    w.write_all(&message)
+}
+
 /// Starts the proxy for `upstream` (`host:port`); returns its `http://` URL.
 pub fn spawn(upstream: String, hook: Hook) -> String {
     spawn_switchable(upstream, hook, Arc::new(AtomicBool::new(false)))
@@ -75,8 +83,7 @@ pub fn spawn_switchable(upstream: String, hook: Hook, down: Arc<AtomicBool>) -> 
         for client in listener.incoming().flatten() {
             let (upstream, hook, down) = (upstream.clone(), hook.clone(), down.clone());
             std::thread::spawn(move || {
-                // Head and body go out in separate writes: without NODELAY,
-                // Nagle's algorithm holds each answer for 40 ms.
+                // Without NODELAY, Nagle's algorithm holds answers for 40 ms.
                 let _ = client.set_nodelay(true);
                 let mut writer = client.try_clone().unwrap();
                 let mut reader = BufReader::new(client);
@@ -88,12 +95,11 @@ pub fn spawn_switchable(upstream: String, hook: Hook, down: Arc<AtomicBool>) -> 
                     let request: serde_json::Value =
                         serde_json::from_slice(&body).unwrap_or_default();
                     if let Some(answer) = hook(&request) {
-                        let _ = write!(
-                            writer,
+                        let head = format!(
                             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
                             answer.len()
                         );
-                        let _ = writer.write_all(&answer);
+                        let _ = send(&mut writer, &head, &answer);
                         continue;
                     }
                     // One upstream connection per client connection, kept
@@ -110,21 +116,13 @@ pub fn spawn_switchable(upstream: String, hook: Hook, down: Arc<AtomicBool>) -> 
                     let Some((conn, reader)) = up.as_mut() else {
                         return;
                     };
-                    if conn
-                        .write_all(head.as_bytes())
-                        .and_then(|_| conn.write_all(&body))
-                        .is_err()
-                    {
+                    if send(conn, &head, &body).is_err() {
                         return;
                     }
                     let Some((rhead, rbody)) = read_message(reader) else {
                         return;
                     };
-                    if writer
-                        .write_all(rhead.as_bytes())
-                        .and_then(|_| writer.write_all(&rbody))
-                        .is_err()
-                    {
+                    if send(&mut writer, &rhead, &rbody).is_err() {
                         return;
                     }
                 }
