@@ -107,13 +107,15 @@ async fn metrics_move_when_a_pause_is_mined() {
     let chain = chain(&node).await;
     let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        &config_text(
-            &node.endpoint(),
-            &protocol("Metered", "vault", vault, "oz-pausable.json", "oz-pausable"),
-        ),
-    );
+    // The metrics registry is one per process and the other tests' chains
+    // are named "anvil" too: this chain has a name of its own, so their
+    // gauges cannot overwrite its.
+    let text = config_text(
+        &node.endpoint(),
+        &protocol("Metered", "vault", vault, "oz-pausable.json", "oz-pausable"),
+    )
+    .replace("\"anvil\"", "\"metered\"");
+    let path = write_config(dir.path(), &text);
     let running = start(&path).await;
     let api = running.api().await;
     wait_caught_up(&running.store, &chain).await;
@@ -144,11 +146,11 @@ async fn metrics_move_when_a_pause_is_mined() {
         "{m}"
     );
     assert!(
-        metric(m, "haltwatch_processed_block{chain=\"anvil\"}") >= r.block_number.unwrap() as f64
+        metric(m, "haltwatch_processed_block{chain=\"metered\"}") >= r.block_number.unwrap() as f64
     );
-    assert!(m.contains("haltwatch_head_lag_blocks{chain=\"anvil\"}"));
-    assert!(m.contains("haltwatch_blocks_processed_total{chain=\"anvil\"}"));
-    assert!(m.contains("haltwatch_logs_decoded_total{chain=\"anvil\"}"));
+    assert!(m.contains("haltwatch_head_lag_blocks{chain=\"metered\"}"));
+    assert!(m.contains("haltwatch_blocks_processed_total{chain=\"metered\"}"));
+    assert!(m.contains("haltwatch_logs_decoded_total{chain=\"metered\"}"));
     let rpc = format!(
         "haltwatch_rpc_requests_total{{endpoint=\"{}\",method=\"eth_getLogs\"}}",
         node.endpoint()

@@ -129,13 +129,8 @@ pub(super) async fn append_retraction(
     let payload =
         serde_json::json!(["retraction", chain_id, ancestor, evidence, transitions]).to_string();
     let mut cursor = Cursor::load(conn).await?;
-    cursor.push(
-        RecordKind::Retraction,
-        None,
-        Some(payload.clone()),
-        &payload,
-    );
-    cursor.flush(conn).await
+    cursor.push(RecordKind::Retraction, None, Some(payload.clone()), payload);
+    cursor.chain().flush(conn).await
 }
 
 /// The immutable fields of a piece of evidence, exactly as bound and stored.
@@ -234,9 +229,18 @@ impl TransitionValues {
     }
 }
 
+/// A ledger record in the order written, not yet chained.
+#[derive(Debug, Clone)]
+struct Pending {
+    kind: RecordKind,
+    ref_id: Option<i64>,
+    payload: Option<String>,
+    canonical: String,
+}
+
 /// A ledger record chained in memory, not yet inserted.
 #[derive(Debug, Clone)]
-pub(super) struct LedgerRow {
+struct LedgerRow {
     seq: i64,
     kind: RecordKind,
     ref_id: Option<i64>,
@@ -245,14 +249,20 @@ pub(super) struct LedgerRow {
     hash: B256,
 }
 
-/// The ledger's head during a write: the next record chains onto it.
+/// The ledger's head during a write: records are queued in order with
+/// [`Cursor::push`], chained by [`Cursor::chain`] (on a blocking thread, so
+/// the keccak work overlaps the history's INSERTs) and written by
+/// [`Chained::flush`].
 #[derive(Debug, Clone)]
 pub(super) struct Cursor {
-    pub seq: i64,
-    pub hash: B256,
-    /// Records to insert, in order.
-    pub rows: Vec<LedgerRow>,
+    seq: i64,
+    hash: B256,
+    pending: Vec<Pending>,
 }
+
+/// Records hashed below this count are chained in place: a thread hand-off
+/// costs more than their keccak.
+const CHAIN_IN_PLACE: usize = 64;
 
 impl Cursor {
     pub async fn load(conn: &mut SqliteConnection) -> Result<Self> {
@@ -260,37 +270,78 @@ impl Cursor {
         Ok(Cursor {
             seq,
             hash,
-            rows: Vec::new(),
+            pending: Vec::new(),
         })
     }
 
-    /// Chains a record; written by [`Cursor::flush`].
+    /// Queues a record; it takes the next sequence number.
     pub fn push(
         &mut self,
         kind: RecordKind,
         ref_id: Option<i64>,
         payload: Option<String>,
-        canonical: &str,
+        canonical: String,
     ) {
-        let prev = self.hash;
-        self.seq += 1;
-        self.hash = chain(prev, canonical);
-        self.rows.push(LedgerRow {
-            seq: self.seq,
+        self.pending.push(Pending {
             kind,
             ref_id,
             payload,
-            prev,
-            hash: self.hash,
+            canonical,
         });
     }
 
-    pub async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<()> {
+    /// Starts chaining the queued records onto the head.
+    pub fn chain(self) -> Chained {
+        let Cursor { seq, hash, pending } = self;
+        if pending.len() < CHAIN_IN_PLACE {
+            Chained(Chaining::Ready(link(seq, hash, pending)))
+        } else {
+            Chained(Chaining::Running(tokio::task::spawn_blocking(move || {
+                link(seq, hash, pending)
+            })))
+        }
+    }
+}
+
+fn link(mut seq: i64, mut hash: B256, pending: Vec<Pending>) -> Vec<LedgerRow> {
+    pending
+        .into_iter()
+        .map(|p| {
+            let prev = hash;
+            seq += 1;
+            hash = chain(prev, &p.canonical);
+            LedgerRow {
+                seq,
+                kind: p.kind,
+                ref_id: p.ref_id,
+                payload: p.payload,
+                prev,
+                hash,
+            }
+        })
+        .collect()
+}
+
+/// Ledger records being chained, or chained.
+pub(super) struct Chained(Chaining);
+
+enum Chaining {
+    Ready(Vec<LedgerRow>),
+    Running(tokio::task::JoinHandle<Vec<LedgerRow>>),
+}
+
+impl Chained {
+    /// Inserts the chained records.
+    pub async fn flush(self, conn: &mut SqliteConnection) -> Result<()> {
+        let rows = match self.0 {
+            Chaining::Ready(rows) => rows,
+            Chaining::Running(task) => task.await.map_err(StoreError::LedgerTask)?,
+        };
         super::write::insert_rows(
             conn,
             "INSERT INTO ledger (seq, kind, ref_id, payload, prev_hash, hash) ",
             "",
-            std::mem::take(&mut self.rows),
+            rows,
             "append ledger records",
             |mut b, r| {
                 b.push_bind(r.seq)

@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_outbox.sql"),
     include_str!("../../migrations/sqlite/0003_ledger.sql"),
     include_str!("../../migrations/sqlite/0004_detectors.sql"),
+    include_str!("../../migrations/sqlite/0005_lean_indexes.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,8 @@ pub enum StoreError {
     Corrupt { what: &'static str, value: String },
     #[error("incident {key} is not in the store (an update for it arrived before it was opened)")]
     UnknownIncident { key: String },
+    #[error("chaining the ledger records of a commit failed")]
+    LedgerTask(#[source] tokio::task::JoinError),
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -495,22 +498,22 @@ async fn write_state(
     tip: u64,
 ) -> Result<()> {
     {
-        for b in batch.blocks {
-            sqlx::query(
-                "INSERT INTO chain_blocks (chain_id, number, hash, parent_hash, timestamp)
-                 VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT (chain_id, number) DO UPDATE SET hash = excluded.hash,
-                   parent_hash = excluded.parent_hash, timestamp = excluded.timestamp",
-            )
-            .bind(batch.chain_id as i64)
-            .bind(b.number as i64)
-            .bind(b.hash.to_string())
-            .bind(b.parent_hash.to_string())
-            .bind(b.timestamp as i64)
-            .execute(&mut **tx)
-            .await
-            .map_err(q("write block"))?;
-        }
+        write::insert_rows(
+            tx,
+            "INSERT INTO chain_blocks (chain_id, number, hash, parent_hash, timestamp) ",
+            " ON CONFLICT (chain_id, number) DO UPDATE SET hash = excluded.hash,
+               parent_hash = excluded.parent_hash, timestamp = excluded.timestamp",
+            batch.blocks,
+            "write blocks",
+            |mut row, b| {
+                row.push_bind(batch.chain_id as i64)
+                    .push_bind(b.number as i64)
+                    .push_bind(b.hash.to_string())
+                    .push_bind(b.parent_hash.to_string())
+                    .push_bind(b.timestamp as i64);
+            },
+        )
+        .await?;
         sqlx::query("DELETE FROM chain_blocks WHERE chain_id = ? AND number < ?")
             .bind(batch.chain_id as i64)
             .bind(tip.saturating_sub(batch.window_blocks) as i64)

@@ -172,7 +172,7 @@ pub(super) async fn write_updates(
                 RecordKind::Evidence,
                 Some(id),
                 None,
-                &values.canonical(&incident.key),
+                values.canonical(&incident.key),
             );
             evidence.push((id, incident.id, values));
         }
@@ -182,7 +182,7 @@ pub(super) async fn write_updates(
                 RecordKind::Transition,
                 Some(id),
                 None,
-                &values.canonical(&incident.key),
+                values.canonical(&incident.key),
             );
             transitions.push((id, incident.id, values));
             incident
@@ -203,6 +203,8 @@ pub(super) async fn write_updates(
 
     let built = started.elapsed();
     let counts = (new.len(), evidence.len(), transitions.len());
+    // The ledger's keccak chain is computed while the rows are inserted.
+    let ledger = ledger.chain();
     insert_rows(
         conn,
         INCIDENT_COLUMNS,
@@ -429,7 +431,7 @@ async fn write_existing(
         )
         .await?;
         if added == 1 {
-            ledger.push(RecordKind::Evidence, Some(id), None, &canonical);
+            ledger.push(RecordKind::Evidence, Some(id), None, canonical);
         }
     }
     let Some((t, v)) = transition_values(update) else {
@@ -449,7 +451,7 @@ async fn write_existing(
     if added == 0 {
         return Ok(()); // already recorded
     }
-    ledger.push(RecordKind::Transition, Some(id), None, &canonical);
+    ledger.push(RecordKind::Transition, Some(id), None, canonical);
     super::rederive(conn, incident).await?;
     if u.notify {
         super::enqueue_row(
