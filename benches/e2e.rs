@@ -426,12 +426,18 @@ async fn catchup(rows: &mut Vec<Row>) -> Result<()> {
     for failed_tx in [false, true] {
         let dir = tempfile::tempdir()?;
         let path = scenario.config(dir.path(), failed_tx)?;
+        let anvil_pid = scenario.anvil.child().id();
+        let cpu_before = (own_cpu_ns(), cpu_ns(anvil_pid));
         let t = Instant::now();
         let running = start(&path).await?;
         let done = running
             .wait_processed("anvil", last, Duration::from_secs(300))
             .await?;
         let elapsed = done.duration_since(t);
+        let cpu = (
+            own_cpu_ns().saturating_sub(cpu_before.0),
+            cpu_ns(anvil_pid).saturating_sub(cpu_before.1),
+        );
         let incidents = running.store.list(&Default::default()).await?.len();
         running.stop().await?;
         if incidents != BLOCKS / 2 {
@@ -446,10 +452,42 @@ async fn catchup(rows: &mut Vec<Row>) -> Result<()> {
             format!("{rate:.0} blocks/s ({incidents} incidents)"),
             "≥ 20,000 blocks/s, ≥ 50% of node",
             format!("{node:.0} blocks/s (bare eth_getLogs)"),
-            format!("{:.0}%", 100.0 * rate / node),
+            format!(
+                "{:.0}%; CPU over {:.0} ms: haltwatch {:.0} ms, node {:.0} ms",
+                100.0 * rate / node,
+                elapsed.as_secs_f64() * 1e3,
+                cpu.0 as f64 / 1e6,
+                cpu.1 as f64 / 1e6
+            ),
         ));
     }
     Ok(())
+}
+
+/// CPU time of this process (every thread, finished ones too), in
+/// nanoseconds: the pipeline runs in it.
+fn own_cpu_ns() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    ns(usage.ru_utime) + ns(usage.ru_stime)
+}
+
+/// CPU time of another process's threads alive now, in nanoseconds
+/// (`/proc/<pid>/task/*/schedstat`): anvil keeps its worker threads.
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// `blocks` blocks, 2% with a monitored event. anvil mines empty blocks at

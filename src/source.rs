@@ -87,6 +87,23 @@ struct Endpoint {
     trace_filter: std::sync::atomic::AtomicBool,
     /// Blocks per `trace_filter` request; halved when the node refuses a range.
     trace_span: std::sync::atomic::AtomicU64,
+    /// Answers `eth_getBlockReceipts` (until it refuses): a block's receipts
+    /// in one request instead of one per failed-call candidate.
+    block_receipts: std::sync::atomic::AtomicBool,
+}
+
+impl Endpoint {
+    fn new(url: &str) -> Self {
+        Endpoint {
+            redacted: redact_url(url),
+            ws: url.starts_with("ws"),
+            url: url.to_string(),
+            provider: None,
+            trace_filter: true.into(),
+            trace_span: MAX_RANGE_BLOCKS.into(),
+            block_receipts: true.into(),
+        }
+    }
 }
 
 /// What one step achieved.
@@ -166,18 +183,7 @@ impl ChainSource {
         window: Vec<BlockRef>,
         window_blocks: u64,
     ) -> Self {
-        let endpoints = chain
-            .rpc
-            .iter()
-            .map(|url| Endpoint {
-                redacted: redact_url(url),
-                ws: url.starts_with("ws"),
-                url: url.clone(),
-                provider: None,
-                trace_filter: true.into(),
-                trace_span: MAX_RANGE_BLOCKS.into(),
-            })
-            .collect();
+        let endpoints = chain.rpc.iter().map(|url| Endpoint::new(url)).collect();
         let next = window.last().map(|b| b.number + 1);
         ChainSource {
             chain: chain.clone(),
@@ -719,14 +725,7 @@ impl LogFetcher {
                     let ep = &source.endpoints[i];
                     return Ok(LogFetcher {
                         provider,
-                        endpoint: Endpoint {
-                            url: ep.url.clone(),
-                            redacted: ep.redacted.clone(),
-                            ws: ep.ws,
-                            provider: None,
-                            trace_filter: true.into(),
-                            trace_span: MAX_RANGE_BLOCKS.into(),
-                        },
+                        endpoint: Endpoint::new(&ep.url),
                         filter: source.filter.clone(),
                         chunk: BACKFILL_START_BLOCKS.into(),
                         watch: Watch::default(),
@@ -991,18 +990,26 @@ async fn receipt_statuses(
     block: &BlockRef,
     hits: &[&TxCall],
 ) -> Result<HashMap<B256, bool>, SourceError> {
-    telemetry::rpc_request(&ep.redacted, "eth_getBlockReceipts");
-    match p.get_block_receipts(BlockId::hash(block.hash)).await {
-        Ok(Some(receipts)) => {
-            return Ok(receipts
-                .iter()
-                .map(|r| (r.transaction_hash, r.status()))
-                .collect());
-        }
-        Ok(None) => {}
-        Err(e) => {
-            telemetry::rpc_error(&ep.redacted, "eth_getBlockReceipts");
-            tracing::debug!(error = %redact_in(&e.to_string(), &ep.url), "eth_getBlockReceipts unavailable; reading receipts one by one");
+    use std::sync::atomic::Ordering::Relaxed;
+    if ep.block_receipts.load(Relaxed) {
+        telemetry::rpc_request(&ep.redacted, "eth_getBlockReceipts");
+        match p.get_block_receipts(BlockId::hash(block.hash)).await {
+            Ok(Some(receipts)) => {
+                return Ok(receipts
+                    .iter()
+                    .map(|r| (r.transaction_hash, r.status()))
+                    .collect());
+            }
+            Ok(None) => {}
+            // The node answered, with an error: it does not serve the method.
+            Err(e) if e.as_error_resp().is_some() => {
+                telemetry::rpc_error(&ep.redacted, "eth_getBlockReceipts");
+                ep.block_receipts.store(false, Relaxed);
+                tracing::info!(endpoint = %ep.redacted,
+                    error = %redact_in(&e.to_string(), &ep.url),
+                    "eth_getBlockReceipts not available; reading receipts one by one");
+            }
+            Err(e) => return Err(rpc_error(ep, "eth_getBlockReceipts", e)),
         }
     }
     let mut out = HashMap::new();

@@ -600,11 +600,12 @@ async fn a_sequencer_feed_halts_and_resumes_at_its_own_updated_at() {
 
 /// Far behind the head, calls are read with `trace_filter` (a few requests
 /// per range; anvil serves at most 300 blocks each, so the span is learned)
-/// instead of every block's body and receipts or traces. Both ways must find
-/// the same failed calls, top-level and nested, with the same reasons.
+/// instead of every block's body and receipts or traces. Every way must find
+/// the same failed calls, top-level and nested, with the same reasons: a
+/// node without `trace_filter` is read block by block, and one without
+/// `eth_getBlockReceipts` as well gives the candidates' receipts one by one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catching_up_with_trace_filter_finds_what_reading_every_block_finds() {
-    use std::sync::atomic::AtomicUsize;
     let node = anvil(0);
     let chain = chain(&node).await;
     let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
@@ -629,24 +630,32 @@ async fn catching_up_with_trace_filter_finds_what_reading_every_block_finds() {
     // than anvil's 300-block trace_filter limit.
     mine_blocks(&chain, 320).await;
 
+    // (trace_calls, methods the node refuses).
+    let setups: [(bool, &[&str]); 5] = [
+        (false, &[]),
+        (false, &["trace_filter"]),
+        (false, &["trace_filter", "eth_getBlockReceipts"]),
+        (true, &[]),
+        (true, &["trace_filter"]),
+    ];
     let mut found = Vec::new();
-    for (trace_calls, refuse) in [(false, false), (false, true), (true, false), (true, true)] {
-        let served = Arc::new(AtomicUsize::new(0));
-        let counter = served.clone();
+    for (trace_calls, refused) in setups {
+        // (method, refused) of every request, in order.
+        let asked: Arc<std::sync::Mutex<Vec<(String, bool)>>> = Arc::default();
+        let log = asked.clone();
         let url = proxy::spawn(
             node.endpoint().trim_start_matches("http://").to_string(),
             Arc::new(move |req: &serde_json::Value| {
-                if req["method"] != "trace_filter" {
-                    return None;
-                }
+                let method = req["method"].as_str().unwrap_or_default();
+                let refuse = refused.contains(&method);
+                log.lock().unwrap().push((method.to_string(), refuse));
                 if !refuse {
-                    counter.fetch_add(1, Ordering::SeqCst);
                     return None;
                 }
                 Some(
                     serde_json::json!({
                         "jsonrpc": "2.0", "id": req["id"],
-                        "error": {"code": -32601, "message": "the method trace_filter does not exist/is not available"}
+                        "error": {"code": -32601, "message": format!("the method {method} does not exist/is not available")}
                     })
                     .to_string()
                     .into_bytes(),
@@ -672,11 +681,26 @@ async fn catching_up_with_trace_filter_finds_what_reading_every_block_finds() {
             .collect();
         calls.sort();
         running.stop().await;
+        let asked = asked.lock().unwrap().clone();
+        let served = |m: &str| asked.iter().filter(|(a, r)| a == m && !r).count();
+        let refusals = |m: &str| asked.iter().filter(|(a, r)| a == m && *r).count();
+        let what = format!("trace_calls = {trace_calls}, refused = {refused:?}");
         assert_eq!(
-            served.load(Ordering::SeqCst) > 0,
-            !refuse,
-            "trace_filter used (trace_calls = {trace_calls}, refused = {refuse})"
+            served("trace_filter") > 0,
+            !refused.contains(&"trace_filter"),
+            "trace_filter used ({what})"
         );
+        // A refused method is asked once per endpoint, not once per range.
+        assert!(refusals("trace_filter") <= 1, "{what}");
+        if refused.contains(&"eth_getBlockReceipts") {
+            assert_eq!(refusals("eth_getBlockReceipts"), 1, "{what}");
+            // Then receipts one by one: the failed deposit() and the
+            // successful pause() are the vault's two candidates (the
+            // router's call reaches it only as a nested call).
+            assert_eq!(served("eth_getTransactionReceipt"), 2, "{what}");
+        } else {
+            assert_eq!(served("eth_getTransactionReceipt"), 0, "{what}");
+        }
         found.push(calls);
     }
     let top_level = vec![(
@@ -684,7 +708,11 @@ async fn catching_up_with_trace_filter_finds_what_reading_every_block_finds() {
         "call reverted: EnforcedPause()".to_string(),
     )];
     assert_eq!(found[0], top_level, "top-level calls, traced");
-    assert_eq!(found[1], top_level, "top-level calls, from receipts");
+    assert_eq!(found[1], top_level, "top-level calls, from block receipts");
+    assert_eq!(
+        found[2], top_level,
+        "top-level calls, from receipts one by one"
+    );
     let mut both = vec![
         top_level[0].clone(),
         (
@@ -693,6 +721,6 @@ async fn catching_up_with_trace_filter_finds_what_reading_every_block_finds() {
         ),
     ];
     both.sort();
-    assert_eq!(found[2], both, "nested calls, trace_filter");
-    assert_eq!(found[3], both, "nested calls, traced block by block");
+    assert_eq!(found[3], both, "nested calls, trace_filter");
+    assert_eq!(found[4], both, "nested calls, traced block by block");
 }
