@@ -331,14 +331,13 @@ enum Chaining {
 }
 
 impl Chained {
-    /// Inserts the chained records.
-    pub async fn flush(self, conn: &mut SqliteConnection) -> Result<()> {
+    /// The INSERTs of the chained records.
+    pub async fn statements(self) -> Result<Vec<super::write::Statement>> {
         let rows = match self.0 {
             Chaining::Ready(rows) => rows,
             Chaining::Running(task) => task.await.map_err(StoreError::LedgerTask)?,
         };
-        super::write::insert_rows(
-            conn,
+        Ok(super::write::statements(
             "INSERT INTO ledger (seq, kind, ref_id, payload, prev_hash, hash) ",
             "",
             rows,
@@ -351,9 +350,18 @@ impl Chained {
                     .push_bind(r.prev.to_string())
                     .push_bind(r.hash.to_string());
             },
-        )
-        .await
-        .map(drop)
+        ))
+    }
+
+    /// Inserts the chained records.
+    pub async fn flush(self, conn: &mut SqliteConnection) -> Result<()> {
+        for (mut sql, what) in self.statements().await? {
+            sql.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(super::q(what))?;
+        }
+        Ok(())
     }
 }
 

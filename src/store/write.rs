@@ -1,13 +1,17 @@
 //! Writing a committed range's incident updates in one transaction.
 //!
-//! Incidents first seen in this batch (the common case while following the
-//! head, catching up or backfilling) are built in memory and written with
-//! multi-row INSERTs: their rows cannot conflict with anything. Updates of
-//! incidents that already exist (a restart, a re-run over the same blocks)
-//! are written row by row with conflict checks, so that nothing is recorded
-//! twice. Both paths take row ids from one allocator (safe under
-//! `BEGIN IMMEDIATE`) and chain the same ledger cursor in update order, with
-//! the ledger encoding computed from the values as bound.
+//! Updates of incidents that already exist (a restart, a re-run over the
+//! same blocks, a resolution in a later range) are written first, row by
+//! row with conflict checks, so that nothing is recorded twice. Incidents
+//! first seen in this batch (the common case while catching up or
+//! backfilling) are then built in memory and written with multi-row
+//! INSERTs: their rows cannot conflict with anything. Those statements are
+//! built on the calling task while the ones before them run on sqlx's
+//! worker thread, and the ledger's keccak chain is computed on a blocking
+//! thread meanwhile. Both paths take row ids from one allocator (safe under
+//! `BEGIN IMMEDIATE`) and chain one ledger cursor, with the ledger encoding
+//! computed from the values as bound; within an incident, rows and ledger
+//! records follow the update order.
 
 use std::collections::{HashMap, HashSet};
 
@@ -113,29 +117,82 @@ pub(super) async fn write_updates(
     let mut ids = Ids::load(conn).await?;
     let mut ledger = Cursor::load(conn).await?;
     let existing = existing_incidents(conn, updates).await?;
-    let loaded = started.elapsed();
-
-    let mut new: Vec<NewIncident> = Vec::new();
-    let mut new_index: HashMap<String, usize> = HashMap::new();
-    let mut evidence: Vec<(i64, i64, EvidenceValues)> = Vec::new(); // (id, incident, values)
-    let mut transitions: Vec<(i64, i64, TransitionValues)> = Vec::new();
-    let mut outbox: Vec<(i64, i64, String, String)> = Vec::new(); // (id, incident, kind, message id)
-    // (incident, kind, block hash, position): the evidence table's unique key.
-    let mut seen: HashSet<(
-        i64,
-        crate::model::EvidenceKind,
-        alloy::primitives::B256,
-        u64,
-    )> = HashSet::new();
-    let now = super::now_ms();
-
+    // Incidents stored before this batch: row by row, with conflict checks.
     for u in updates {
-        let update = u.update;
-        if let Some(&id) = existing.get(&update.key) {
+        if let Some(&id) = existing.get(&u.update.key) {
             write_existing(conn, &mut ids, &mut ledger, id, u).await?;
-            continue;
         }
-        let index = match new_index.get(&update.key) {
+    }
+    let fresh: Vec<&StoredUpdate<'_>> = updates
+        .iter()
+        .filter(|u| !existing.contains_key(&u.update.key))
+        .collect();
+    if fresh.is_empty() {
+        return ledger.chain().flush(conn).await;
+    }
+    let loaded = started.elapsed();
+    // The statements are built on this task while the ones before them run
+    // on sqlx's worker thread.
+    let (sink, statements) = futures::channel::mpsc::unbounded();
+    let (counts, ()) = futures::try_join!(
+        build_new(fresh, ids, ledger, sink),
+        execute_all(conn, statements),
+    )?;
+    tracing::debug!(
+        incidents = counts.0,
+        evidence = counts.1,
+        transitions = counts.2,
+        load_us = loaded.as_micros() as u64,
+        write_us = (started.elapsed() - loaded).as_micros() as u64,
+        "history rows written"
+    );
+    Ok(())
+}
+
+/// One INSERT, ready to run, and what it does (for errors).
+pub(super) type Statement = (QueryBuilder<Sqlite>, &'static str);
+type Sink = futures::channel::mpsc::UnboundedSender<Statement>;
+
+/// Runs the statements in the order they arrive.
+async fn execute_all(
+    conn: &mut SqliteConnection,
+    mut statements: futures::channel::mpsc::UnboundedReceiver<Statement>,
+) -> Result<()> {
+    use futures::StreamExt;
+    while let Some((mut sql, what)) = statements.next().await {
+        sql.build().execute(&mut *conn).await.map_err(q(what))?;
+    }
+    Ok(())
+}
+
+/// Hands statements to [`execute_all`] and lets it start them before
+/// building more.
+async fn send(sink: &Sink, statements: Vec<Statement>) {
+    for s in statements {
+        // The receiver lives until the join ends: sending cannot fail
+        // while it runs, and after an error nothing more is needed.
+        let _ = sink.unbounded_send(s);
+    }
+    tokio::task::yield_now().await;
+}
+
+/// Builds the rows of incidents first seen in this batch as multi-row
+/// INSERTs: the incidents with their final headers first (a header needs
+/// only the batch's transitions), then, in update order, evidence and
+/// transitions as each fills a statement, the mail queue and the ledger.
+/// Returns (incidents, evidence, transitions) written.
+async fn build_new(
+    updates: Vec<&StoredUpdate<'_>>,
+    mut ids: Ids,
+    mut ledger: Cursor,
+    sink: Sink,
+) -> Result<(usize, usize, usize)> {
+    let mut new: Vec<NewIncident> = Vec::new();
+    let mut index_of: HashMap<&str, usize> = HashMap::new();
+    let mut at: Vec<usize> = Vec::with_capacity(updates.len()); // update → incident
+    for u in &updates {
+        let update = u.update;
+        let index = match index_of.get(update.key.as_str()) {
             Some(&i) => i,
             None => {
                 let opens = update
@@ -157,10 +214,43 @@ pub(super) async fn write_updates(
                     transitions: Vec::new(),
                     mails: 0,
                 });
-                new_index.insert(update.key.clone(), new.len() - 1);
+                index_of.insert(&update.key, new.len() - 1);
                 new.len() - 1
             }
         };
+        if let Some(t) = &update.transition {
+            new[index]
+                .transitions
+                .push((t.kind, t.to, t.at as i64, t.block_number as i64));
+        }
+        at.push(index);
+    }
+    send(
+        &sink,
+        statements(
+            INCIDENT_COLUMNS,
+            "",
+            &new,
+            "insert incidents",
+            bind_incident,
+        ),
+    )
+    .await;
+
+    let mut evidence: Vec<(i64, i64, EvidenceValues)> = Vec::new(); // (id, incident, values)
+    let mut transitions: Vec<(i64, i64, TransitionValues)> = Vec::new();
+    let mut outbox: Vec<(i64, i64, String, String)> = Vec::new(); // (id, incident, kind, message id)
+    let mut counts = (new.len(), 0, 0);
+    // (incident, kind, block hash, position): the evidence table's unique key.
+    let mut seen: HashSet<(
+        i64,
+        crate::model::EvidenceKind,
+        alloy::primitives::B256,
+        u64,
+    )> = HashSet::new();
+    let now = super::now_ms();
+    for (u, index) in updates.iter().zip(at) {
+        let update = u.update;
         let incident = &mut new[index];
         for e in &update.evidence {
             if !seen.insert((incident.id, e.kind, e.block_hash, e.log_index)) {
@@ -185,9 +275,6 @@ pub(super) async fn write_updates(
                 values.canonical(&incident.key),
             );
             transitions.push((id, incident.id, values));
-            incident
-                .transitions
-                .push((t.kind, t.to, t.at as i64, t.block_number as i64));
             if u.notify && !incident.planned {
                 let message_id = format!("{}.{}", incident.key, incident.mails);
                 incident.mails += 1;
@@ -199,66 +286,57 @@ pub(super) async fn write_updates(
                 ));
             }
         }
+        if evidence.len() >= ROWS_PER_INSERT {
+            counts.1 += evidence.len();
+            let rows = std::mem::take(&mut evidence);
+            send(&sink, evidence_statements(rows)).await;
+        }
+        if transitions.len() >= ROWS_PER_INSERT {
+            counts.2 += transitions.len();
+            let rows = std::mem::take(&mut transitions);
+            send(&sink, transition_statements(rows)).await;
+        }
     }
-
-    let built = started.elapsed();
-    let counts = (new.len(), evidence.len(), transitions.len());
-    // The ledger's keccak chain is computed while the rows are inserted.
+    // The ledger's keccak chain is computed on a blocking thread meanwhile.
     let ledger = ledger.chain();
-    insert_rows(
-        conn,
-        INCIDENT_COLUMNS,
-        "",
-        &new,
-        "insert incidents",
-        bind_incident,
+    counts.1 += evidence.len();
+    counts.2 += transitions.len();
+    send(&sink, evidence_statements(evidence)).await;
+    send(&sink, transition_statements(transitions)).await;
+    send(
+        &sink,
+        statements(
+            OUTBOX_COLUMNS,
+            "",
+            outbox,
+            "enqueue mail",
+            |mut b, (id, incident, kind, message_id)| {
+                b.push_bind(id)
+                    .push_bind(incident)
+                    .push_bind(kind)
+                    .push_bind(message_id)
+                    .push_bind(now)
+                    .push_bind(now);
+            },
+        ),
     )
-    .await?;
-    insert_rows(
-        conn,
-        EVIDENCE_COLUMNS,
-        "",
-        evidence,
-        "insert evidence",
-        bind_evidence,
-    )
-    .await?;
-    insert_rows(
-        conn,
+    .await;
+    send(&sink, ledger.statements().await?).await;
+    Ok(counts)
+}
+
+fn evidence_statements(rows: Vec<(i64, i64, EvidenceValues)>) -> Vec<Statement> {
+    statements(EVIDENCE_COLUMNS, "", rows, "insert evidence", bind_evidence)
+}
+
+fn transition_statements(rows: Vec<(i64, i64, TransitionValues)>) -> Vec<Statement> {
+    statements(
         TRANSITION_COLUMNS,
         "",
-        transitions,
+        rows,
         "insert transitions",
         bind_transition,
     )
-    .await?;
-    insert_rows(
-        conn,
-        OUTBOX_COLUMNS,
-        "",
-        outbox,
-        "enqueue mail",
-        |mut b, (id, incident, kind, message_id)| {
-            b.push_bind(id)
-                .push_bind(incident)
-                .push_bind(kind)
-                .push_bind(message_id)
-                .push_bind(now)
-                .push_bind(now);
-        },
-    )
-    .await?;
-    ledger.flush(conn).await?;
-    tracing::debug!(
-        incidents = counts.0,
-        evidence = counts.1,
-        transitions = counts.2,
-        load_us = loaded.as_micros() as u64,
-        build_us = (built - loaded).as_micros() as u64,
-        insert_us = (started.elapsed() - built).as_micros() as u64,
-        "history rows written"
-    );
-    Ok(())
 }
 
 /// Ids of the incidents of this batch that are already stored.
@@ -295,22 +373,36 @@ async fn existing_incidents(
 /// Multi-row INSERTs of `rows`, at most [`ROWS_PER_INSERT`] per statement:
 /// `head` names the table and columns, `bind` binds one row in that order,
 /// `tail` follows the VALUES (a conflict clause). Rows are moved into the
-/// statement's arguments, so their text is not copied. Returns the rows
-/// affected.
+/// statements' arguments, so their text is not copied.
+pub(super) fn statements<T>(
+    head: &str,
+    tail: &str,
+    rows: impl IntoIterator<Item = T>,
+    what: &'static str,
+    mut bind: impl FnMut(Separated<'_, Sqlite, &'static str>, T),
+) -> Vec<Statement> {
+    let mut rows = rows.into_iter().peekable();
+    let mut out = Vec::new();
+    while rows.peek().is_some() {
+        let mut sql = QueryBuilder::<Sqlite>::new(head);
+        sql.push_values(rows.by_ref().take(ROWS_PER_INSERT), &mut bind);
+        sql.push(tail);
+        out.push((sql, what));
+    }
+    out
+}
+
+/// Runs [`statements`] of `rows` at once; returns the rows affected.
 pub(super) async fn insert_rows<T>(
     conn: &mut SqliteConnection,
     head: &str,
     tail: &str,
     rows: impl IntoIterator<Item = T>,
     what: &'static str,
-    mut bind: impl FnMut(Separated<'_, Sqlite, &'static str>, T),
+    bind: impl FnMut(Separated<'_, Sqlite, &'static str>, T),
 ) -> Result<u64> {
-    let mut rows = rows.into_iter().peekable();
     let mut affected = 0;
-    while rows.peek().is_some() {
-        let mut sql = QueryBuilder::<Sqlite>::new(head);
-        sql.push_values(rows.by_ref().take(ROWS_PER_INSERT), &mut bind);
-        sql.push(tail);
+    for (mut sql, what) in statements(head, tail, rows, what, bind) {
         affected += sql
             .build()
             .execute(&mut *conn)
