@@ -37,6 +37,10 @@ const MAX_FULL_RANGE_BLOCKS: u64 = 100;
 const BLOCKS_IN_FLIGHT: usize = 8;
 /// Ranges at most this long are read header by header and link-checked.
 const NEAR_HEAD_BLOCKS: u64 = 16;
+/// A head read this recently is used again while blocks below it are still
+/// unread: catching up from a remote node, an `eth_blockNumber` round trip
+/// per range would double the requests' latency.
+const HEAD_REUSE: Duration = Duration::from_secs(1);
 /// Longest wait between retries after RPC errors.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -131,6 +135,8 @@ pub struct ChainSource {
     probed: HashMap<(usize, usize), u64>,
     /// The head number and the wall-clock time it was first seen.
     head_seen: Option<(u64, u64)>,
+    /// The last head read from the current endpoint, and when.
+    head_read: Option<(u64, std::time::Instant)>,
     stalled: bool,
     /// Wall-clock time of the first failure in a row, and whether a gap was reported.
     failing_since: Option<u64>,
@@ -198,6 +204,7 @@ impl ChainSource {
             watch: Watch::default(),
             probed: HashMap::new(),
             head_seen: None,
+            head_read: None,
             stalled: false,
             failing_since: None,
             gap_open: false,
@@ -387,6 +394,7 @@ impl ChainSource {
 
     fn fail_over(&mut self) {
         self.endpoints[self.current].provider = None;
+        self.head_read = None;
         if self.endpoints.len() > 1 {
             self.current = (self.current + 1) % self.endpoints.len();
             tracing::info!(chain = %self.chain.name, endpoint = %self.endpoints[self.current].redacted, "switching endpoint");
@@ -429,17 +437,34 @@ impl ChainSource {
         tx: &mpsc::Sender<ChainUpdate>,
     ) -> Result<Option<Progress>, SourceError> {
         let p = self.provider().await?;
-        let ep = &self.endpoints[self.current];
-        telemetry::rpc_request(&ep.redacted, "eth_blockNumber");
-        let head = p
-            .get_block_number()
-            .await
-            .map_err(|e| rpc_error(ep, "eth_blockNumber", e))?;
-        self.status.head_seen(&self.chain.name, head);
-        if !self.track_head(&p, head, tx).await? {
-            return Ok(None);
-        }
-        let target = head.saturating_sub(self.chain.confirmations);
+        let confirmations = self.chain.confirmations;
+        let behind = |head: u64, next: Option<u64>| {
+            next.is_some_and(|n| n <= head.saturating_sub(confirmations))
+        };
+        // A round that reads up to a head read before is not the last one:
+        // the next reads the head again before it may go idle.
+        let mut reused = false;
+        let head = match self.head_read {
+            Some((head, at)) if at.elapsed() < HEAD_REUSE && behind(head, self.next) => {
+                reused = true;
+                head
+            }
+            _ => {
+                let ep = &self.endpoints[self.current];
+                telemetry::rpc_request(&ep.redacted, "eth_blockNumber");
+                let head = p
+                    .get_block_number()
+                    .await
+                    .map_err(|e| rpc_error(ep, "eth_blockNumber", e))?;
+                self.head_read = Some((head, std::time::Instant::now()));
+                self.status.head_seen(&self.chain.name, head);
+                if !self.track_head(&p, head, tx).await? {
+                    return Ok(None);
+                }
+                head
+            }
+        };
+        let target = head.saturating_sub(confirmations);
         let from = *self.next.get_or_insert(match self.chain.start_block {
             StartBlock::Latest => target,
             StartBlock::Number(n) => n,
@@ -576,7 +601,7 @@ impl ChainSource {
         if tx.send(update).await.is_err() {
             return Ok(None);
         }
-        Ok(Some(if to < target {
+        Ok(Some(if to < target || reused {
             Progress::More
         } else {
             Progress::Idle
@@ -590,6 +615,7 @@ impl ChainSource {
         p: &DynProvider,
         tx: &mpsc::Sender<ChainUpdate>,
     ) -> Result<Option<Progress>, SourceError> {
+        self.head_read = None; // the chain changed: read the head again
         let newest = self.window.back().map(|b| b.number);
         let mut oldest_dropped = None;
         while let Some(b) = self.window.back().copied() {
