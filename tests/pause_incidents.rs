@@ -3,6 +3,7 @@
 mod common;
 
 use alloy::primitives::{Address, B256, U256, address};
+use alloy::providers::Provider;
 use alloy::sol;
 use alloy::sol_types::{SolCall, SolEvent};
 use common::*;
@@ -78,6 +79,58 @@ async fn pause_opens_an_incident_and_unpause_resolves_it_with_the_exact_duration
     assert_eq!(i.end_block, unpaused.block_number);
     let kinds: Vec<_> = i.transitions.iter().map(|t| t.kind.as_str()).collect();
     assert_eq!(kinds, ["opened", "resolved"]);
+    running.stop().await;
+}
+
+/// A catch-up reads far ranges of 2,000 blocks (from block 0 here: 0–1999,
+/// 2000–3999, …) and reuses a head it read moments before; incidents whose
+/// pause and unpause sit on both sides of a range edge must come out whole.
+#[tokio::test]
+async fn a_catch_up_over_several_ranges_finds_every_incident_across_range_edges() {
+    let VaultChain {
+        chain,
+        vault,
+        path,
+        node: _node,
+        dir: _dir,
+    } = vault_chain(false, "").await;
+    let mine_to = |block: u64| {
+        let chain = &chain;
+        async move {
+            let now = chain.provider.get_block_number().await.unwrap();
+            let _: serde_json::Value = chain
+                .provider
+                .raw_request("anvil_mine".into(), (U256::from(block - now),))
+                .await
+                .expect("anvil_mine");
+        }
+    };
+    let mut expected = Vec::new();
+    for edge in [2_000, 4_000] {
+        mine_to(edge - 2).await;
+        let paused = chain.call(vault, selector("pause()")).await.unwrap();
+        let unpaused = chain.call(vault, selector("unpause()")).await.unwrap();
+        assert_eq!(
+            (paused.block_number, unpaused.block_number),
+            (Some(edge - 1), Some(edge))
+        );
+        expected.push((edge - 1, Some(edge)));
+    }
+    mine_to(4_100).await;
+
+    let running = start(&path).await;
+    wait_processed(&running.store, 4_100).await;
+    let found: Vec<(u64, Option<u64>)> = incidents(&running.store)
+        .await
+        .iter()
+        .map(|i| {
+            assert_eq!(i.state, IncidentState::Resolved);
+            let kinds: Vec<_> = i.transitions.iter().map(|t| t.kind.as_str()).collect();
+            assert_eq!(kinds, ["opened", "resolved"]);
+            (i.start_block, i.end_block)
+        })
+        .collect();
+    assert_eq!(found, expected);
     running.stop().await;
 }
 
