@@ -355,13 +355,9 @@ impl Chained {
 
     /// Inserts the chained records.
     pub async fn flush(self, conn: &mut SqliteConnection) -> Result<()> {
-        for (mut sql, what) in self.statements().await? {
-            sql.build()
-                .execute(&mut *conn)
-                .await
-                .map_err(super::q(what))?;
-        }
-        Ok(())
+        super::write::run(conn, self.statements().await?)
+            .await
+            .map(drop)
     }
 }
 

@@ -165,8 +165,9 @@ pub struct Batch<'a> {
     /// Blocks to remember for reorg detection; the highest is the new checkpoint.
     pub blocks: &'a [BlockRef],
     pub updates: Vec<StoredUpdate<'a>>,
-    /// (protocol, block, tracker JSON after that block) for every block in
-    /// which a protocol's tracker changed.
+    /// (protocol, block, tracker JSON after that block) for blocks in which
+    /// a protocol's tracker changed. The store keeps, per protocol, those
+    /// inside the window and the newest below it (older ones are pruned).
     pub trackers: Vec<(&'a str, u64, String)>,
     /// Blocks below `checkpoint - window` are forgotten.
     pub window_blocks: u64,
@@ -387,7 +388,7 @@ impl Store {
     }
 
     /// Writes one committed range: incidents, evidence, trackers and checkpoint.
-    pub async fn commit(&self, batch: Batch<'_>) -> Result<()> {
+    pub async fn commit(&self, mut batch: Batch<'_>) -> Result<()> {
         // A backfill writes history only: no blocks, no window, no trackers.
         let tip = batch.blocks.iter().map(|b| b.number).max();
         // IMMEDIATE: the write lock is taken at once, so ids allocated from
@@ -402,7 +403,8 @@ impl Store {
             write::write_updates(&mut tx, &batch.updates).await?;
         }
         let history = started.elapsed();
-        write_trackers(&mut tx, &batch, tip).await?;
+        let trackers = std::mem::take(&mut batch.trackers);
+        write_trackers(&mut tx, trackers, batch.window_blocks, tip).await?;
         if let Some(tip) = tip {
             write_state(&mut tx, &batch, tip).await?;
         }
@@ -437,44 +439,30 @@ impl Store {
 /// it; older ones are pruned when the checkpoint moves.
 async fn write_trackers(
     tx: &mut Transaction<'static, Sqlite>,
-    batch: &Batch<'_>,
+    trackers: Vec<(&str, u64, String)>,
+    window_blocks: u64,
     tip: Option<u64>,
 ) -> Result<()> {
-    if batch.trackers.is_empty() {
+    if trackers.is_empty() {
         return Ok(());
     }
-    let cutoff = tip.map(|t| t.saturating_sub(batch.window_blocks));
-    let mut newest_below: std::collections::HashMap<&str, usize> = Default::default();
-    let mut keep = Vec::new();
-    for (i, (protocol, block, _)) in batch.trackers.iter().enumerate() {
-        match cutoff {
-            // In block order: the last one below the cutoff is the newest.
-            Some(c) if *block <= c => {
-                newest_below.insert(protocol, i);
-            }
-            _ => keep.push(i),
-        }
-    }
-    keep.extend(newest_below.into_values());
-    keep.sort_unstable();
+    let protocols: std::collections::BTreeSet<&str> = trackers.iter().map(|t| t.0).collect();
     write::insert_rows(
         tx,
         "INSERT INTO protocol_state (protocol, block_number, tracker) ",
         " ON CONFLICT (protocol, block_number) DO UPDATE SET tracker = excluded.tracker",
-        keep,
+        trackers,
         "write trackers",
-        |mut b, i| {
-            let (protocol, block, tracker) = &batch.trackers[i];
-            b.push_bind(*protocol)
-                .push_bind(*block as i64)
-                .push_bind(tracker.clone());
+        |mut b, (protocol, block, tracker)| {
+            b.push_bind(protocol)
+                .push_bind(block as i64)
+                .push_bind(tracker);
         },
     )
     .await?;
-    let Some(cutoff) = cutoff else {
+    let Some(cutoff) = tip.map(|t| t.saturating_sub(window_blocks)) else {
         return Ok(());
     };
-    let protocols: std::collections::BTreeSet<&str> = batch.trackers.iter().map(|t| t.0).collect();
     for protocol in protocols {
         // Keep the snapshots inside the window, and the newest one below it.
         sqlx::query(

@@ -240,7 +240,7 @@ async fn build_new(
     let mut evidence: Vec<(i64, i64, EvidenceValues)> = Vec::new(); // (id, incident, values)
     let mut transitions: Vec<(i64, i64, TransitionValues)> = Vec::new();
     let mut outbox: Vec<(i64, i64, String, String)> = Vec::new(); // (id, incident, kind, message id)
-    let mut counts = (new.len(), 0, 0);
+    let first = (ids.evidence, ids.transition);
     // (incident, kind, block hash, position): the evidence table's unique key.
     let mut seen: HashSet<(
         i64,
@@ -287,20 +287,18 @@ async fn build_new(
             }
         }
         if evidence.len() >= ROWS_PER_INSERT {
-            counts.1 += evidence.len();
-            let rows = std::mem::take(&mut evidence);
-            send(&sink, evidence_statements(rows)).await;
+            send(&sink, evidence_statements(std::mem::take(&mut evidence))).await;
         }
         if transitions.len() >= ROWS_PER_INSERT {
-            counts.2 += transitions.len();
-            let rows = std::mem::take(&mut transitions);
-            send(&sink, transition_statements(rows)).await;
+            send(
+                &sink,
+                transition_statements(std::mem::take(&mut transitions)),
+            )
+            .await;
         }
     }
     // The ledger's keccak chain is computed on a blocking thread meanwhile.
     let ledger = ledger.chain();
-    counts.1 += evidence.len();
-    counts.2 += transitions.len();
     send(&sink, evidence_statements(evidence)).await;
     send(&sink, transition_statements(transitions)).await;
     send(
@@ -322,7 +320,11 @@ async fn build_new(
     )
     .await;
     send(&sink, ledger.statements().await?).await;
-    Ok(counts)
+    Ok((
+        new.len(),
+        (ids.evidence - first.0) as usize,
+        (ids.transition - first.1) as usize,
+    ))
 }
 
 fn evidence_statements(rows: Vec<(i64, i64, EvidenceValues)>) -> Vec<Statement> {
@@ -401,8 +403,13 @@ pub(super) async fn insert_rows<T>(
     what: &'static str,
     bind: impl FnMut(Separated<'_, Sqlite, &'static str>, T),
 ) -> Result<u64> {
+    run(conn, statements(head, tail, rows, what, bind)).await
+}
+
+/// Runs statements in order; returns the rows affected.
+pub(super) async fn run(conn: &mut SqliteConnection, statements: Vec<Statement>) -> Result<u64> {
     let mut affected = 0;
-    for (mut sql, what) in statements(head, tail, rows, what, bind) {
+    for (mut sql, what) in statements {
         affected += sql
             .build()
             .execute(&mut *conn)
