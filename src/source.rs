@@ -673,6 +673,16 @@ impl BlockTimes {
         BlockTimes(known.iter().map(|(n, b)| (*n, b.timestamp)).collect())
     }
 
+    /// Also the block times the logs carry.
+    fn with_logs(mut self, logs: &[Log]) -> Self {
+        for l in logs {
+            if let (Some(n), Some(ts)) = (l.block_number, l.block_timestamp) {
+                self.0.entry(n).or_insert(ts);
+            }
+        }
+        self
+    }
+
     async fn get(&mut self, p: &DynProvider, ep: &Endpoint, n: u64) -> Result<u64, SourceError> {
         if let Some(ts) = self.0.get(&n) {
             return Ok(*ts);
@@ -1163,8 +1173,7 @@ async fn trace_span(
                 tracing::debug!(endpoint = %ep.redacted, error = %text, "trace_filter refused");
                 return Ok(TraceAnswer::Unsupported);
             }
-            telemetry::rpc_error(&ep.redacted, "trace_filter");
-            return Err(rpc_error(ep, "trace_filter", text));
+            return Err(rpc_error(ep, "trace_filter", text)); // counts the error
         }
     };
     let watched: std::collections::HashSet<&Address> = watch.contracts.iter().collect();
@@ -1248,12 +1257,7 @@ async fn trace_outcomes(
     logs: &[Log],
     known: &BTreeMap<u64, BlockRef>,
 ) -> Result<Vec<CallOutcome>, SourceError> {
-    let mut times = BlockTimes::new(known);
-    for l in logs {
-        if let (Some(n), Some(ts)) = (l.block_number, l.block_timestamp) {
-            times.0.entry(n).or_insert(ts);
-        }
-    }
+    let mut times = BlockTimes::new(known).with_logs(logs);
     let mut out = Vec::with_capacity(traces.len());
     for t in traces {
         let block_timestamp = times.get(p, ep, t.block_number).await?;
