@@ -371,32 +371,28 @@ async fn bare_logs(
     Ok(rate)
 }
 
-/// A chain with `events` pause/unpause transactions, `mine_between` empty
-/// blocks after each, and how fast the node answers its bare `eth_getLogs`.
+/// A chain with `events` pause/unpause transactions and `mine_between` empty
+/// blocks after each; [`PauseChain::node_rate`] measures the node on it.
 struct PauseChain {
     anvil: AnvilInstance,
     vault: Address,
     first: u64,
     last: u64,
-    /// Blocks/s of the bare `eth_getLogs` calls, in `chunk`-block ranges.
-    node: f64,
 }
 
 impl PauseChain {
-    async fn build(events: usize, mine_between: u64, chunk: u64) -> Result<Self> {
+    async fn build(events: usize, mine_between: u64) -> Result<Self> {
         let anvil = spawn_anvil(0)?;
         let chain = Chain::connect(&anvil).await?;
         let vault = chain.deploy(haltwatch::demo::DEMO_PAUSABLE_BIN).await?;
         let first = chain.provider.get_block_number().await? + 1;
         pause_storm(&chain, vault, events, mine_between).await?;
         let last = chain.provider.get_block_number().await?;
-        let node = bare_logs(&chain.provider, vault, first, last, chunk).await?;
         Ok(PauseChain {
             anvil,
             vault,
             first,
             last,
-            node,
         })
     }
 
@@ -493,7 +489,7 @@ const REMOTE_LATENCY: Duration = Duration::from_millis(25);
 
 async fn catchup(rows: &mut Vec<Row>) -> Result<()> {
     const BLOCKS: usize = 5_000;
-    let scenario = PauseChain::build(BLOCKS, 0, 2_000).await?;
+    let scenario = PauseChain::build(BLOCKS, 0).await?;
     let local = scenario.anvil.endpoint();
     let remote = proxy::spawn(
         local.trim_start_matches("http://").to_string(),
@@ -588,8 +584,11 @@ fn cpu_ns(pid: u32) -> u64 {
 /// build), within the benchmark's 10-minute budget; `--backfill-blocks
 /// 100000` builds the full scenario (~12 min in all).
 async fn backfill(rows: &mut Vec<Row>, blocks: usize) -> Result<()> {
-    let scenario = PauseChain::build(blocks / 50, 49, 10_000).await?;
-    let (first, last, node) = (scenario.first, scenario.last, scenario.node);
+    let scenario = PauseChain::build(blocks / 50, 49).await?;
+    let node = scenario
+        .node_rate(&scenario.anvil.endpoint(), 10_000)
+        .await?;
+    let (first, last) = (scenario.first, scenario.last);
     for failed_tx in [false, true] {
         let dir = tempfile::tempdir()?;
         let config = haltwatch::config::load(&scenario.config(dir.path(), failed_tx)?)?;

@@ -13,7 +13,7 @@ use alloy::providers::Provider;
 use alloy::sol;
 use alloy::sol_types::SolCall;
 use common::*;
-use haltwatch::demo::{Chain, selector};
+use haltwatch::demo::selector;
 use haltwatch::model::{EvidenceKind, ProtocolState};
 use haltwatch::store::{IncidentRecord, IncidentState, Store};
 
@@ -68,14 +68,6 @@ async fn setup(text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), text);
     (dir, path)
-}
-
-async fn mine_blocks(chain: &Chain, n: u64) {
-    let _: serde_json::Value = chain
-        .provider
-        .raw_request("anvil_mine".into(), (U256::from(n),))
-        .await
-        .expect("anvil_mine");
 }
 
 async fn wait_incident(

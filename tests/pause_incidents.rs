@@ -98,11 +98,7 @@ async fn a_catch_up_over_several_ranges_finds_every_incident_across_range_edges(
         let chain = &chain;
         async move {
             let now = chain.provider.get_block_number().await.unwrap();
-            let _: serde_json::Value = chain
-                .provider
-                .raw_request("anvil_mine".into(), (U256::from(block - now),))
-                .await
-                .expect("anvil_mine");
+            mine_blocks(chain, block - now).await;
         }
     };
     let mut expected = Vec::new();

@@ -215,6 +215,15 @@ pub async fn mine(chain: &Chain, blocks: u64) {
     }
 }
 
+/// Mines `n` empty blocks in one request (`anvil_mine`).
+pub async fn mine_blocks(chain: &Chain, n: u64) {
+    let _: serde_json::Value = chain
+        .provider
+        .raw_request("anvil_mine".into(), (alloy::primitives::U256::from(n),))
+        .await
+        .expect("anvil_mine");
+}
+
 pub async fn block_hash(chain: &Chain, number: u64) -> B256 {
     chain
         .provider
