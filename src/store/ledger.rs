@@ -13,6 +13,7 @@ use alloy::primitives::{B256, keccak256};
 use serde::Serialize;
 use sqlx::{Row, SqliteConnection};
 
+use super::bulk::{self, Bulk};
 use super::{Result, StoreError, parse_b256, q};
 
 /// What kind of history record a ledger entry covers.
@@ -331,33 +332,35 @@ enum Chaining {
 }
 
 impl Chained {
-    /// The INSERTs of the chained records.
-    pub async fn statements(self) -> Result<Vec<super::write::Statement>> {
+    /// Inserts the chained records.
+    pub async fn flush(self, conn: &mut SqliteConnection) -> Result<()> {
         let rows = match self.0 {
             Chaining::Ready(rows) => rows,
             Chaining::Running(task) => task.await.map_err(StoreError::LedgerTask)?,
         };
-        Ok(super::write::statements(
-            "INSERT INTO ledger (seq, kind, ref_id, payload, prev_hash, hash) ",
-            "",
-            rows,
-            "append ledger records",
-            |mut b, r| {
-                b.push_bind(r.seq)
-                    .push_bind(r.kind.as_str())
-                    .push_bind(r.ref_id)
-                    .push_bind(r.payload)
-                    .push_bind(r.prev.to_string())
-                    .push_bind(r.hash.to_string());
-            },
-        ))
-    }
-
-    /// Inserts the chained records.
-    pub async fn flush(self, conn: &mut SqliteConnection) -> Result<()> {
-        super::write::run(conn, self.statements().await?)
-            .await
-            .map(drop)
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let bulk = Bulk::lock(conn).await?;
+        bulk::blocking(|| {
+            let mut insert = bulk.prepare(
+                "INSERT INTO ledger (seq, kind, ref_id, payload, prev_hash, hash) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                "append ledger records",
+            )?;
+            for r in &rows {
+                let (prev, hash) = (r.prev.to_string(), r.hash.to_string());
+                insert.row(&[
+                    r.seq.into(),
+                    r.kind.as_str().into(),
+                    r.ref_id.into(),
+                    r.payload.as_ref().into(),
+                    (&prev).into(),
+                    (&hash).into(),
+                ])?;
+            }
+            Ok(())
+        })
     }
 }
 

@@ -16,6 +16,7 @@ use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use crate::config::StoreConfig;
 pub use ledger::{HistoryReport, RecordKind, Tamper};
 
+mod bulk;
 pub mod ledger;
 mod write;
 use crate::model::{
@@ -59,6 +60,12 @@ pub enum StoreError {
         what: &'static str,
         #[source]
         source: sqlx::Error,
+    },
+    #[error("store query failed: {what}: {message} (SQLite code {code})")]
+    Sqlite {
+        what: &'static str,
+        code: i32,
+        message: String,
     },
     #[error("store holds a value it cannot read: {what}: {value}")]
     Corrupt { what: &'static str, value: String },

@@ -4,11 +4,10 @@
 //! same blocks, a resolution in a later range) are written first, row by
 //! row with conflict checks, so that nothing is recorded twice. Incidents
 //! first seen in this batch (the common case while catching up or
-//! backfilling) are then built in memory and written with multi-row
-//! INSERTs: their rows cannot conflict with anything. Those statements are
-//! built on the calling task while the ones before them run on sqlx's
-//! worker thread, and the ledger's keccak chain is computed on a blocking
-//! thread meanwhile. Both paths take row ids from one allocator (safe under
+//! backfilling) are then built in memory and inserted through [`Bulk`]
+//! (one prepared statement per table, stepped per row): their rows cannot
+//! conflict with anything. The ledger's keccak chain is computed on a
+//! blocking thread meanwhile. Both paths take row ids from one allocator (safe under
 //! `BEGIN IMMEDIATE`) and chain one ledger cursor, with the ledger encoding
 //! computed from the values as bound; within an incident, rows and ledger
 //! records follow the update order.
@@ -18,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use super::bulk::{self, Bulk, Value};
 use super::ledger::{Cursor, EvidenceValues, RecordKind, TransitionValues};
 use super::{Result, StoreError, StoredUpdate, q};
 use crate::model::{IncidentUpdate, ProtocolState, TransitionKind};
@@ -25,6 +25,25 @@ use crate::model::{IncidentUpdate, ProtocolState, TransitionKind};
 /// Rows per multi-row INSERT (well under SQLite's 32,766 bound parameters).
 const ROWS_PER_INSERT: usize = 500;
 
+macro_rules! insert_evidence {
+    ($tail:literal) => {
+        concat!(
+            "INSERT INTO evidence (id, incident_id, kind, chain_id, contract, contract_name, \
+             tx_hash, block_number, block_hash, block_timestamp, log_index, event, args, \
+             changes, log_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            $tail
+        )
+    };
+}
+macro_rules! insert_transition {
+    ($tail:literal) => {
+        concat!(
+            "INSERT INTO transitions (id, incident_id, kind, from_state, to_state, at, \
+             block_number, block_hash, log_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            $tail
+        )
+    };
+}
 /// The next free id of each table, read once per transaction.
 struct Ids {
     incident: i64,
@@ -131,17 +150,19 @@ pub(super) async fn write_updates(
         return ledger.chain().flush(conn).await;
     }
     let loaded = started.elapsed();
-    // The statements are built on this task while the ones before them run
-    // on sqlx's worker thread.
-    let (sink, statements) = futures::channel::mpsc::unbounded();
-    let (counts, ()) = futures::try_join!(
-        build_new(fresh, ids, ledger, sink),
-        execute_all(conn, statements),
-    )?;
+    let rows = NewRows::build(fresh, &mut ids, &mut ledger)?;
+    // The ledger's keccak chain is computed on a blocking thread while the
+    // rows are inserted.
+    let ledger = ledger.chain();
+    {
+        let bulk = Bulk::lock(conn).await?;
+        bulk::blocking(|| rows.insert(&bulk))?;
+    }
+    ledger.flush(conn).await?;
     tracing::debug!(
-        incidents = counts.0,
-        evidence = counts.1,
-        transitions = counts.2,
+        incidents = rows.incidents.len(),
+        evidence = rows.evidence.len(),
+        transitions = rows.transitions.len(),
         load_us = loaded.as_micros() as u64,
         write_us = (started.elapsed() - loaded).as_micros() as u64,
         "history rows written"
@@ -149,196 +170,143 @@ pub(super) async fn write_updates(
     Ok(())
 }
 
-/// One INSERT, ready to run, and what it does (for errors).
-pub(super) type Statement = (QueryBuilder<Sqlite>, &'static str);
-type Sink = futures::channel::mpsc::UnboundedSender<Statement>;
-
-/// Runs the statements in the order they arrive.
-async fn execute_all(
-    conn: &mut SqliteConnection,
-    mut statements: futures::channel::mpsc::UnboundedReceiver<Statement>,
-) -> Result<()> {
-    use futures::StreamExt;
-    while let Some((mut sql, what)) = statements.next().await {
-        sql.build().execute(&mut *conn).await.map_err(q(what))?;
-    }
-    Ok(())
+/// The rows of incidents first seen in one batch, built in memory: they
+/// cannot conflict with anything stored.
+struct NewRows {
+    incidents: Vec<NewIncident>,
+    evidence: Vec<(i64, i64, EvidenceValues)>, // (id, incident, values)
+    transitions: Vec<(i64, i64, TransitionValues)>,
+    outbox: Vec<(i64, i64, &'static str, String)>, // (id, incident, kind, message id)
 }
 
-/// Hands statements to [`execute_all`] and lets it start them before
-/// building more.
-async fn send(sink: &Sink, statements: Vec<Statement>) {
-    for s in statements {
-        // The receiver lives until the join ends: sending cannot fail
-        // while it runs, and after an error nothing more is needed.
-        let _ = sink.unbounded_send(s);
-    }
-    tokio::task::yield_now().await;
-}
-
-/// Builds the rows of incidents first seen in this batch as multi-row
-/// INSERTs: the incidents with their final headers first (a header needs
-/// only the batch's transitions), then, in update order, evidence and
-/// transitions as each fills a statement, the mail queue and the ledger.
-/// Returns (incidents, evidence, transitions) written.
-async fn build_new(
-    updates: Vec<&StoredUpdate<'_>>,
-    mut ids: Ids,
-    mut ledger: Cursor,
-    sink: Sink,
-) -> Result<(usize, usize, usize)> {
-    let mut new: Vec<NewIncident> = Vec::new();
-    let mut index_of: HashMap<&str, usize> = HashMap::new();
-    let mut at: Vec<usize> = Vec::with_capacity(updates.len()); // update → incident
-    for u in &updates {
-        let update = u.update;
-        let index = match index_of.get(update.key.as_str()) {
-            Some(&i) => i,
-            None => {
-                let opens = update
-                    .transition
-                    .as_ref()
-                    .is_some_and(|t| t.kind == TransitionKind::Opened);
-                if !opens {
-                    return Err(StoreError::UnknownIncident {
+impl NewRows {
+    /// The incidents with their final headers (a header needs only the
+    /// batch's transitions) and, in update order, their evidence,
+    /// transitions and mails, each queued on the ledger as it takes its id.
+    fn build(updates: Vec<&StoredUpdate<'_>>, ids: &mut Ids, ledger: &mut Cursor) -> Result<Self> {
+        let mut incidents: Vec<NewIncident> = Vec::new();
+        let mut index_of: HashMap<&str, usize> = HashMap::new();
+        let mut at: Vec<usize> = Vec::with_capacity(updates.len()); // update → incident
+        for u in &updates {
+            let update = u.update;
+            let index = match index_of.get(update.key.as_str()) {
+                Some(&i) => i,
+                None => {
+                    let opens = update
+                        .transition
+                        .as_ref()
+                        .is_some_and(|t| t.kind == TransitionKind::Opened);
+                    if !opens {
+                        return Err(StoreError::UnknownIncident {
+                            key: update.key.clone(),
+                        });
+                    }
+                    incidents.push(NewIncident {
+                        id: take(&mut ids.incident),
                         key: update.key.clone(),
+                        protocol: u.protocol.to_string(),
+                        chain: u.chain.to_string(),
+                        chain_id: update.evidence.first().map_or(0, |e| e.chain_id as i64),
+                        planned: u.planned,
+                        transitions: Vec::new(),
+                        mails: 0,
                     });
+                    index_of.insert(&update.key, incidents.len() - 1);
+                    incidents.len() - 1
                 }
-                new.push(NewIncident {
-                    id: take(&mut ids.incident),
-                    key: update.key.clone(),
-                    protocol: u.protocol.to_string(),
-                    chain: u.chain.to_string(),
-                    chain_id: update.evidence.first().map_or(0, |e| e.chain_id as i64),
-                    planned: u.planned,
-                    transitions: Vec::new(),
-                    mails: 0,
-                });
-                index_of.insert(&update.key, new.len() - 1);
-                new.len() - 1
-            }
-        };
-        if let Some(t) = &update.transition {
-            new[index]
-                .transitions
-                .push((t.kind, t.to, t.at as i64, t.block_number as i64));
-        }
-        at.push(index);
-    }
-    send(
-        &sink,
-        statements(
-            INCIDENT_COLUMNS,
-            "",
-            &new,
-            "insert incidents",
-            bind_incident,
-        ),
-    )
-    .await;
-
-    let mut evidence: Vec<(i64, i64, EvidenceValues)> = Vec::new(); // (id, incident, values)
-    let mut transitions: Vec<(i64, i64, TransitionValues)> = Vec::new();
-    let mut outbox: Vec<(i64, i64, String, String)> = Vec::new(); // (id, incident, kind, message id)
-    let first = (ids.evidence, ids.transition);
-    // (incident, kind, block hash, position): the evidence table's unique key.
-    let mut seen: HashSet<(
-        i64,
-        crate::model::EvidenceKind,
-        alloy::primitives::B256,
-        u64,
-    )> = HashSet::new();
-    let now = super::now_ms();
-    for (u, index) in updates.iter().zip(at) {
-        let update = u.update;
-        let incident = &mut new[index];
-        for e in &update.evidence {
-            if !seen.insert((incident.id, e.kind, e.block_hash, e.log_index)) {
-                continue;
-            }
-            let values = EvidenceValues::from_evidence(e);
-            let id = take(&mut ids.evidence);
-            ledger.push(
-                RecordKind::Evidence,
-                Some(id),
-                None,
-                values.canonical(&incident.key),
-            );
-            evidence.push((id, incident.id, values));
-        }
-        if let Some((t, values)) = transition_values(update) {
-            let id = take(&mut ids.transition);
-            ledger.push(
-                RecordKind::Transition,
-                Some(id),
-                None,
-                values.canonical(&incident.key),
-            );
-            transitions.push((id, incident.id, values));
-            if u.notify && !incident.planned {
-                let message_id = format!("{}.{}", incident.key, incident.mails);
-                incident.mails += 1;
-                outbox.push((
-                    take(&mut ids.outbox),
-                    incident.id,
-                    t.kind.as_str().into(),
-                    message_id,
+            };
+            if let Some(t) = &update.transition {
+                incidents[index].transitions.push((
+                    t.kind,
+                    t.to,
+                    t.at as i64,
+                    t.block_number as i64,
                 ));
             }
+            at.push(index);
         }
-        if evidence.len() >= ROWS_PER_INSERT {
-            send(&sink, evidence_statements(std::mem::take(&mut evidence))).await;
+        let mut rows = NewRows {
+            incidents,
+            evidence: Vec::with_capacity(updates.len()),
+            transitions: Vec::with_capacity(updates.len()),
+            outbox: Vec::new(),
+        };
+        // (incident, kind, block hash, position): the evidence table's unique key.
+        let mut seen: HashSet<(
+            i64,
+            crate::model::EvidenceKind,
+            alloy::primitives::B256,
+            u64,
+        )> = HashSet::new();
+        for (u, index) in updates.iter().zip(at) {
+            let update = u.update;
+            let incident = &mut rows.incidents[index];
+            for e in &update.evidence {
+                if !seen.insert((incident.id, e.kind, e.block_hash, e.log_index)) {
+                    continue;
+                }
+                let values = EvidenceValues::from_evidence(e);
+                let id = take(&mut ids.evidence);
+                ledger.push(
+                    RecordKind::Evidence,
+                    Some(id),
+                    None,
+                    values.canonical(&incident.key),
+                );
+                rows.evidence.push((id, incident.id, values));
+            }
+            if let Some((t, values)) = transition_values(update) {
+                let id = take(&mut ids.transition);
+                ledger.push(
+                    RecordKind::Transition,
+                    Some(id),
+                    None,
+                    values.canonical(&incident.key),
+                );
+                rows.transitions.push((id, incident.id, values));
+                if u.notify && !incident.planned {
+                    let message_id = format!("{}.{}", incident.key, incident.mails);
+                    incident.mails += 1;
+                    rows.outbox.push((
+                        take(&mut ids.outbox),
+                        incident.id,
+                        t.kind.as_str(),
+                        message_id,
+                    ));
+                }
+            }
         }
-        if transitions.len() >= ROWS_PER_INSERT {
-            send(
-                &sink,
-                transition_statements(std::mem::take(&mut transitions)),
-            )
-            .await;
-        }
+        Ok(rows)
     }
-    // The ledger's keccak chain is computed on a blocking thread meanwhile.
-    let ledger = ledger.chain();
-    send(&sink, evidence_statements(evidence)).await;
-    send(&sink, transition_statements(transitions)).await;
-    send(
-        &sink,
-        statements(
-            OUTBOX_COLUMNS,
-            "",
-            outbox,
-            "enqueue mail",
-            |mut b, (id, incident, kind, message_id)| {
-                b.push_bind(id)
-                    .push_bind(incident)
-                    .push_bind(kind)
-                    .push_bind(message_id)
-                    .push_bind(now)
-                    .push_bind(now);
-            },
-        ),
-    )
-    .await;
-    send(&sink, ledger.statements().await?).await;
-    Ok((
-        new.len(),
-        (ids.evidence - first.0) as usize,
-        (ids.transition - first.1) as usize,
-    ))
-}
 
-fn evidence_statements(rows: Vec<(i64, i64, EvidenceValues)>) -> Vec<Statement> {
-    statements(EVIDENCE_COLUMNS, "", rows, "insert evidence", bind_evidence)
-}
-
-fn transition_statements(rows: Vec<(i64, i64, TransitionValues)>) -> Vec<Statement> {
-    statements(
-        TRANSITION_COLUMNS,
-        "",
-        rows,
-        "insert transitions",
-        bind_transition,
-    )
+    /// Inserts the rows, incidents first (the others refer to them).
+    fn insert(&self, bulk: &Bulk<'_>) -> Result<()> {
+        let mut insert = bulk.prepare(INSERT_INCIDENT, "insert incidents")?;
+        for i in &self.incidents {
+            insert.row(&incident_row(i))?;
+        }
+        let mut insert = bulk.prepare(insert_evidence!(""), "insert evidence")?;
+        for (id, incident, v) in &self.evidence {
+            insert.row(&evidence_row(*id, *incident, v))?;
+        }
+        let mut insert = bulk.prepare(insert_transition!(""), "insert transitions")?;
+        for (id, incident, v) in &self.transitions {
+            insert.row(&transition_row(*id, *incident, v))?;
+        }
+        let mut insert = bulk.prepare(INSERT_OUTBOX, "enqueue mail")?;
+        let now = super::now_ms();
+        for (id, incident, kind, message_id) in &self.outbox {
+            insert.row(&[
+                (*id).into(),
+                (*incident).into(),
+                (*kind).into(),
+                message_id.into(),
+                now.into(),
+                now.into(),
+            ])?;
+        }
+        Ok(())
+    }
 }
 
 /// Ids of the incidents of this batch that are already stored.
@@ -372,44 +340,24 @@ async fn existing_incidents(
     Ok(out)
 }
 
-/// Multi-row INSERTs of `rows`, at most [`ROWS_PER_INSERT`] per statement:
-/// `head` names the table and columns, `bind` binds one row in that order,
-/// `tail` follows the VALUES (a conflict clause). Rows are moved into the
-/// statements' arguments, so their text is not copied.
-pub(super) fn statements<T>(
-    head: &str,
-    tail: &str,
-    rows: impl IntoIterator<Item = T>,
-    what: &'static str,
-    mut bind: impl FnMut(Separated<'_, Sqlite, &'static str>, T),
-) -> Vec<Statement> {
-    let mut rows = rows.into_iter().peekable();
-    let mut out = Vec::new();
-    while rows.peek().is_some() {
-        let mut sql = QueryBuilder::<Sqlite>::new(head);
-        sql.push_values(rows.by_ref().take(ROWS_PER_INSERT), &mut bind);
-        sql.push(tail);
-        out.push((sql, what));
-    }
-    out
-}
-
-/// Runs [`statements`] of `rows` at once; returns the rows affected.
+/// Multi-row INSERTs of `rows`, at most [`ROWS_PER_INSERT`] per statement,
+/// run in order: `head` names the table and columns, `bind` binds one row
+/// in that order, `tail` follows the VALUES (a conflict clause). Returns
+/// the rows affected.
 pub(super) async fn insert_rows<T>(
     conn: &mut SqliteConnection,
     head: &str,
     tail: &str,
     rows: impl IntoIterator<Item = T>,
     what: &'static str,
-    bind: impl FnMut(Separated<'_, Sqlite, &'static str>, T),
+    mut bind: impl FnMut(Separated<'_, Sqlite, &'static str>, T),
 ) -> Result<u64> {
-    run(conn, statements(head, tail, rows, what, bind)).await
-}
-
-/// Runs statements in order; returns the rows affected.
-pub(super) async fn run(conn: &mut SqliteConnection, statements: Vec<Statement>) -> Result<u64> {
+    let mut rows = rows.into_iter().peekable();
     let mut affected = 0;
-    for (mut sql, what) in statements {
+    while rows.peek().is_some() {
+        let mut sql = QueryBuilder::<Sqlite>::new(head);
+        sql.push_values(rows.by_ref().take(ROWS_PER_INSERT), &mut bind);
+        sql.push(tail);
         affected += sql
             .build()
             .execute(&mut *conn)
@@ -420,68 +368,65 @@ pub(super) async fn run(conn: &mut SqliteConnection, statements: Vec<Statement>)
     Ok(affected)
 }
 
-const INCIDENT_COLUMNS: &str = "INSERT INTO incidents (id, key, protocol, chain, chain_id, state, \
-    severity, started_at, start_block, ended_at, end_block, planned) ";
-const EVIDENCE_COLUMNS: &str = "INSERT INTO evidence (id, incident_id, kind, chain_id, contract, \
-    contract_name, tx_hash, block_number, block_hash, block_timestamp, log_index, event, args, \
-    changes, log_hash) ";
-const TRANSITION_COLUMNS: &str = "INSERT INTO transitions (id, incident_id, kind, from_state, \
-    to_state, at, block_number, block_hash, log_index) ";
-const OUTBOX_COLUMNS: &str =
-    "INSERT INTO outbox (id, incident_id, kind, message_id, created_ms, next_attempt_ms) ";
+const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, key, protocol, chain, chain_id, \
+    state, severity, started_at, start_block, ended_at, end_block, planned) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_OUTBOX: &str = "INSERT INTO outbox (id, incident_id, kind, message_id, created_ms, \
+    next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?)";
 
-fn bind_incident(mut b: Separated<'_, Sqlite, &'static str>, i: &NewIncident) {
+/// A new incident's row, in the order of [`INSERT_INCIDENT`].
+fn incident_row(i: &NewIncident) -> [Value<'_>; 12] {
     let (state, severity, started_at, start_block, ended_at, end_block) = i.header();
-    b.push_bind(i.id)
-        .push_bind(i.key.clone())
-        .push_bind(i.protocol.clone())
-        .push_bind(i.chain.clone())
-        .push_bind(i.chain_id)
-        .push_bind(state)
-        .push_bind(severity)
-        .push_bind(started_at)
-        .push_bind(start_block)
-        .push_bind(ended_at)
-        .push_bind(end_block)
-        .push_bind(i.planned);
+    [
+        i.id.into(),
+        (&i.key).into(),
+        (&i.protocol).into(),
+        (&i.chain).into(),
+        i.chain_id.into(),
+        state.into(),
+        severity.into(),
+        started_at.into(),
+        start_block.into(),
+        ended_at.into(),
+        end_block.into(),
+        i.planned.into(),
+    ]
 }
 
-/// (id, incident id, values), in the order of [`EVIDENCE_COLUMNS`].
-fn bind_evidence(
-    mut b: Separated<'_, Sqlite, &'static str>,
-    (id, incident, v): (i64, i64, EvidenceValues),
-) {
-    b.push_bind(id)
-        .push_bind(incident)
-        .push_bind(v.kind)
-        .push_bind(v.chain_id)
-        .push_bind(v.contract)
-        .push_bind(v.contract_name)
-        .push_bind(v.tx_hash)
-        .push_bind(v.block_number)
-        .push_bind(v.block_hash)
-        .push_bind(v.block_timestamp)
-        .push_bind(v.log_index)
-        .push_bind(v.event)
-        .push_bind(v.args)
-        .push_bind(v.changes)
-        .push_bind(v.log_hash);
+/// An evidence row, in the order of `insert_evidence!`.
+fn evidence_row(id: i64, incident: i64, v: &EvidenceValues) -> [Value<'_>; 15] {
+    [
+        id.into(),
+        incident.into(),
+        (&v.kind).into(),
+        v.chain_id.into(),
+        (&v.contract).into(),
+        (&v.contract_name).into(),
+        (&v.tx_hash).into(),
+        v.block_number.into(),
+        (&v.block_hash).into(),
+        v.block_timestamp.into(),
+        v.log_index.into(),
+        (&v.event).into(),
+        (&v.args).into(),
+        (&v.changes).into(),
+        (&v.log_hash).into(),
+    ]
 }
 
-/// (id, incident id, values), in the order of [`TRANSITION_COLUMNS`].
-fn bind_transition(
-    mut b: Separated<'_, Sqlite, &'static str>,
-    (id, incident, v): (i64, i64, TransitionValues),
-) {
-    b.push_bind(id)
-        .push_bind(incident)
-        .push_bind(v.kind)
-        .push_bind(v.from)
-        .push_bind(v.to)
-        .push_bind(v.at)
-        .push_bind(v.block_number)
-        .push_bind(v.block_hash)
-        .push_bind(v.log_index);
+/// A transition row, in the order of `insert_transition!`.
+fn transition_row(id: i64, incident: i64, v: &TransitionValues) -> [Value<'_>; 9] {
+    [
+        id.into(),
+        incident.into(),
+        (&v.kind).into(),
+        (&v.from).into(),
+        (&v.to).into(),
+        v.at.into(),
+        v.block_number.into(),
+        (&v.block_hash).into(),
+        v.log_index.into(),
+    ]
 }
 
 /// The stored fields of an update's transition: a transition is identified
@@ -516,41 +461,46 @@ async fn write_existing(
     u: &StoredUpdate<'_>,
 ) -> Result<()> {
     let update = u.update;
-    for e in &update.evidence {
-        let v = EvidenceValues::from_evidence(e);
-        let canonical = v.canonical(&update.key);
-        let id = take(&mut ids.evidence);
-        let added = insert_rows(
-            conn,
-            EVIDENCE_COLUMNS,
-            " ON CONFLICT (incident_id, kind, block_hash, log_index) DO NOTHING",
-            [(id, incident, v)],
+    {
+        let bulk = Bulk::lock(conn).await?;
+        let mut insert = bulk.prepare(
+            insert_evidence!(" ON CONFLICT (incident_id, kind, block_hash, log_index) DO NOTHING"),
             "insert evidence",
-            bind_evidence,
-        )
-        .await?;
-        if added == 1 {
-            ledger.push(RecordKind::Evidence, Some(id), None, canonical);
+        )?;
+        for e in &update.evidence {
+            let v = EvidenceValues::from_evidence(e);
+            let id = take(&mut ids.evidence);
+            if insert.row(&evidence_row(id, incident, &v))? == 1 {
+                ledger.push(
+                    RecordKind::Evidence,
+                    Some(id),
+                    None,
+                    v.canonical(&update.key),
+                );
+            }
         }
     }
     let Some((t, v)) = transition_values(update) else {
         return Ok(());
     };
-    let canonical = v.canonical(&update.key);
     let id = take(&mut ids.transition);
-    let added = insert_rows(
-        conn,
-        TRANSITION_COLUMNS,
-        " ON CONFLICT (incident_id, block_hash, log_index) DO NOTHING",
-        [(id, incident, v)],
-        "insert transition",
-        bind_transition,
-    )
-    .await?;
+    let added = {
+        let bulk = Bulk::lock(conn).await?;
+        let mut insert = bulk.prepare(
+            insert_transition!(" ON CONFLICT (incident_id, block_hash, log_index) DO NOTHING"),
+            "insert transition",
+        )?;
+        insert.row(&transition_row(id, incident, &v))?
+    };
     if added == 0 {
         return Ok(()); // already recorded
     }
-    ledger.push(RecordKind::Transition, Some(id), None, canonical);
+    ledger.push(
+        RecordKind::Transition,
+        Some(id),
+        None,
+        v.canonical(&update.key),
+    );
     super::rederive(conn, incident).await?;
     if u.notify {
         super::enqueue_row(
