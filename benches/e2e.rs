@@ -807,10 +807,18 @@ async fn startup(rows: &mut Vec<Row>) -> Result<()> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
+    // The in-process scenarios log as `haltwatch run` does (INFO, text), so
+    // that what the log costs is measured; without RUST_LOG the lines go
+    // nowhere instead of onto the table.
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_writer(std::io::sink)
             .init();
     }
     let args: Vec<String> = std::env::args()

@@ -355,3 +355,68 @@ async fn incidents_list_and_show_read_the_history_as_table_and_json() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no incident with id 999"));
 }
+
+#[tokio::test]
+async fn a_busy_catch_up_logs_one_summary_and_a_transition_at_the_head_logs_itself() {
+    let VaultChain {
+        chain,
+        vault,
+        path,
+        node: _node,
+        dir,
+    } = vault_chain(false, "").await;
+    // Ten incidents before haltwatch starts: one catch-up range of 20 transitions.
+    for _ in 0..10 {
+        chain.call(vault, selector("pause()")).await.unwrap();
+        chain.call(vault, selector("unpause()")).await.unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run haltwatch");
+    let db = dir.path().join("history.db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !db.exists() {
+        assert!(std::time::Instant::now() < deadline, "no store created");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let store = haltwatch::store::Store::open(&haltwatch::config::load_store(&path).unwrap())
+        .await
+        .unwrap();
+    wait_caught_up(&store, &chain).await;
+    // One more at the head.
+    chain.call(vault, selector("pause()")).await.unwrap();
+    wait_caught_up(&store, &chain).await;
+    assert_eq!(incidents(&store).await.len(), 11);
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(child.wait().unwrap().success(), "{log}");
+
+    let summaries: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("incident transitions recorded"))
+        .collect();
+    assert_eq!(summaries.len(), 1, "{log}");
+    for field in ["opened=10", "resolved=10", "escalated=0", "evidence_only=0"] {
+        assert!(summaries[0].contains(field), "{field} in {}", summaries[0]);
+    }
+    let each: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("incident transition protocol="))
+        .collect();
+    assert_eq!(each.len(), 1, "{log}");
+    assert!(
+        each[0].contains("INFO") && each[0].contains("transition=\"opened\""),
+        "{}",
+        each[0]
+    );
+}

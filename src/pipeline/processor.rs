@@ -21,7 +21,7 @@ use crate::detect;
 use crate::detect::revert_spike::{SpikeChange, SpikeWindow};
 use crate::model::{
     BlockRef, CallOutcome, ChainUpdate, CommittedRange, Evidence, EvidenceKind, IncidentUpdate,
-    ProbeResult, Scope, ScopeChange,
+    ProbeResult, Scope, ScopeChange, TransitionKind,
 };
 use crate::status::{ProtocolStatus, Status};
 use crate::store::{Batch, Store, StoredUpdate};
@@ -330,9 +330,7 @@ impl Processor {
             })
             .await
             .map_err(self.store_error())?;
-        for u in &updates {
-            log_update(&self.config, chain, u);
-        }
+        log_updates(&self.config, chain, from, to, &updates);
         if !blocks.is_empty() {
             telemetry::blocks_processed(&chain.name, to + 1 - from);
         }
@@ -656,20 +654,49 @@ impl Processor {
     }
 }
 
-fn log_update(config: &Config, chain: &crate::config::ChainConfig, u: &IncidentUpdate) {
-    let protocol = &config.protocols[u.protocol].name;
-    match &u.transition {
-        Some(t) => {
-            telemetry::transition(protocol, t.kind.as_str());
-            tracing::info!(
-                protocol = %protocol, chain = %chain.name, incident = %u.key,
-                transition = t.kind.as_str(), from = %t.from, to = %t.to, block = t.block_number,
-                "incident transition"
-            )
-        }
-        None => tracing::info!(
-            protocol = %protocol, chain = %chain.name, incident = %u.key,
-            evidence = u.evidence.len(), "evidence added to open incident"
-        ),
+/// Updates of one committed range up to which each is logged at INFO;
+/// above it (a catch-up or a backfill over a busy history), each goes to
+/// DEBUG and INFO gets one summary of the range: the history holds every
+/// row, and a restart after an outage does not bury the log.
+const LOG_EACH_UP_TO: usize = 16;
+
+fn log_updates(
+    config: &Config,
+    chain: &crate::config::ChainConfig,
+    from: u64,
+    to: u64,
+    updates: &[IncidentUpdate],
+) {
+    let each = updates.len() <= LOG_EACH_UP_TO;
+    // INFO for each update of a small range, DEBUG in a large one.
+    macro_rules! log {
+        ($($field:tt)*) => {
+            if each { tracing::info!($($field)*) } else { tracing::debug!($($field)*) }
+        };
+    }
+    let mut counts = [0usize; 5]; // opened, escalated, de-escalated, resolved, evidence only
+    for u in updates {
+        let protocol = &config.protocols[u.protocol].name;
+        let Some(t) = &u.transition else {
+            counts[4] += 1;
+            log!(protocol = %protocol, chain = %chain.name, incident = %u.key,
+                evidence = u.evidence.len(), "evidence added to open incident");
+            continue;
+        };
+        telemetry::transition(protocol, t.kind.as_str());
+        counts[match t.kind {
+            TransitionKind::Opened => 0,
+            TransitionKind::Escalated => 1,
+            TransitionKind::Deescalated => 2,
+            TransitionKind::Resolved => 3,
+        }] += 1;
+        log!(protocol = %protocol, chain = %chain.name, incident = %u.key,
+            transition = t.kind.as_str(), from = %t.from, to = %t.to, block = t.block_number,
+            "incident transition");
+    }
+    if !each {
+        let [opened, escalated, deescalated, resolved, evidence_only] = counts;
+        tracing::info!(chain = %chain.name, from, to, opened, escalated, deescalated, resolved,
+            evidence_only, "incident transitions recorded (each one is logged at debug level)");
     }
 }
