@@ -14,6 +14,7 @@
 //! following 3 chains, 20 protocols, 200 contracts under steady load) and
 //! `startup` (config loaded and validated → first RPC request).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -455,7 +456,7 @@ async fn catch_up_once(
     let dir = tempfile::tempdir()?;
     let path = scenario.config_at(dir.path(), failed_tx, rpc)?;
     let anvil_pid = scenario.anvil.child().id();
-    let cpu_before = (own_cpu_ns(), cpu_ns(anvil_pid));
+    let cpu_before = (own_cpu_ns(), thread_cpu_ns(anvil_pid));
     let t = Instant::now();
     let running = start(&path).await?;
     let done = running
@@ -464,7 +465,7 @@ async fn catch_up_once(
     let elapsed = done.duration_since(t);
     let cpu = (
         own_cpu_ns().saturating_sub(cpu_before.0),
-        cpu_ns(anvil_pid).saturating_sub(cpu_before.1),
+        cpu_used_ns(&cpu_before.1, &thread_cpu_ns(anvil_pid)),
     );
     let found = running.store.list(&Default::default()).await?.len();
     running.stop().await?;
@@ -566,16 +567,29 @@ fn own_cpu_ns() -> u64 {
     ns(usage.ru_utime) + ns(usage.ru_stime)
 }
 
-/// CPU time of another process's threads alive now, in nanoseconds
-/// (`/proc/<pid>/task/*/schedstat`): anvil keeps its worker threads.
-fn cpu_ns(pid: u32) -> u64 {
+/// CPU time of another process's threads alive now, in nanoseconds, by
+/// thread (`/proc/<pid>/task/*/schedstat`).
+fn thread_cpu_ns(pid: u32) -> HashMap<String, u64> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
+        return HashMap::new();
     };
     tasks
         .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            let ns = stat.split_whitespace().next()?.parse::<u64>().ok()?;
+            Some((t.file_name().to_string_lossy().into_owned(), ns))
+        })
+        .collect()
+}
+
+/// The CPU another process used between two [`thread_cpu_ns`] readings:
+/// threads started meanwhile count whole; a thread that ended meanwhile
+/// is missed (anvil keeps its workers; its blocking threads idle out).
+fn cpu_used_ns(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> u64 {
+    after
+        .iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
         .sum()
 }
 

@@ -85,6 +85,17 @@ pub async fn run_with(
         let _ = stop_tx.send(true);
     });
     let config = std::sync::Arc::new(config);
+    // Every chain that will be followed is known to /readyz before the HTTP
+    // surface answers: not ready until each has read a head.
+    for (c, chain) in config.chains.iter().enumerate() {
+        if config
+            .protocols
+            .iter()
+            .any(|p| p.chain == c && !p.contracts.is_empty())
+        {
+            status.register_chain(&chain.name, chain.chain_id, chain.stall_after);
+        }
+    }
     let mut tasks: JoinSet<Result<(), PipelineError>> = JoinSet::new();
     // The HTTP surface stops with the sources: it answers until shutdown.
     let listener = tokio::net::TcpListener::bind(config.api.listen)
@@ -135,7 +146,6 @@ pub async fn run_with(
         tasks.spawn(async move { notifier.run(woken).await.map_err(PipelineError::from) });
     }
     for (c, chain) in config.chains.iter().enumerate() {
-        status.register_chain(&chain.name, chain.chain_id, chain.stall_after);
         let mut processor = Processor::new(config.clone(), c, store.clone()).await?;
         processor.wake = Some(wake.clone());
         processor.status = status.clone();
