@@ -18,7 +18,7 @@ use haltwatch::model::{
     BlockRef, EventArg, Evidence, EvidenceKind, IncidentUpdate, ProtocolState, Scope, ScopeChange,
     Transition, TransitionKind,
 };
-use haltwatch::store::{Batch, Store, StoredUpdate};
+use haltwatch::store::{Batch, Rows, Store, StoredUpdate};
 
 fn main() {
     if std::env::var_os("RUST_LOG").is_some() {
@@ -139,21 +139,26 @@ fn commit_catch_up_range(bencher: Bencher, blocks: u64) {
         .with_inputs(|| {
             let first = next;
             next += blocks;
-            (first, updates(first, blocks), block_refs(first, blocks))
+            let updates = updates(first, blocks);
+            // Built ahead of the commit, as the processor does (`rows_of` below).
+            let rows: Vec<Rows> = updates.iter().map(Rows::of).collect();
+            (first, updates, rows, block_refs(first, blocks))
         })
-        .bench_local_values(|(first, updates, refs)| {
+        .bench_local_values(|(first, updates, rows, refs)| {
             let batch = Batch {
                 chain_id: 31337,
                 // The catch-up reads headers for the reorg window only.
                 blocks: &refs[refs.len() - 64..],
                 updates: updates
                     .iter()
-                    .map(|update| StoredUpdate {
+                    .zip(rows)
+                    .map(|(update, rows)| StoredUpdate {
                         protocol: "Vault",
                         chain: "anvil",
                         update,
                         notify: false,
                         planned: false,
+                        rows,
                     })
                     .collect(),
                 trackers: vec![(
@@ -165,4 +170,14 @@ fn commit_catch_up_range(bencher: Bencher, blocks: u64) {
             };
             runtime().block_on(store.commit(batch)).expect("commit");
         });
+}
+
+/// The rows of a range's updates built ahead of its commit: hex, checksummed
+/// addresses, JSON arguments and the ledger's canonical encodings.
+#[divan::bench(args = [2000])]
+fn rows_of(bencher: Bencher, blocks: u64) {
+    let updates = updates(2, blocks);
+    bencher
+        .counter(ItemsCount::new(blocks))
+        .bench(|| updates.iter().map(Rows::of).collect::<Vec<_>>());
 }

@@ -5,6 +5,10 @@
 //! revert-spike windows are closed; at the tip the probe answers are
 //! applied. Tracker snapshots are written per block in which they changed, so
 //! a reorg restores the classifier exactly.
+//!
+//! Following a chain, a range is written on its own task while the next
+//! one is classified; writes stay in order, and a range counts as
+//! processed (status, logs, the sender) once its write has landed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -24,7 +28,7 @@ use crate::model::{
     ProbeResult, Scope, ScopeChange, TransitionKind,
 };
 use crate::status::{ProtocolStatus, Status};
-use crate::store::{Batch, Store, StoredUpdate};
+use crate::store::{Batch, Rows, Store, StoredUpdate};
 use crate::telemetry;
 
 /// What decode → detect → classify made of one committed range.
@@ -181,13 +185,122 @@ impl Processor {
         Ok(())
     }
 
+    /// Handles the source's updates in order. A committed range is
+    /// classified while the range before it is still being written (on
+    /// another task): ranges are written in order, and the status, the
+    /// logs and the sender learn of a range once it is stored.
     pub(super) async fn run(
         mut self,
         mut rx: mpsc::Receiver<ChainUpdate>,
     ) -> Result<(), PipelineError> {
-        while let Some(update) = rx.recv().await {
-            self.handle(update).await?;
+        let mut writing: Option<Writing> = None;
+        loop {
+            let update = match writing.as_mut() {
+                None => rx.recv().await,
+                Some(w) => tokio::select! {
+                    biased;
+                    done = &mut w.task => {
+                        if let Some(w) = writing.take() {
+                            self.landed(w.range, done)?;
+                        }
+                        continue;
+                    }
+                    update = rx.recv() => update,
+                },
+            };
+            let Some(update) = update else { break };
+            match update {
+                ChainUpdate::Committed(range) => {
+                    let started = std::time::Instant::now();
+                    let classified = self.classify_range(&range);
+                    // Its rows too are built while the range before is written.
+                    let rows = classified.updates.iter().map(Rows::of).collect();
+                    let classified_in = started.elapsed();
+                    if let Some(w) = writing.take() {
+                        self.land(w).await?;
+                    }
+                    writing = Some(self.write(range, classified, rows, classified_in));
+                }
+                other => {
+                    if let Some(w) = writing.take() {
+                        self.land(w).await?;
+                    }
+                    self.handle(other).await?;
+                }
+            }
         }
+        if let Some(w) = writing.take() {
+            self.land(w).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts writing a classified range on its own task.
+    fn write(
+        &self,
+        range: CommittedRange,
+        classified: Classified,
+        rows: Vec<Rows>,
+        classified_in: std::time::Duration,
+    ) -> Writing {
+        let Classified {
+            updates,
+            snapshots,
+            decoded,
+        } = classified;
+        let writer = self.writer();
+        let blocks = range.blocks;
+        let task = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let result = writer.commit(&updates, rows, snapshots, &blocks).await;
+            (result, updates, blocks, started.elapsed())
+        });
+        Writing {
+            task,
+            range: Written {
+                from: range.from,
+                to: range.tip.number,
+                logs: range.logs.len(),
+                calls: range.calls.len(),
+                probes: range.probes.len(),
+                decoded,
+                statuses: self.statuses(),
+                classified_in,
+            },
+        }
+    }
+
+    fn writer(&self) -> Writer {
+        Writer {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            chain: self.chain,
+            live: !self.backfill,
+        }
+    }
+
+    /// Waits for a range being written and lands it.
+    async fn land(&self, w: Writing) -> Result<(), PipelineError> {
+        let done = w.task.await;
+        self.landed(w.range, done)
+    }
+
+    /// What follows a range's write: the status, logs, metrics and the sender.
+    fn landed(&self, range: Written, done: WriteDone) -> Result<(), PipelineError> {
+        let (result, updates, blocks, store_in) = done.map_err(PipelineError::Panic)?;
+        result.map_err(self.store_error())?;
+        self.committed(
+            range.from,
+            range.to,
+            &updates,
+            range.decoded,
+            &blocks,
+            Some(range.statuses),
+        );
+        tracing::debug!(chain = %self.chain_name(), from = range.from, to = range.to,
+            logs = range.logs, calls = range.calls, probes = range.probes, updates = updates.len(),
+            classify_us = range.classified_in.as_micros() as u64,
+            store_us = store_in.as_micros() as u64, "range applied");
         Ok(())
     }
 
@@ -224,16 +337,20 @@ impl Processor {
         Ok(())
     }
 
-    async fn apply_range(&mut self, range: &CommittedRange) -> Result<(), PipelineError> {
-        let started = std::time::Instant::now();
-        let classified = self.classify(
+    fn classify_range(&mut self, range: &CommittedRange) -> Classified {
+        self.classify(
             range.from,
             range.tip.number,
             &range.logs,
             &range.calls,
             &range.probes,
             &range.blocks,
-        );
+        )
+    }
+
+    async fn apply_range(&mut self, range: &CommittedRange) -> Result<(), PipelineError> {
+        let started = std::time::Instant::now();
+        let classified = self.classify_range(range);
         let classified_in = started.elapsed();
         let updates = classified.updates.len();
         self.store_classified(range.from, range.tip.number, classified, &range.blocks)
@@ -295,60 +412,48 @@ impl Processor {
             snapshots,
             decoded,
         } = classified;
-        let chain = &self.config.chains[self.chain];
-        let live = !self.backfill;
-        let stored: Vec<StoredUpdate> = updates
-            .iter()
-            .map(|u| {
-                let protocol = &self.config.protocols[u.protocol];
-                let opened_at = u.transition.as_ref().map(|t| t.at);
-                StoredUpdate {
-                    protocol: &protocol.name,
-                    chain: &chain.name,
-                    update: u,
-                    // History rebuilt by a backfill pages nobody.
-                    notify: live && self.config.email.is_some() && !protocol.responders.is_empty(),
-                    planned: opened_at.is_some_and(|at| self.config.in_maintenance(u.protocol, at)),
-                }
-            })
-            .collect();
-        let trackers = if live {
-            snapshots
-                .into_iter()
-                .map(|(p, block, json)| (self.config.protocols[p].name.as_str(), block, json))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        self.store
-            .commit(Batch {
-                chain_id: chain.chain_id,
-                blocks: if live { blocks } else { &[] },
-                updates: stored,
-                trackers,
-                window_blocks: WINDOW_BLOCKS,
-            })
+        let rows = updates.iter().map(Rows::of).collect();
+        self.writer()
+            .commit(&updates, rows, snapshots, blocks)
             .await
             .map_err(self.store_error())?;
-        log_updates(&self.config, chain, from, to, &updates);
+        self.committed(from, to, &updates, decoded, blocks, None);
+        Ok(())
+    }
+
+    /// After a range is stored: logs, metrics, and for a live range the
+    /// status (with the protocols' states as classified at its end, or
+    /// now) and the sender.
+    fn committed(
+        &self,
+        from: u64,
+        to: u64,
+        updates: &[IncidentUpdate],
+        decoded: u64,
+        blocks: &[BlockRef],
+        statuses: Option<Vec<ProtocolStatus>>,
+    ) {
+        let chain = &self.config.chains[self.chain];
+        log_updates(&self.config, chain, from, to, updates);
         if !blocks.is_empty() {
             telemetry::blocks_processed(&chain.name, to + 1 - from);
         }
         telemetry::logs_decoded(&chain.name, decoded);
-        if live {
+        if !self.backfill {
             if let Some(tip) = blocks.iter().max_by_key(|b| b.number) {
                 self.status
                     .processed(&chain.name, tip.number, tip.timestamp);
             }
             if !updates.is_empty() {
-                self.publish();
+                for s in statuses.unwrap_or_else(|| self.statuses()) {
+                    self.status.set_protocol(s);
+                }
             }
         }
         if updates.iter().any(|u| u.transition.is_some()) {
             self.wake_sender();
         }
         tracing::debug!(chain = %chain.name, from, to, "blocks processed");
-        Ok(())
     }
 
     fn wake_sender(&self) {
@@ -608,17 +713,27 @@ impl Processor {
 
     /// Publishes every protocol's current state to the shared status.
     pub(super) fn publish(&self) {
-        let chain = self.chain_name();
-        for m in &self.models {
-            let tracker = self.trackers.get(&m.index).cloned().unwrap_or_default();
-            self.status.set_protocol(ProtocolStatus {
-                protocol: m.name.clone(),
-                chain: chain.to_string(),
-                state: tracker.state(m),
-                halted_scopes: tracker.halted.iter().map(|s| s.to_string()).collect(),
-                open_incident: tracker.open.map(|o| o.key),
-            });
+        for s in self.statuses() {
+            self.status.set_protocol(s);
         }
+    }
+
+    /// Each protocol's state as classified so far.
+    fn statuses(&self) -> Vec<ProtocolStatus> {
+        let chain = self.chain_name();
+        self.models
+            .iter()
+            .map(|m| {
+                let tracker = self.trackers.get(&m.index).cloned().unwrap_or_default();
+                ProtocolStatus {
+                    protocol: m.name.clone(),
+                    chain: chain.to_string(),
+                    state: tracker.state(m),
+                    halted_scopes: tracker.halted.iter().map(|s| s.to_string()).collect(),
+                    open_incident: tracker.open.map(|o| o.key),
+                }
+            })
+            .collect()
     }
 
     /// Applies the pending evidence as one transaction per protocol.
@@ -651,6 +766,98 @@ impl Processor {
                 b.out.snapshots.push((p, block, json));
             }
         }
+    }
+}
+
+/// A range being written on its own task.
+struct Writing {
+    task: tokio::task::JoinHandle<WriteResult>,
+    range: Written,
+}
+
+/// The write's outcome, and what it borrowed back.
+type WriteResult = (
+    Result<(), crate::store::StoreError>,
+    Vec<IncidentUpdate>,
+    Vec<BlockRef>,
+    std::time::Duration,
+);
+type WriteDone = Result<WriteResult, tokio::task::JoinError>;
+
+/// What landing a written range needs to know of it.
+struct Written {
+    from: u64,
+    to: u64,
+    logs: usize,
+    calls: usize,
+    probes: usize,
+    decoded: u64,
+    /// The protocols' states at the end of the range.
+    statuses: Vec<ProtocolStatus>,
+    classified_in: std::time::Duration,
+}
+
+/// What writing a range needs of the processor, to run on its own task.
+struct Writer {
+    store: Store,
+    config: Arc<Config>,
+    chain: usize,
+    /// A live range (not a backfill): mails, trackers, window and checkpoint.
+    live: bool,
+}
+
+impl Writer {
+    /// Writes one classified range: the history, the trackers that changed
+    /// and, for a live range, the window and the checkpoint.
+    async fn commit(
+        &self,
+        updates: &[IncidentUpdate],
+        rows: Vec<Rows>,
+        snapshots: Vec<(usize, u64, String)>,
+        blocks: &[BlockRef],
+    ) -> Result<(), crate::store::StoreError> {
+        let Writer {
+            store,
+            config,
+            chain,
+            live,
+        } = self;
+        let live = *live;
+        let chain = &config.chains[*chain];
+        let stored: Vec<StoredUpdate> = updates
+            .iter()
+            .zip(rows)
+            .map(|(u, rows)| {
+                let protocol = &config.protocols[u.protocol];
+                let opened_at = u.transition.as_ref().map(|t| t.at);
+                StoredUpdate {
+                    protocol: &protocol.name,
+                    chain: &chain.name,
+                    update: u,
+                    // History rebuilt by a backfill pages nobody.
+                    notify: live && config.email.is_some() && !protocol.responders.is_empty(),
+                    planned: opened_at.is_some_and(|at| config.in_maintenance(u.protocol, at)),
+                    rows,
+                }
+            })
+            .collect();
+        let trackers = if live {
+            snapshots
+                .into_iter()
+                .map(|(p, block, json)| (config.protocols[p].name.as_str(), block, json))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        store
+            .commit(Batch {
+                chain_id: chain.chain_id,
+                blocks: if live { blocks } else { &[] },
+                updates: stored,
+                trackers,
+                window_blocks: WINDOW_BLOCKS,
+            })
+            .await
     }
 }
 

@@ -19,9 +19,11 @@ pub use ledger::{HistoryReport, RecordKind, Tamper};
 mod bulk;
 pub mod ledger;
 mod write;
+
 use crate::model::{
     BlockRef, EventArg, EvidenceKind, IncidentUpdate, ProtocolState, ScopeChange, TransitionKind,
 };
+pub use write::Rows;
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -119,6 +121,8 @@ pub struct StoredUpdate<'a> {
     pub notify: bool,
     /// The incident opened inside a maintenance window: record it as planned, page nobody.
     pub planned: bool,
+    /// Its rows, built from `update` ([`Rows::of`]).
+    pub rows: Rows,
 }
 
 /// A stretch of time in which the monitor could not read a chain.
@@ -406,8 +410,9 @@ impl Store {
             .await
             .map_err(q("begin commit"))?;
         let started = std::time::Instant::now();
-        if !batch.updates.is_empty() {
-            write::write_updates(&mut tx, &batch.updates).await?;
+        let updates = batch.updates.len();
+        if updates > 0 {
+            write::write_updates(&mut tx, std::mem::take(&mut batch.updates)).await?;
         }
         let history = started.elapsed();
         let trackers = std::mem::take(&mut batch.trackers);
@@ -418,7 +423,7 @@ impl Store {
         let state = started.elapsed();
         tx.commit().await.map_err(q("commit"))?;
         tracing::debug!(
-            updates = batch.updates.len(),
+            updates,
             history_us = history.as_micros() as u64,
             state_us = (state - history).as_micros() as u64,
             commit_us = (started.elapsed() - state).as_micros() as u64,

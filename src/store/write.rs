@@ -4,9 +4,11 @@
 //! same blocks, a resolution in a later range) are written first, row by
 //! row with conflict checks, so that nothing is recorded twice. Incidents
 //! first seen in this batch (the common case while catching up or
-//! backfilling) are then built in memory and inserted through [`Bulk`]
+//! backfilling) are then assembled in memory and inserted through [`Bulk`]
 //! (one prepared statement per table, stepped per row): their rows cannot
-//! conflict with anything. The ledger's keccak chain is computed on a
+//! conflict with anything. The text of every row and its ledger encoding
+//! ([`Rows`]) come built by the caller, who can build them off the store's
+//! path (the processor does, while the range before is written). The ledger's keccak chain is computed on a
 //! blocking thread meanwhile. Both paths take row ids from one allocator (safe under
 //! `BEGIN IMMEDIATE`) and chain one ledger cursor, with the ledger encoding
 //! computed from the values as bound; within an incident, rows and ledger
@@ -130,22 +132,20 @@ impl NewIncident {
 /// Writes the updates of one batch; the caller owns the transaction.
 pub(super) async fn write_updates(
     conn: &mut SqliteConnection,
-    updates: &[StoredUpdate<'_>],
+    updates: Vec<StoredUpdate<'_>>,
 ) -> Result<()> {
     let started = std::time::Instant::now();
     let mut ids = Ids::load(conn).await?;
     let mut ledger = Cursor::load(conn).await?;
-    let existing = existing_incidents(conn, updates).await?;
+    let existing = existing_incidents(conn, &updates).await?;
     // Incidents stored before this batch: row by row, with conflict checks.
+    let mut fresh = Vec::with_capacity(updates.len());
     for u in updates {
-        if let Some(&id) = existing.get(&u.update.key) {
-            write_existing(conn, &mut ids, &mut ledger, id, u).await?;
+        match existing.get(&u.update.key) {
+            Some(&id) => write_existing(conn, &mut ids, &mut ledger, id, u).await?,
+            None => fresh.push(u),
         }
     }
-    let fresh: Vec<&StoredUpdate<'_>> = updates
-        .iter()
-        .filter(|u| !existing.contains_key(&u.update.key))
-        .collect();
     if fresh.is_empty() {
         return ledger.chain().flush(conn).await;
     }
@@ -183,7 +183,7 @@ impl NewRows {
     /// The incidents with their final headers (a header needs only the
     /// batch's transitions) and, in update order, their evidence,
     /// transitions and mails, each queued on the ledger as it takes its id.
-    fn build(updates: Vec<&StoredUpdate<'_>>, ids: &mut Ids, ledger: &mut Cursor) -> Result<Self> {
+    fn build(updates: Vec<StoredUpdate<'_>>, ids: &mut Ids, ledger: &mut Cursor) -> Result<Self> {
         let mut incidents: Vec<NewIncident> = Vec::new();
         let mut index_of: HashMap<&str, usize> = HashMap::new();
         let mut at: Vec<usize> = Vec::with_capacity(updates.len()); // update → incident
@@ -238,31 +238,20 @@ impl NewRows {
             alloy::primitives::B256,
             u64,
         )> = HashSet::new();
-        for (u, index) in updates.iter().zip(at) {
+        for (u, index) in updates.into_iter().zip(at) {
             let update = u.update;
             let incident = &mut rows.incidents[index];
-            for e in &update.evidence {
+            for (e, (values, canonical)) in update.evidence.iter().zip(u.rows.evidence) {
                 if !seen.insert((incident.id, e.kind, e.block_hash, e.log_index)) {
                     continue;
                 }
-                let values = EvidenceValues::from_evidence(e);
                 let id = take(&mut ids.evidence);
-                ledger.push(
-                    RecordKind::Evidence,
-                    Some(id),
-                    None,
-                    values.canonical(&incident.key),
-                );
+                ledger.push(RecordKind::Evidence, Some(id), None, canonical);
                 rows.evidence.push((id, incident.id, values));
             }
-            if let Some((t, values)) = transition_values(update) {
+            if let (Some(t), Some((values, canonical))) = (&update.transition, u.rows.transition) {
                 let id = take(&mut ids.transition);
-                ledger.push(
-                    RecordKind::Transition,
-                    Some(id),
-                    None,
-                    values.canonical(&incident.key),
-                );
+                ledger.push(RecordKind::Transition, Some(id), None, canonical);
                 rows.transitions.push((id, incident.id, values));
                 if u.notify && !incident.planned {
                     let message_id = format!("{}.{}", incident.key, incident.mails);
@@ -429,26 +418,50 @@ fn transition_row(id: i64, incident: i64, v: &TransitionValues) -> [Value<'_>; 9
     ]
 }
 
-/// The stored fields of an update's transition: a transition is identified
-/// by the block hash and log index of its first evidence.
-fn transition_values(
-    update: &IncidentUpdate,
-) -> Option<(&crate::model::Transition, TransitionValues)> {
-    let t = update.transition.as_ref()?;
-    let (block_hash, log_index) = update
-        .evidence
-        .first()
-        .map_or((Default::default(), 0), |e| (e.block_hash, e.log_index));
-    let values = TransitionValues {
-        kind: t.kind.as_str().into(),
-        from: t.from.as_str().into(),
-        to: t.to.as_str().into(),
-        at: t.at as i64,
-        block_number: t.block_number as i64,
-        block_hash: alloy::primitives::B256::to_string(&block_hash),
-        log_index: log_index as i64,
-    };
-    Some((t, values))
+/// An update's rows as the store writes them — hashes and addresses as
+/// text, arguments as JSON — with the ledger's canonical encoding of each.
+/// They depend on the update alone, so a caller can build them ahead of
+/// the commit, off the store's path ([`Rows::of`]).
+pub struct Rows {
+    evidence: Vec<(EvidenceValues, String)>,
+    transition: Option<(TransitionValues, String)>,
+}
+
+impl Rows {
+    pub fn of(update: &IncidentUpdate) -> Self {
+        let evidence = update
+            .evidence
+            .iter()
+            .map(|e| {
+                let values = EvidenceValues::from_evidence(e);
+                let canonical = values.canonical(&update.key);
+                (values, canonical)
+            })
+            .collect();
+        // A transition is identified by the block hash and log index of
+        // its first evidence.
+        let transition = update.transition.as_ref().map(|t| {
+            let (block_hash, log_index) = update
+                .evidence
+                .first()
+                .map_or((Default::default(), 0), |e| (e.block_hash, e.log_index));
+            let values = TransitionValues {
+                kind: t.kind.as_str().into(),
+                from: t.from.as_str().into(),
+                to: t.to.as_str().into(),
+                at: t.at as i64,
+                block_number: t.block_number as i64,
+                block_hash: alloy::primitives::B256::to_string(&block_hash),
+                log_index: log_index as i64,
+            };
+            let canonical = values.canonical(&update.key);
+            (values, canonical)
+        });
+        Rows {
+            evidence,
+            transition,
+        }
+    }
 }
 
 /// An update of an incident stored before this batch: row by row, skipping
@@ -458,7 +471,7 @@ async fn write_existing(
     ids: &mut Ids,
     ledger: &mut Cursor,
     incident: i64,
-    u: &StoredUpdate<'_>,
+    u: StoredUpdate<'_>,
 ) -> Result<()> {
     let update = u.update;
     {
@@ -467,20 +480,14 @@ async fn write_existing(
             insert_evidence!(" ON CONFLICT (incident_id, kind, block_hash, log_index) DO NOTHING"),
             "insert evidence",
         )?;
-        for e in &update.evidence {
-            let v = EvidenceValues::from_evidence(e);
+        for (v, canonical) in u.rows.evidence {
             let id = take(&mut ids.evidence);
             if insert.row(&evidence_row(id, incident, &v))? == 1 {
-                ledger.push(
-                    RecordKind::Evidence,
-                    Some(id),
-                    None,
-                    v.canonical(&update.key),
-                );
+                ledger.push(RecordKind::Evidence, Some(id), None, canonical);
             }
         }
     }
-    let Some((t, v)) = transition_values(update) else {
+    let (Some(t), Some((v, canonical))) = (&update.transition, u.rows.transition) else {
         return Ok(());
     };
     let id = take(&mut ids.transition);
@@ -495,12 +502,7 @@ async fn write_existing(
     if added == 0 {
         return Ok(()); // already recorded
     }
-    ledger.push(
-        RecordKind::Transition,
-        Some(id),
-        None,
-        v.canonical(&update.key),
-    );
+    ledger.push(RecordKind::Transition, Some(id), None, canonical);
     super::rederive(conn, incident).await?;
     if u.notify {
         super::enqueue_row(
