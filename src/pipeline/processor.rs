@@ -907,3 +907,135 @@ fn log_updates(
             evidence_only, "incident transitions recorded (each one is logged at debug level)");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use alloy::primitives::{Bytes, LogData, keccak256};
+
+    use super::*;
+    use crate::config::StoreConfig;
+    use crate::store::{IncidentFilter, IncidentState};
+
+    const VAULT: Address = Address::repeat_byte(0x11);
+
+    fn config() -> Config {
+        let abi = Path::new(env!("CARGO_MANIFEST_DIR")).join("abis/oz-pausable.json");
+        let text = format!(
+            "[[chains]]\nname = \"anvil\"\nchain_id = 31337\nrpc = [\"http://127.0.0.1:1\"]\n\
+             [[protocols]]\nname = \"Vault\"\nchain = \"anvil\"\n\
+             [[protocols.contracts]]\nname = \"vault\"\naddress = \"{VAULT}\"\nabi = \"{}\"\npreset = \"oz-pausable\"\n",
+            abi.display()
+        );
+        crate::config::parse(&text, Path::new("test.toml")).expect("config")
+    }
+
+    /// Block `n` of a chain; `fork` tells two chains apart.
+    fn block(n: u64, fork: u8) -> BlockRef {
+        let hash = |n: u64, fork: u8| {
+            if n <= 550 {
+                keccak256(n.to_be_bytes()) // both chains share blocks up to 550
+            } else {
+                keccak256([&n.to_be_bytes()[..], &[fork]].concat())
+            }
+        };
+        BlockRef {
+            number: n,
+            hash: hash(n, fork),
+            parent_hash: hash(n - 1, fork),
+            timestamp: 1_700_000_000 + n * 12,
+        }
+    }
+
+    /// `Paused(address)` (odd `n`) or `Unpaused(address)` (even) in block `b`.
+    fn toggle(b: &BlockRef) -> Log {
+        let event: &[u8] = if b.number % 2 == 1 {
+            b"Paused(address)"
+        } else {
+            b"Unpaused(address)"
+        };
+        Log {
+            inner: alloy::primitives::Log {
+                address: VAULT,
+                data: LogData::new_unchecked(
+                    vec![keccak256(event)],
+                    Bytes::from(Address::repeat_byte(0x22).into_word().to_vec()),
+                ),
+            },
+            block_hash: Some(b.hash),
+            block_number: Some(b.number),
+            block_timestamp: Some(b.timestamp),
+            transaction_hash: Some(keccak256(b.hash)),
+            transaction_index: Some(0),
+            log_index: Some(0),
+            removed: false,
+        }
+    }
+
+    fn range(blocks: Vec<BlockRef>, logs: Vec<Log>) -> ChainUpdate {
+        ChainUpdate::Committed(CommittedRange {
+            from: blocks[0].number,
+            tip: blocks[blocks.len() - 1],
+            blocks,
+            logs,
+            calls: Vec::new(),
+            probes: Vec::new(),
+        })
+    }
+
+    /// A reorg arriving while the range before it is still being written
+    /// (300 incidents make the write take a while; the revert is already
+    /// queued): the write lands first, then the revert withdraws what the
+    /// orphaned blocks opened, and the new branch is applied on top.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revert_queued_behind_a_range_being_written_applies_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig {
+            sqlite_path: dir.path().join("history.db"),
+        })
+        .await
+        .unwrap();
+        let processor = Processor::new(Arc::new(config()), 0, store.clone())
+            .await
+            .unwrap();
+        let status = processor.status.clone();
+        status.register_chain("anvil", 31337, std::time::Duration::from_secs(60));
+        let (tx, rx) = mpsc::channel(4);
+        let first: Vec<BlockRef> = (1..=600).map(|n| block(n, 0)).collect();
+        let logs = first.iter().map(toggle).collect();
+        tx.send(range(first, logs)).await.unwrap();
+        tx.send(ChainUpdate::Reverted { ancestor: 550 })
+            .await
+            .unwrap();
+        let branch = block(551, 1);
+        tx.send(range(vec![branch], vec![toggle(&branch)]))
+            .await
+            .unwrap();
+        drop(tx);
+        processor.run(rx).await.unwrap();
+
+        let all = store
+            .list(&IncidentFilter {
+                include_withdrawn: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let count = |s: IncidentState| all.iter().filter(|i| i.state == s).count();
+        // Paused at 1, 3, …, 549 and resolved a block later: 275 stand.
+        assert_eq!(count(IncidentState::Resolved), 275);
+        // Opened at 551, 553, …, 599 on the orphaned branch.
+        assert_eq!(count(IncidentState::Withdrawn), 25);
+        // Paused at 551 on the new branch.
+        assert_eq!(count(IncidentState::Open), 1);
+        assert_eq!(all.len(), 301);
+        let window = store.window(31337).await.unwrap();
+        assert_eq!(window.last().copied(), Some(branch));
+        assert_eq!(
+            status.chains()["anvil"].processed,
+            Some((551, branch.timestamp))
+        );
+        assert!(store.verify_history().await.unwrap().problems.is_empty());
+    }
+}
