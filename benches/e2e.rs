@@ -211,6 +211,14 @@ impl Running {
 /// Pause mined → incident stored → mail accepted, over a ws endpoint with
 /// automine: the block exists when the node answers the send, so the clock
 /// starts there (block production subtracted).
+/// The time between two rounds of the latency scenario: faster than any
+/// production chain makes blocks (Arbitrum: 250 ms). Back to back, a round
+/// would start while anvil still waits for the ACK of its last answer
+/// (Linux delays it up to 40 ms) and anvil, which writes without
+/// `TCP_NODELAY`, holds the next block's `newHeads` until then: the figure
+/// would be that interplay, not haltwatch.
+const ROUND_GAP: Duration = Duration::from_millis(100);
+
 async fn latency(rows: &mut Vec<Row>) -> Result<()> {
     const ROUNDS: usize = 100;
     let anvil = spawn_anvil(0)?;
@@ -229,6 +237,8 @@ async fn latency(rows: &mut Vec<Row>) -> Result<()> {
     let mut samples = Vec::new();
     let mut stored = Vec::new();
     for round in 0..ROUNDS * 2 {
+        // Blocks at least ROUND_GAP apart, as on any live chain; see there.
+        tokio::time::sleep(ROUND_GAP).await;
         let call = if round % 2 == 0 {
             "pause()"
         } else {

@@ -10,16 +10,18 @@
 //! transition), and later mails of an incident thread under the first.
 
 pub mod email;
+pub mod smtp;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::TlsParameters;
 use lettre::transport::smtp::response::Response;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rand::Rng;
 use tokio::sync::mpsc;
 
@@ -32,7 +34,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
 /// How often the outbox is looked at when nothing wakes the sender.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
-pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
+pub use smtp::{SendError, Transport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -50,7 +52,7 @@ pub enum NotifyError {
     #[error("bad recipient address `{0}`")]
     Recipient(String),
     #[error("SMTP delivery failed")]
-    Send(#[source] lettre::transport::smtp::Error),
+    Send(#[source] SendError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -62,23 +64,31 @@ pub fn transport(cfg: &EmailConfig) -> Result<Transport, NotifyError> {
         port: cfg.smtp_port,
         source,
     };
-    let mut builder = match cfg.tls {
-        TlsMode::None => Transport::builder_dangerous(&cfg.smtp_host),
-        TlsMode::StartTls => Transport::starttls_relay(&cfg.smtp_host).map_err(setup)?,
-        TlsMode::Tls => Transport::relay(&cfg.smtp_host).map_err(setup)?,
-    }
-    .port(cfg.smtp_port)
-    .timeout(Some(cfg.timeout));
-    if let Some(user) = &cfg.username {
-        let password = match &cfg.password_env {
-            Some(var) => {
-                std::env::var(var).map_err(|_| NotifyError::Password { var: var.clone() })?
-            }
-            None => String::new(),
-        };
-        builder = builder.credentials(Credentials::new(user.clone(), password));
-    }
-    Ok(builder.build())
+    let tls = || TlsParameters::new(cfg.smtp_host.clone()).map_err(setup);
+    let encryption = match cfg.tls {
+        TlsMode::None => smtp::Encryption::None,
+        TlsMode::StartTls => smtp::Encryption::StartTls(tls()?),
+        TlsMode::Tls => smtp::Encryption::Implicit(tls()?),
+    };
+    let credentials = match &cfg.username {
+        Some(user) => {
+            let password = match &cfg.password_env {
+                Some(var) => {
+                    std::env::var(var).map_err(|_| NotifyError::Password { var: var.clone() })?
+                }
+                None => String::new(),
+            };
+            Some(Credentials::new(user.clone(), password))
+        }
+        None => None,
+    };
+    Ok(Transport::new(
+        cfg.smtp_host.clone(),
+        cfg.smtp_port,
+        encryption,
+        cfg.timeout,
+        credentials,
+    ))
 }
 
 /// `haltwatch send-test-email`: one mail end to end; returns the server's reply.
@@ -313,7 +323,7 @@ impl Notifier {
 }
 
 /// The error with its sources, e.g. `permanent error (550): mailbox unavailable`.
-fn smtp_reply(e: &lettre::transport::smtp::Error) -> String {
+fn smtp_reply(e: &SendError) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
