@@ -138,6 +138,10 @@ struct RawEmail {
     /// SMTP connection and command timeout.
     #[serde(default = "default_smtp_timeout_seconds")]
     timeout_seconds: u64,
+    /// PEM certificates of a private CA to trust besides the public roots
+    /// (a company relay), relative to the config file.
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
 }
 
 fn default_smtp_port() -> u16 {
@@ -387,6 +391,8 @@ pub struct EmailConfig {
     pub max_per_hour: u32,
     pub retry_initial: Duration,
     pub timeout: Duration,
+    /// The PEM text of `ca_file`, checked to hold certificates.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// A planned halt: incidents of `protocol` that open inside it are recorded
@@ -800,6 +806,24 @@ impl Validator {
             self.problem("email.timeout_seconds", "expected at least 1");
             ok = false;
         }
+        let ca_pem = raw.ca_file.as_ref().and_then(|file| {
+            let path = self.dir.join(file);
+            let problem = match std::fs::read(&path) {
+                // lettre accepts a file without certificates; an empty trust
+                // list would fail only at the first mail.
+                Ok(pem)
+                    if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----")
+                        && lettre::transport::smtp::client::Certificate::from_pem(&pem).is_ok() =>
+                {
+                    return Some(pem);
+                }
+                Ok(_) => format!("{} holds no PEM certificate", path.display()),
+                Err(e) => format!("cannot read {}: {e}", path.display()),
+            };
+            self.problem("email.ca_file", problem);
+            ok = false;
+            None
+        });
         let from = from.filter(|_| ok)?;
         Some(EmailConfig {
             smtp_host: raw.smtp_host,
@@ -812,6 +836,7 @@ impl Validator {
             max_per_hour: raw.max_per_hour,
             retry_initial: Duration::from_millis(raw.retry_initial_ms.max(1)),
             timeout: Duration::from_secs(raw.timeout_seconds),
+            ca_pem,
         })
     }
 

@@ -420,3 +420,28 @@ async fn a_busy_catch_up_logs_one_summary_and_a_transition_at_the_head_logs_itse
         each[0]
     );
 }
+
+#[test]
+fn check_config_names_a_ca_file_that_is_missing_or_holds_no_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("not-a-cert.pem"), "hello").unwrap();
+    let email = |ca: &str| {
+        format!(
+            "{CHAIN}\n[email]\nsmtp_host = \"relay.example\"\nfrom = \"alerts@example.org\"\nca_file = \"{ca}\"\n"
+        )
+    };
+    for (ca, expected) in [
+        ("missing.pem", "cannot read"),
+        ("not-a-cert.pem", "holds no PEM certificate"),
+    ] {
+        let (code, text) = check(dir.path(), &email(ca));
+        assert_ne!(code, 0, "{text}");
+        assert!(text.contains("email.ca_file"), "{text}");
+        assert!(text.contains(expected) && text.contains(ca), "{text}");
+    }
+    let (code, text) = check(
+        dir.path(),
+        &email(root().join("tests/smtp/tls/ca.pem").to_str().unwrap()),
+    );
+    assert_eq!(code, 0, "{text}");
+}

@@ -390,6 +390,43 @@ fn send_test_email_checks_the_settings_end_to_end() {
     );
 }
 
+#[test]
+fn starttls_is_required_and_the_server_is_checked_against_the_configured_ca() {
+    let tls = root().join("tests/smtp/tls");
+    let (cert, key) = (tls.join("server.pem"), tls.join("server.key"));
+    let smtp = SmtpServer::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let send = |extra: &str| {
+        let text = email_section(smtp.port, extra).replace("tls = \"none\"", "tls = \"starttls\"");
+        let path = write_config(dir.path(), &text);
+        std::process::Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+            .args(["send-test-email", "--to", "someone@example.org", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    // A server whose certificate no trusted CA signed is refused.
+    let refused = send("");
+    let text = String::from_utf8_lossy(&refused.stdout).to_string()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{text}");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+    assert!(smtp.mails().is_empty());
+    // Trusting the test CA, the mail goes over the encrypted connection.
+    let ca = tls.join("ca.pem");
+    let sent = send(&format!("ca_file = \"{}\"", ca.display()));
+    let text =
+        String::from_utf8_lossy(&sent.stdout).to_string() + &String::from_utf8_lossy(&sent.stderr);
+    assert!(sent.status.success(), "{text}");
+    assert!(text.contains("accepted: 250"), "{text}");
+    assert_eq!(smtp.mails().len(), 1);
+}
+
 #[tokio::test]
 async fn responders_told_of_an_incident_a_reorg_removed_are_told_it_was_withdrawn() {
     let smtp = SmtpServer::start(&[]);

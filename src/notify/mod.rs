@@ -20,7 +20,7 @@ use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::TlsParameters;
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::transport::smtp::response::Response;
 use rand::Rng;
 use tokio::sync::mpsc;
@@ -64,7 +64,13 @@ pub fn transport(cfg: &EmailConfig) -> Result<Transport, NotifyError> {
         port: cfg.smtp_port,
         source,
     };
-    let tls = || TlsParameters::new(cfg.smtp_host.clone()).map_err(setup);
+    let tls = || {
+        let mut params = TlsParameters::builder(cfg.smtp_host.clone());
+        if let Some(pem) = &cfg.ca_pem {
+            params = params.add_root_certificate(Certificate::from_pem(pem).map_err(setup)?);
+        }
+        params.build().map_err(setup)
+    };
     let encryption = match cfg.tls {
         TlsMode::None => smtp::Encryption::None,
         TlsMode::StartTls => smtp::Encryption::StartTls(tls()?),

@@ -3,10 +3,12 @@
 Each accepted message is written to DIR/NNNN.eml with the envelope recipients
 in an X-Envelope-To header. `--fail 451,451` answers DATA with those codes,
 one per message, before accepting; `--always 550` rejects every message.
+`--tls-cert PEM --tls-key KEY` offers STARTTLS and requires it before mail.
 Prints "READY" once listening; stops on SIGTERM.
 """
 import argparse
 import os
+import ssl
 import signal
 import threading
 
@@ -46,9 +48,18 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--fail", default="")
     p.add_argument("--always", default="")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
     a = p.parse_args()
     fail = [c for c in a.fail.split(",") if c]
-    controller = Controller(Handler(a.dir, fail, a.always), hostname="127.0.0.1", port=a.port)
+    tls = {}
+    if a.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(a.tls_cert, a.tls_key)
+        tls = {"tls_context": context, "require_starttls": True}
+    controller = Controller(
+        Handler(a.dir, fail, a.always), hostname="127.0.0.1", port=a.port, **tls
+    )
     controller.start()
     print("READY", flush=True)
     stop = threading.Event()
