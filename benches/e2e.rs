@@ -208,9 +208,6 @@ impl Running {
     }
 }
 
-/// Pause mined → incident stored → mail accepted, over a ws endpoint with
-/// automine: the block exists when the node answers the send, so the clock
-/// starts there (block production subtracted).
 /// The time between two rounds of the latency scenario: faster than any
 /// production chain makes blocks (Arbitrum: 250 ms). Back to back, a round
 /// would start while anvil still waits for the ACK of its last answer
@@ -219,6 +216,9 @@ impl Running {
 /// would be that interplay, not haltwatch.
 const ROUND_GAP: Duration = Duration::from_millis(100);
 
+/// Pause mined → incident stored → mail accepted, over a ws endpoint with
+/// automine: the block exists when the node answers the send, so the clock
+/// starts there (block production subtracted).
 async fn latency(rows: &mut Vec<Row>) -> Result<()> {
     const ROUNDS: usize = 100;
     let anvil = spawn_anvil(0)?;
@@ -834,17 +834,18 @@ async fn main() -> Result<()> {
     // The in-process scenarios log as `haltwatch run` does (INFO, text), so
     // that what the log costs is measured; without RUST_LOG the lines go
     // nowhere instead of onto the table.
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_writer(std::io::sink)
-            .init();
-    }
+    use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};
+    let (filter, writer) = match std::env::var_os("RUST_LOG") {
+        Some(_) => (
+            EnvFilter::from_default_env(),
+            BoxMakeWriter::new(std::io::stderr),
+        ),
+        None => (EnvFilter::new("info"), BoxMakeWriter::new(std::io::sink)),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .init();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")

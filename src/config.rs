@@ -407,6 +407,14 @@ pub struct MaintenanceWindow {
 }
 
 impl Config {
+    /// True when some protocol watches a contract on chain `chain`: only
+    /// such chains are followed (and count for readiness).
+    pub fn follows(&self, chain: usize) -> bool {
+        self.protocols
+            .iter()
+            .any(|p| p.chain == chain && !p.contracts.is_empty())
+    }
+
     /// True when `protocol` is inside a maintenance window at unix time `at`.
     pub fn in_maintenance(&self, protocol: usize, at: u64) -> bool {
         self.maintenance

@@ -88,11 +88,7 @@ pub async fn run_with(
     // Every chain that will be followed is known to /readyz before the HTTP
     // surface answers: not ready until each has read a head.
     for (c, chain) in config.chains.iter().enumerate() {
-        if config
-            .protocols
-            .iter()
-            .any(|p| p.chain == c && !p.contracts.is_empty())
-        {
+        if config.follows(c) {
             status.register_chain(&chain.name, chain.chain_id, chain.stall_after);
         }
     }
@@ -150,7 +146,7 @@ pub async fn run_with(
         processor.wake = Some(wake.clone());
         processor.status = status.clone();
         processor.publish();
-        if processor.registry.contracts().is_empty() {
+        if !config.follows(c) {
             tracing::info!(chain = %chain.name, "no protocol on this chain; not following it");
             continue;
         }

@@ -211,15 +211,11 @@ impl Processor {
             let Some(update) = update else { break };
             match update {
                 ChainUpdate::Committed(range) => {
-                    let started = std::time::Instant::now();
-                    let classified = self.classify_range(&range);
-                    // Its rows too are built while the range before is written.
-                    let rows = classified.updates.iter().map(Rows::of).collect();
-                    let classified_in = started.elapsed();
+                    let prepared = self.prepare(range);
                     if let Some(w) = writing.take() {
                         self.land(w).await?;
                     }
-                    writing = Some(self.write(range, classified, rows, classified_in));
+                    writing = Some(self.write(prepared));
                 }
                 other => {
                     if let Some(w) = writing.take() {
@@ -235,19 +231,41 @@ impl Processor {
         Ok(())
     }
 
-    /// Starts writing a classified range on its own task.
-    fn write(
-        &self,
-        range: CommittedRange,
-        classified: Classified,
-        rows: Vec<Rows>,
-        classified_in: std::time::Duration,
-    ) -> Writing {
-        let Classified {
-            updates,
-            snapshots,
-            decoded,
-        } = classified;
+    /// Classifies a committed range and builds its rows (while the range
+    /// before it may still be being written).
+    fn prepare(&mut self, range: CommittedRange) -> Prepared {
+        let started = std::time::Instant::now();
+        let classified = self.classify(
+            range.from,
+            range.tip.number,
+            &range.logs,
+            &range.calls,
+            &range.probes,
+            &range.blocks,
+        );
+        let rows = classified.updates.iter().map(Rows::of).collect();
+        Prepared {
+            range,
+            classified,
+            rows,
+            classified_in: started.elapsed(),
+        }
+    }
+
+    /// Starts writing a prepared range on its own task.
+    fn write(&self, prepared: Prepared) -> Writing {
+        let Prepared {
+            range,
+            classified:
+                Classified {
+                    updates,
+                    snapshots,
+                    decoded,
+                },
+            rows,
+            classified_in,
+        } = prepared;
+        let statuses = self.statuses_after(&updates);
         let writer = self.writer();
         let blocks = range.blocks;
         let task = tokio::spawn(async move {
@@ -264,7 +282,7 @@ impl Processor {
                 calls: range.calls.len(),
                 probes: range.probes.len(),
                 decoded,
-                statuses: self.statuses(),
+                statuses,
                 classified_in,
             },
         }
@@ -295,7 +313,7 @@ impl Processor {
             &updates,
             range.decoded,
             &blocks,
-            Some(range.statuses),
+            range.statuses,
         );
         tracing::debug!(chain = %self.chain_name(), from = range.from, to = range.to,
             logs = range.logs, calls = range.calls, probes = range.probes, updates = updates.len(),
@@ -305,7 +323,7 @@ impl Processor {
     }
 
     /// Applies one chain update: the reverted side first undoes, then the committed side applies.
-    pub async fn handle(&mut self, update: ChainUpdate) -> Result<(), PipelineError> {
+    async fn handle(&mut self, update: ChainUpdate) -> Result<(), PipelineError> {
         match update {
             ChainUpdate::Reverted { ancestor } => {
                 let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
@@ -318,7 +336,10 @@ impl Processor {
                 tracing::info!(chain = %self.chain_name(), ancestor, "reverted history above the common ancestor");
                 self.wake_sender();
             }
-            ChainUpdate::Committed(range) => self.apply_range(&range).await?,
+            ChainUpdate::Committed(range) => {
+                let prepared = self.prepare(range);
+                self.land(self.write(prepared)).await?;
+            }
             ChainUpdate::Stalled { head, since } => self.chain_state(head, since, true).await?,
             ChainUpdate::Resumed { head, at } => self.chain_state(head, at, false).await?,
             ChainUpdate::GapOpened { since, reason } => {
@@ -334,31 +355,6 @@ impl Processor {
                     .map_err(self.store_error())?;
             }
         }
-        Ok(())
-    }
-
-    fn classify_range(&mut self, range: &CommittedRange) -> Classified {
-        self.classify(
-            range.from,
-            range.tip.number,
-            &range.logs,
-            &range.calls,
-            &range.probes,
-            &range.blocks,
-        )
-    }
-
-    async fn apply_range(&mut self, range: &CommittedRange) -> Result<(), PipelineError> {
-        let started = std::time::Instant::now();
-        let classified = self.classify_range(range);
-        let classified_in = started.elapsed();
-        let updates = classified.updates.len();
-        self.store_classified(range.from, range.tip.number, classified, &range.blocks)
-            .await?;
-        tracing::debug!(chain = %self.chain_name(), from = range.from, to = range.tip.number,
-            logs = range.logs.len(), calls = range.calls.len(), probes = range.probes.len(), updates,
-            classify_us = classified_in.as_micros() as u64,
-            store_us = (started.elapsed() - classified_in).as_micros() as u64, "range applied");
         Ok(())
     }
 
@@ -417,13 +413,20 @@ impl Processor {
             .commit(&updates, rows, snapshots, blocks)
             .await
             .map_err(self.store_error())?;
-        self.committed(from, to, &updates, decoded, blocks, None);
+        self.committed(
+            from,
+            to,
+            &updates,
+            decoded,
+            blocks,
+            self.statuses_after(&updates),
+        );
         Ok(())
     }
 
-    /// After a range is stored: logs, metrics, and for a live range the
-    /// status (with the protocols' states as classified at its end, or
-    /// now) and the sender.
+    /// After a range is stored: logs, metrics, for a live range the
+    /// status (`statuses`: the protocols' states at the range's end, from
+    /// [`Self::statuses_after`]) and the sender.
     fn committed(
         &self,
         from: u64,
@@ -431,7 +434,7 @@ impl Processor {
         updates: &[IncidentUpdate],
         decoded: u64,
         blocks: &[BlockRef],
-        statuses: Option<Vec<ProtocolStatus>>,
+        statuses: Vec<ProtocolStatus>,
     ) {
         let chain = &self.config.chains[self.chain];
         log_updates(&self.config, chain, from, to, updates);
@@ -444,10 +447,8 @@ impl Processor {
                 self.status
                     .processed(&chain.name, tip.number, tip.timestamp);
             }
-            if !updates.is_empty() {
-                for s in statuses.unwrap_or_else(|| self.statuses()) {
-                    self.status.set_protocol(s);
-                }
+            for s in statuses {
+                self.status.set_protocol(s);
             }
         }
         if updates.iter().any(|u| u.transition.is_some()) {
@@ -721,19 +722,30 @@ impl Processor {
     /// Each protocol's state as classified so far.
     fn statuses(&self) -> Vec<ProtocolStatus> {
         let chain = self.chain_name();
+        let untouched = Tracker::default();
         self.models
             .iter()
             .map(|m| {
-                let tracker = self.trackers.get(&m.index).cloned().unwrap_or_default();
+                let tracker = self.trackers.get(&m.index).unwrap_or(&untouched);
                 ProtocolStatus {
                     protocol: m.name.clone(),
                     chain: chain.to_string(),
                     state: tracker.state(m),
                     halted_scopes: tracker.halted.iter().map(|s| s.to_string()).collect(),
-                    open_incident: tracker.open.map(|o| o.key),
+                    open_incident: tracker.open.as_ref().map(|o| o.key.clone()),
                 }
             })
             .collect()
+    }
+
+    /// What to publish once `updates` are stored: the states now, unless
+    /// nothing changed or this is a backfill (which publishes nothing).
+    fn statuses_after(&self, updates: &[IncidentUpdate]) -> Vec<ProtocolStatus> {
+        if self.backfill || updates.is_empty() {
+            Vec::new()
+        } else {
+            self.statuses()
+        }
     }
 
     /// Applies the pending evidence as one transaction per protocol.
@@ -769,6 +781,14 @@ impl Processor {
     }
 }
 
+/// A committed range classified, with its rows built.
+struct Prepared {
+    range: CommittedRange,
+    classified: Classified,
+    rows: Vec<Rows>,
+    classified_in: std::time::Duration,
+}
+
 /// A range being written on its own task.
 struct Writing {
     task: tokio::task::JoinHandle<WriteResult>,
@@ -792,7 +812,8 @@ struct Written {
     calls: usize,
     probes: usize,
     decoded: u64,
-    /// The protocols' states at the end of the range.
+    /// The protocols' states at the end of the range, to publish once it
+    /// is stored ([`Processor::statuses_after`]).
     statuses: Vec<ProtocolStatus>,
     classified_in: std::time::Duration,
 }

@@ -102,7 +102,7 @@ impl<'c> Bulk<'c> {
             )
         };
         if rc != ffi::SQLITE_OK {
-            return Err(self.error(what, rc));
+            return Err(error(self.db, what, rc));
         }
         let stmt = NonNull::new(stmt).ok_or_else(|| StoreError::Sqlite {
             what,
@@ -115,10 +115,6 @@ impl<'c> Bulk<'c> {
             what,
             _bulk: PhantomData,
         })
-    }
-
-    fn error(&self, what: &'static str, code: c_int) -> StoreError {
-        error(self.db, what, code)
     }
 }
 

@@ -960,19 +960,16 @@ async fn enqueue_row(
         .await
         .map_err(q("count outbox"))?;
     let now = now_ms();
-    sqlx::query(
-        "INSERT INTO outbox (id, incident_id, kind, message_id, created_ms, next_attempt_ms)
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(outbox_id)
-    .bind(id)
-    .bind(kind)
-    .bind(format!("{key}.{n}"))
-    .bind(now)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(q("enqueue mail"))?;
+    sqlx::query(write::INSERT_OUTBOX)
+        .bind(outbox_id)
+        .bind(id)
+        .bind(kind)
+        .bind(format!("{key}.{n}"))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(q("enqueue mail"))?;
     Ok(())
 }
 

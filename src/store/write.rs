@@ -6,13 +6,13 @@
 //! first seen in this batch (the common case while catching up or
 //! backfilling) are then assembled in memory and inserted through [`Bulk`]
 //! (one prepared statement per table, stepped per row): their rows cannot
-//! conflict with anything. The text of every row and its ledger encoding
-//! ([`Rows`]) come built by the caller, who can build them off the store's
-//! path (the processor does, while the range before is written). The ledger's keccak chain is computed on a
-//! blocking thread meanwhile. Both paths take row ids from one allocator (safe under
-//! `BEGIN IMMEDIATE`) and chain one ledger cursor, with the ledger encoding
-//! computed from the values as bound; within an incident, rows and ledger
-//! records follow the update order.
+//! conflict with anything; the ledger's keccak chain is computed on a
+//! blocking thread meanwhile. The text of every row and its ledger
+//! encoding ([`Rows`]) come built by the caller, who can build them off the
+//! store's path (the processor does, while the range before is written).
+//! Both paths take row ids from one allocator (safe under `BEGIN
+//! IMMEDIATE`) and chain one ledger cursor; within an incident, rows and
+//! ledger records follow the update order.
 
 use std::collections::{HashMap, HashSet};
 
@@ -81,11 +81,11 @@ fn take(next: &mut i64) -> i64 {
 }
 
 /// An incident opened in this batch, written once with its final header.
-struct NewIncident {
+struct NewIncident<'a> {
     id: i64,
-    key: String,
-    protocol: String,
-    chain: String,
+    key: &'a str,
+    protocol: &'a str,
+    chain: &'a str,
     chain_id: i64,
     planned: bool,
     /// (kind, to, at, block) of its transitions, in order.
@@ -93,7 +93,7 @@ struct NewIncident {
     mails: i64,
 }
 
-impl NewIncident {
+impl NewIncident<'_> {
     /// The header, derived from the transitions exactly as `rederive` does.
     fn header(
         &self,
@@ -172,18 +172,18 @@ pub(super) async fn write_updates(
 
 /// The rows of incidents first seen in one batch, built in memory: they
 /// cannot conflict with anything stored.
-struct NewRows {
-    incidents: Vec<NewIncident>,
+struct NewRows<'a> {
+    incidents: Vec<NewIncident<'a>>,
     evidence: Vec<(i64, i64, EvidenceValues)>, // (id, incident, values)
     transitions: Vec<(i64, i64, TransitionValues)>,
     outbox: Vec<(i64, i64, &'static str, String)>, // (id, incident, kind, message id)
 }
 
-impl NewRows {
+impl<'a> NewRows<'a> {
     /// The incidents with their final headers (a header needs only the
     /// batch's transitions) and, in update order, their evidence,
     /// transitions and mails, each queued on the ledger as it takes its id.
-    fn build(updates: Vec<StoredUpdate<'_>>, ids: &mut Ids, ledger: &mut Cursor) -> Result<Self> {
+    fn build(updates: Vec<StoredUpdate<'a>>, ids: &mut Ids, ledger: &mut Cursor) -> Result<Self> {
         let mut incidents: Vec<NewIncident> = Vec::new();
         let mut index_of: HashMap<&str, usize> = HashMap::new();
         let mut at: Vec<usize> = Vec::with_capacity(updates.len()); // update → incident
@@ -203,9 +203,9 @@ impl NewRows {
                     }
                     incidents.push(NewIncident {
                         id: take(&mut ids.incident),
-                        key: update.key.clone(),
-                        protocol: u.protocol.to_string(),
-                        chain: u.chain.to_string(),
+                        key: &update.key,
+                        protocol: u.protocol,
+                        chain: u.chain,
                         chain_id: update.evidence.first().map_or(0, |e| e.chain_id as i64),
                         planned: u.planned,
                         transitions: Vec::new(),
@@ -360,17 +360,17 @@ pub(super) async fn insert_rows<T>(
 const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, key, protocol, chain, chain_id, \
     state, severity, started_at, start_block, ended_at, end_block, planned) \
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-const INSERT_OUTBOX: &str = "INSERT INTO outbox (id, incident_id, kind, message_id, created_ms, \
+pub(super) const INSERT_OUTBOX: &str = "INSERT INTO outbox (id, incident_id, kind, message_id, created_ms, \
     next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?)";
 
 /// A new incident's row, in the order of [`INSERT_INCIDENT`].
-fn incident_row(i: &NewIncident) -> [Value<'_>; 12] {
+fn incident_row<'a>(i: &NewIncident<'a>) -> [Value<'a>; 12] {
     let (state, severity, started_at, start_block, ended_at, end_block) = i.header();
     [
         i.id.into(),
-        (&i.key).into(),
-        (&i.protocol).into(),
-        (&i.chain).into(),
+        i.key.into(),
+        i.protocol.into(),
+        i.chain.into(),
         i.chain_id.into(),
         state.into(),
         severity.into(),
