@@ -216,6 +216,11 @@ impl Processor {
                         self.land(w).await?;
                     }
                     writing = Some(self.write(prepared));
+                    // The write was spawned into this worker's LIFO slot,
+                    // which other workers do not steal: without a yield it
+                    // would wait until the next range's classification
+                    // (milliseconds of CPU when far behind) is done.
+                    tokio::task::yield_now().await;
                 }
                 other => {
                     if let Some(w) = writing.take() {
