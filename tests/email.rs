@@ -390,19 +390,23 @@ fn send_test_email_checks_the_settings_end_to_end() {
     );
 }
 
-#[test]
-fn starttls_is_required_and_the_server_is_checked_against_the_configured_ca() {
+/// `tls = mode` against a server using the test certificate: refused while
+/// haltwatch does not trust the test CA, sent once `ca_file` names it.
+fn tls_is_checked_against_the_configured_ca(mode: &str, server_flags: &[&str]) {
     let tls = root().join("tests/smtp/tls");
     let (cert, key) = (tls.join("server.pem"), tls.join("server.key"));
-    let smtp = SmtpServer::start(&[
+    let mut args = vec![
         "--tls-cert",
         cert.to_str().unwrap(),
         "--tls-key",
         key.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(server_flags);
+    let smtp = SmtpServer::start(&args);
     let dir = tempfile::tempdir().unwrap();
     let send = |extra: &str| {
-        let text = email_section(smtp.port, extra).replace("tls = \"none\"", "tls = \"starttls\"");
+        let text =
+            email_section(smtp.port, extra).replace("tls = \"none\"", &format!("tls = \"{mode}\""));
         let path = write_config(dir.path(), &text);
         std::process::Command::new(env!("CARGO_BIN_EXE_haltwatch"))
             .args(["send-test-email", "--to", "someone@example.org", "--config"])
@@ -417,7 +421,8 @@ fn starttls_is_required_and_the_server_is_checked_against_the_configured_ca() {
     assert!(!refused.status.success(), "{text}");
     assert!(text.to_lowercase().contains("certificate"), "{text}");
     assert!(smtp.mails().is_empty());
-    // Trusting the test CA, the mail goes over the encrypted connection.
+    // Trusting the test CA, the mail goes over the encrypted connection
+    // (the server takes mail over nothing else).
     let ca = tls.join("ca.pem");
     let sent = send(&format!("ca_file = \"{}\"", ca.display()));
     let text =
@@ -425,6 +430,16 @@ fn starttls_is_required_and_the_server_is_checked_against_the_configured_ca() {
     assert!(sent.status.success(), "{text}");
     assert!(text.contains("accepted: 250"), "{text}");
     assert_eq!(smtp.mails().len(), 1);
+}
+
+#[test]
+fn starttls_is_required_and_the_server_is_checked_against_the_configured_ca() {
+    tls_is_checked_against_the_configured_ca("starttls", &[]);
+}
+
+#[test]
+fn implicit_tls_is_checked_against_the_configured_ca() {
+    tls_is_checked_against_the_configured_ca("tls", &["--implicit-tls"]);
 }
 
 #[tokio::test]

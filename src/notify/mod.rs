@@ -45,6 +45,13 @@ pub enum NotifyError {
         #[source]
         source: lettre::transport::smtp::Error,
     },
+    #[error("cannot set up TLS to {host}:{port}")]
+    TlsSetup {
+        host: String,
+        port: u16,
+        #[source]
+        source: smtp::TlsSetupError,
+    },
     #[error("environment variable {var} (email.password_env) is not set")]
     Password { var: String },
     #[error("cannot build the mail")]
@@ -74,7 +81,15 @@ pub fn transport(cfg: &EmailConfig) -> Result<Transport, NotifyError> {
     let encryption = match cfg.tls {
         TlsMode::None => smtp::Encryption::None,
         TlsMode::StartTls => smtp::Encryption::StartTls(tls()?),
-        TlsMode::Tls => smtp::Encryption::Implicit(tls()?),
+        TlsMode::Tls => smtp::Encryption::Implicit(
+            smtp::ImplicitTls::new(&cfg.smtp_host, cfg.ca_pem.as_deref()).map_err(|source| {
+                NotifyError::TlsSetup {
+                    host: cfg.smtp_host.clone(),
+                    port: cfg.smtp_port,
+                    source,
+                }
+            })?,
+        ),
     };
     let credentials = match &cfg.username {
         Some(user) => {

@@ -3,7 +3,8 @@
 Each accepted message is written to DIR/NNNN.eml with the envelope recipients
 in an X-Envelope-To header. `--fail 451,451` answers DATA with those codes,
 one per message, before accepting; `--always 550` rejects every message.
-`--tls-cert PEM --tls-key KEY` offers STARTTLS and requires it before mail.
+`--tls-cert PEM --tls-key KEY` offers STARTTLS and requires it before mail;
+with `--implicit-tls` the server speaks TLS from the first byte instead (SMTPS).
 Prints "READY" once listening; stops on SIGTERM.
 """
 import argparse
@@ -50,13 +51,17 @@ def main():
     p.add_argument("--always", default="")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
+    p.add_argument("--implicit-tls", action="store_true")
     a = p.parse_args()
     fail = [c for c in a.fail.split(",") if c]
     tls = {}
     if a.tls_cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(a.tls_cert, a.tls_key)
-        tls = {"tls_context": context, "require_starttls": True}
+        if a.implicit_tls:
+            tls = {"ssl_context": context}
+        else:
+            tls = {"tls_context": context, "require_starttls": True}
     controller = Controller(
         Handler(a.dir, fail, a.always), hostname="127.0.0.1", port=a.port, **tls
     )
