@@ -137,6 +137,9 @@ pub struct ChainSource {
     head_seen: Option<(u64, u64)>,
     /// The last head read from the current endpoint, and when.
     head_read: Option<(u64, std::time::Instant)>,
+    /// The number of the newest head the endpoint pushed (ws `newHeads`)
+    /// that no round has used yet: that round needs no `eth_blockNumber`.
+    pushed_head: Option<u64>,
     stalled: bool,
     /// Wall-clock time of the first failure in a row, and whether a gap was reported.
     failing_since: Option<u64>,
@@ -205,6 +208,7 @@ impl ChainSource {
             probed: HashMap::new(),
             head_seen: None,
             head_read: None,
+            pushed_head: None,
             stalled: false,
             failing_since: None,
             gap_open: false,
@@ -286,8 +290,17 @@ impl ChainSource {
             tokio::select! {
                 _ = shutdown.changed() => {}
                 _ = tick.tick() => {}
-                item = next_head(&mut heads) => {
-                    if item.is_none() {
+                item = next_head(&mut heads) => match item {
+                    Some(number) => {
+                        self.pushed_head = Some(number);
+                        // Heads arrive: polling is only the fallback for
+                        // when they stop (and a poll's exchange just before
+                        // a block can hold that block's notification back
+                        // by a delayed ACK, ~40 ms, on a node without
+                        // TCP_NODELAY such as anvil).
+                        tick.reset();
+                    }
+                    None => {
                         tracing::debug!(chain = %self.chain.name, "head subscription ended; polling");
                         heads = None;
                     }
@@ -333,6 +346,18 @@ impl ChainSource {
 
     /// Tracks head progress: a stall when the head has not moved for the
     /// chain's limit, a resume when it moves again. `false` when the receiver is gone.
+    /// A head read or pushed now. `false` when the receiver is gone.
+    async fn head_observed(
+        &mut self,
+        p: &DynProvider,
+        head: u64,
+        tx: &mpsc::Sender<ChainUpdate>,
+    ) -> Result<bool, SourceError> {
+        self.head_read = Some((head, std::time::Instant::now()));
+        self.status.head_seen(&self.chain.name, head);
+        self.track_head(p, head, tx).await
+    }
+
     async fn track_head(
         &mut self,
         p: &DynProvider,
@@ -382,7 +407,7 @@ impl ChainSource {
         }
         let provider = self.provider().await.ok()?;
         match provider.subscribe_blocks().await {
-            Ok(sub) => Some(sub.into_stream().map(|_| ()).boxed()),
+            Ok(sub) => Some(sub.into_stream().map(|header| header.number).boxed()),
             Err(e) => {
                 let ep = &self.endpoints[self.current];
                 tracing::warn!(chain = %self.chain.name, endpoint = %ep.redacted,
@@ -395,6 +420,7 @@ impl ChainSource {
     fn fail_over(&mut self) {
         self.endpoints[self.current].provider = None;
         self.head_read = None;
+        self.pushed_head = None;
         if self.endpoints.len() > 1 {
             self.current = (self.current + 1) % self.endpoints.len();
             tracing::info!(chain = %self.chain.name, endpoint = %self.endpoints[self.current].redacted, "switching endpoint");
@@ -444,8 +470,15 @@ impl ChainSource {
         // A round that reads up to a head read before is not the last one:
         // the next reads the head again before it may go idle.
         let mut reused = false;
-        let head = match self.head_read {
-            Some((head, at)) if at.elapsed() < HEAD_REUSE && behind(head, self.next) => {
+        let head = match (self.pushed_head.take(), self.head_read) {
+            // Pushed by the endpoint just now: as good as read.
+            (Some(head), _) => {
+                if !self.head_observed(&p, head, tx).await? {
+                    return Ok(None);
+                }
+                head
+            }
+            (None, Some((head, at))) if at.elapsed() < HEAD_REUSE && behind(head, self.next) => {
                 reused = true;
                 head
             }
@@ -456,9 +489,7 @@ impl ChainSource {
                     .get_block_number()
                     .await
                     .map_err(|e| rpc_error(ep, "eth_blockNumber", e))?;
-                self.head_read = Some((head, std::time::Instant::now()));
-                self.status.head_seen(&self.chain.name, head);
-                if !self.track_head(&p, head, tx).await? {
+                if !self.head_observed(&p, head, tx).await? {
                     return Ok(None);
                 }
                 head
@@ -1370,9 +1401,10 @@ async fn run_probes(
     out
 }
 
-type HeadStream = futures::stream::BoxStream<'static, ()>;
+/// The numbers of the heads an endpoint pushes.
+type HeadStream = futures::stream::BoxStream<'static, u64>;
 
-async fn next_head(heads: &mut Option<HeadStream>) -> Option<()> {
+async fn next_head(heads: &mut Option<HeadStream>) -> Option<u64> {
     match heads {
         Some(s) => s.next().await,
         None => std::future::pending().await,

@@ -130,24 +130,64 @@ fn metric(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_move_when_a_pause_is_mined() {
+/// A vault on its own anvil, followed as protocol `protocol` on chain
+/// `name`, caught up. The metrics registry is one per process and the other
+/// tests' chains are named "anvil": a chain of its own name keeps their
+/// gauges off its. `edit` changes the config text before it is written.
+struct Metered {
+    node: alloy::node_bindings::AnvilInstance,
+    chain: haltwatch::demo::Chain,
+    vault: alloy::primitives::Address,
+    running: Running,
+    api: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+async fn metered(name: &str, protocol_name: &str, ws: bool, edit: fn(String) -> String) -> Metered {
     let node = anvil(0);
     let chain = chain(&node).await;
     let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // The metrics registry is one per process and the other tests' chains
-    // are named "anvil" too: this chain has a name of its own, so their
-    // gauges cannot overwrite its.
+    let rpc = if ws {
+        node.ws_endpoint()
+    } else {
+        node.endpoint()
+    };
     let text = config_text(
-        &node.endpoint(),
-        &protocol("Metered", "vault", vault, "oz-pausable.json", "oz-pausable"),
+        &rpc,
+        &protocol(
+            protocol_name,
+            "vault",
+            vault,
+            "oz-pausable.json",
+            "oz-pausable",
+        ),
     )
-    .replace("\"anvil\"", "\"metered\"");
-    let path = write_config(dir.path(), &text);
+    .replace("\"anvil\"", &format!("\"{name}\""));
+    let path = write_config(dir.path(), &edit(text));
     let running = start(&path).await;
     let api = running.api().await;
     wait_caught_up(&running.store, &chain).await;
+    Metered {
+        node,
+        chain,
+        vault,
+        running,
+        api,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_when_a_pause_is_mined() {
+    let Metered {
+        node,
+        chain,
+        vault,
+        running,
+        api,
+        _dir,
+    } = metered("metered", "Metered", false, |text| text).await;
     let before = get(api, "/metrics", &[]).body;
     let halts_before = metric(&before, "haltwatch_signals_total{kind=\"halt\"}");
 
@@ -188,6 +228,47 @@ async fn metrics_move_when_a_pause_is_mined() {
         metric(m, &rpc) > 0.0,
         "RPC requests by endpoint (scheme + host only): {m}"
     );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_pushed_over_ws_are_followed_without_reading_the_head_number() {
+    // Polling only every minute: within the test, rounds start from heads
+    // the node pushes (newHeads).
+    let Metered {
+        node,
+        chain,
+        vault,
+        running,
+        api,
+        _dir,
+    } = metered("pushed", "Pushed", true, |text| {
+        text.replace("poll_interval_ms = 50", "poll_interval_ms = 60000")
+    })
+    .await;
+    let endpoint = node.ws_endpoint();
+    let count = |body: &str, method: &str| {
+        metric(
+            body,
+            &format!("haltwatch_rpc_requests_total{{endpoint=\"{endpoint}\",method=\"{method}\"}}"),
+        )
+    };
+    let before = get(api, "/metrics", &[]).body;
+    for call in ["pause()", "unpause()", "pause()", "unpause()"] {
+        let r = chain.call(vault, selector(call)).await.unwrap();
+        wait_processed(&running.store, r.block_number.unwrap()).await;
+    }
+    let after = get(api, "/metrics", &[]).body;
+    assert!(
+        count(&after, "eth_getLogs") >= count(&before, "eth_getLogs") + 1.0,
+        "the new blocks were read: {after}"
+    );
+    assert_eq!(
+        count(&after, "eth_blockNumber"),
+        count(&before, "eth_blockNumber"),
+        "no eth_blockNumber for pushed heads: {after}"
+    );
+    assert_eq!(incidents(&running.store).await.len(), 2);
     running.stop().await;
 }
 
