@@ -16,6 +16,7 @@ use alloy::primitives::{Address, B256};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::model::ProtocolState;
 use crate::presets;
 
 /// Where the embedded default store lives when `[store]` is absent.
@@ -204,6 +205,8 @@ struct RawProtocol {
     chain: String,
     #[serde(default)]
     responders: Vec<String>,
+    #[serde(default)]
+    severity_responders: SeverityResponders,
     /// Revenue lost per hour of halt, for the report's cost estimate.
     #[serde(default)]
     revenue_per_hour_usd: Option<f64>,
@@ -449,16 +452,56 @@ pub struct ChainConfig {
     pub trace_calls: bool,
 }
 
+/// `severity_responders = { halted = [...] }`: who is mailed besides
+/// `responders` about an incident that reached a severity, from the mail
+/// that tells of it through the incident's end.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityResponders {
+    #[serde(default)]
+    pub degraded: Vec<String>,
+    #[serde(default)]
+    pub halted: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ProtocolConfig {
     pub name: String,
     /// Index into [`Config::chains`].
     pub chain: usize,
     pub responders: Vec<String>,
+    pub severity_responders: SeverityResponders,
     pub revenue_per_hour_usd: Option<f64>,
     pub contracts: Vec<ContractConfig>,
     pub rules: Vec<Rule>,
     pub probes: Vec<ProbeConfig>,
+}
+
+impl ProtocolConfig {
+    /// Who is mailed about an incident that reached `severity`: the
+    /// responders, then those named for each severity up to it; each once.
+    pub fn recipients(&self, severity: ProtocolState) -> Vec<String> {
+        let by_severity = [
+            (ProtocolState::Degraded, &self.severity_responders.degraded),
+            (ProtocolState::Halted, &self.severity_responders.halted),
+        ];
+        let mut out: Vec<String> = Vec::new();
+        let reached = by_severity
+            .into_iter()
+            .filter(|(s, _)| *s <= severity)
+            .flat_map(|(_, list)| list);
+        for r in self.responders.iter().chain(reached) {
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(r)) {
+                out.push(r.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether anyone is mailed about this protocol's incidents.
+    pub fn pages(&self) -> bool {
+        !self.recipients(ProtocolState::Halted).is_empty()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -1035,15 +1078,28 @@ impl Validator {
                     ),
                 );
             }
-            for (j, r) in raw.responders.iter().enumerate() {
-                let ok = r
-                    .split_once('@')
-                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
-                if !ok {
-                    self.problem(
-                        format!("{key}.responders[{j}]"),
-                        format!("expected an email address, found `{r}`"),
-                    );
+            let lists = [
+                ("responders", &raw.responders),
+                (
+                    "severity_responders.degraded",
+                    &raw.severity_responders.degraded,
+                ),
+                (
+                    "severity_responders.halted",
+                    &raw.severity_responders.halted,
+                ),
+            ];
+            for (list, addresses) in lists {
+                for (j, r) in addresses.iter().enumerate() {
+                    let ok = r
+                        .split_once('@')
+                        .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
+                    if !ok {
+                        self.problem(
+                            format!("{key}.{list}[{j}]"),
+                            format!("expected an email address, found `{r}`"),
+                        );
+                    }
                 }
             }
             if raw
@@ -1086,6 +1142,7 @@ impl Validator {
                     name: raw.name,
                     chain,
                     responders: raw.responders,
+                    severity_responders: raw.severity_responders,
                     revenue_per_hour_usd: raw.revenue_per_hour_usd,
                     contracts,
                     rules,

@@ -422,6 +422,43 @@ async fn a_busy_catch_up_logs_one_summary_and_a_transition_at_the_head_logs_itse
 }
 
 #[test]
+fn check_config_names_each_bad_responder_address_and_severity() {
+    let dir = tempfile::tempdir().unwrap();
+    let protocol = |extra: &str| {
+        format!(
+            "{CHAIN}\n[[protocols]]\nname = \"Lending\"\nchain = \"mainnet\"\nresponders = [\"oncall@example.org\", \"nobody\"]\n{extra}\n"
+        )
+    };
+    let (code, text) = check(
+        dir.path(),
+        &protocol(
+            "severity_responders = { degraded = [\"ops@example.org\"], halted = [\"@example.org\"] }",
+        ),
+    );
+    assert_ne!(code, 0, "{text}");
+    for (key, found) in [
+        ("protocols[0].responders[1]", "nobody"),
+        ("protocols[0].severity_responders.halted[0]", "@example.org"),
+    ] {
+        assert!(
+            text.contains(key)
+                && text.contains(&format!("expected an email address, found `{found}`")),
+            "{key}: {text}"
+        );
+    }
+    assert!(!text.contains("ops@example.org"), "{text}");
+    let (code, text) = check(
+        dir.path(),
+        &protocol("severity_responders = { critical = [\"cto@example.org\"] }"),
+    );
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("severity_responders") && text.contains("unknown field `critical`"),
+        "{text}"
+    );
+}
+
+#[test]
 fn check_config_names_a_ca_file_that_is_missing_or_holds_no_certificate() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("not-a-cert.pem"), "hello").unwrap();

@@ -304,6 +304,99 @@ async fn transitions_within_group_wait_go_out_as_one_mail() {
 }
 
 #[tokio::test]
+async fn severity_responders_hear_of_an_incident_from_the_mail_that_it_reached_their_severity() {
+    let smtp = SmtpServer::start(&[]);
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let (lido, quiet) = (
+        chain.deploy(&bin("LidoMock")).await.unwrap(),
+        chain.deploy(&bin("LidoMock")).await.unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let halted = "severity_responders = { halted = [\"cto@example.org\", \"ONCALL@example.org\"] }";
+    let text = config_text(
+        &node.endpoint(),
+        &format!(
+            "{}\n{}\n{}",
+            protocol("Lido", "steth", lido, "lido.json", "lido").replace(
+                "responders = [\"oncall@example.org\"]",
+                &format!("responders = [\"oncall@example.org\"]\n{halted}")
+            ),
+            // Nobody but the halted list.
+            protocol("Quiet", "steth", quiet, "lido.json", "lido").replace(
+                "responders = [\"oncall@example.org\"]",
+                "severity_responders = { halted = [\"cto@example.org\"] }"
+            ),
+            email_section(smtp.port, "")
+        ),
+    );
+    let path = write_config(dir.path(), &text);
+    let running = start(&path).await;
+    // Each protocol: opened (degraded), escalated (halted), resolved.
+    let mut expected = 0;
+    for call in ["pauseStaking()", "stop()", "resume()"] {
+        for contract in [lido, quiet] {
+            chain.call(contract, selector(call)).await.unwrap();
+        }
+        // Quiet's degraded opening goes to nobody.
+        expected += if call == "pauseStaking()" { 1 } else { 2 };
+        smtp.wait_mails(expected).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent: Vec<(String, String)> = smtp
+        .mails()
+        .iter()
+        .map(|m| {
+            let state = m
+                .subject()
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let protocol = m.subject().split_whitespace().nth(1).unwrap_or_default();
+            (
+                format!("{state}] {protocol}"),
+                m.header("X-Envelope-To").unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let both = "oncall@example.org, cto@example.org";
+    let mut want = vec![
+        (
+            "[DEGRADED] Lido".to_string(),
+            "oncall@example.org".to_string(),
+        ),
+        ("[HALTED] Lido".to_string(), both.to_string()),
+        ("[HALTED] Quiet".to_string(), "cto@example.org".to_string()),
+        ("[RESOLVED] Lido".to_string(), both.to_string()),
+        (
+            "[RESOLVED] Quiet".to_string(),
+            "cto@example.org".to_string(),
+        ),
+    ];
+    let mut got = sent.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{sent:?}");
+    // The mail nobody was to receive is kept as cancelled, with the reason.
+    let quiet_opened = running
+        .store
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.status == "cancelled")
+        .collect::<Vec<_>>();
+    assert_eq!(quiet_opened.len(), 1, "{quiet_opened:?}");
+    assert_eq!(quiet_opened[0].kind, "opened");
+    assert_eq!(
+        quiet_opened[0].last_error.as_deref(),
+        Some("nobody is mailed about degraded incidents")
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn beyond_max_per_hour_one_digest_carries_the_overflow() {
     let smtp = SmtpServer::start(&[]);
     let s = setup(smtp.port, "", "").await;

@@ -26,6 +26,7 @@ use rand::Rng;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, EmailConfig, TlsMode};
+use crate::model::ProtocolState;
 use crate::store::{IncidentRecord, OutboxItem, Store, StoreError, now_ms};
 use crate::telemetry;
 
@@ -208,12 +209,13 @@ impl Notifier {
         Ok(())
     }
 
-    fn recipients(&self, protocol: &str) -> Vec<String> {
+    /// Who is mailed about `protocol`'s incidents that reached `severity`.
+    fn recipients(&self, protocol: &str, severity: ProtocolState) -> Vec<String> {
         self.config
             .protocols
             .iter()
             .find(|p| p.name == protocol)
-            .map(|p| p.responders.clone())
+            .map(|p| p.recipients(severity))
             .unwrap_or_default()
     }
 
@@ -254,6 +256,7 @@ impl Notifier {
             rendered,
             attempts,
             Some(&incident),
+            incident.severity,
         )
         .await
     }
@@ -282,8 +285,16 @@ impl Notifier {
             .map(|i| i.attempts)
             .max()
             .unwrap_or(0);
-        self.deliver(protocol, &ids, message_id, None, rendered, attempts, None)
-            .await
+        // Everyone any of its incidents reaches.
+        let worst = incidents
+            .iter()
+            .map(|(i, _)| i.severity)
+            .max()
+            .unwrap_or(ProtocolState::Degraded);
+        self.deliver(
+            protocol, &ids, message_id, None, rendered, attempts, None, worst,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -296,12 +307,20 @@ impl Notifier {
         rendered: email::Rendered,
         attempts: i64,
         incident: Option<&IncidentRecord>,
+        severity: ProtocolState,
     ) -> Result<(), NotifyError> {
-        let recipients = self.recipients(protocol);
+        let recipients = self.recipients(protocol, severity);
+
         if recipients.is_empty() {
-            self.store
-                .outbox_failed(ids, "the protocol has no responders in the config")
-                .await?;
+            if self.recipients(protocol, ProtocolState::Halted).is_empty() {
+                self.store
+                    .outbox_failed(ids, "the protocol has no responders in the config")
+                    .await?;
+            } else {
+                // Only severity_responders, and the incident is not that bad.
+                let why = format!("nobody is mailed about {} incidents", severity.as_str());
+                self.store.outbox_cancelled(ids, &why).await?;
+            }
             return Ok(());
         }
         let message = match build(&self.email.from, &recipients, &message_id, thread, rendered) {

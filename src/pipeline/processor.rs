@@ -861,7 +861,7 @@ impl Writer {
                     chain: &chain.name,
                     update: u,
                     // History rebuilt by a backfill pages nobody.
-                    notify: live && config.email.is_some() && !protocol.responders.is_empty(),
+                    notify: live && config.email.is_some() && protocol.pages(),
                     planned: opened_at.is_some_and(|at| config.in_maintenance(u.protocol, at)),
                     rows,
                 }

@@ -739,6 +739,19 @@ impl Store {
         Ok(())
     }
 
+    /// Mails nobody is to receive: never sent, `why` kept.
+    pub async fn outbox_cancelled(&self, ids: &[i64], why: &str) -> Result<()> {
+        for id in ids {
+            sqlx::query("UPDATE outbox SET status = 'cancelled', last_error = ? WHERE id = ?")
+                .bind(why)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(q("cancel mail"))?;
+        }
+        Ok(())
+    }
+
     /// Distinct mails sent for `protocol` since `since_ms` (a digest counts once).
     pub async fn mails_sent_since(&self, protocol: &str, since_ms: i64) -> Result<i64> {
         sqlx::query_scalar(
