@@ -344,8 +344,6 @@ impl ChainSource {
         true
     }
 
-    /// Tracks head progress: a stall when the head has not moved for the
-    /// chain's limit, a resume when it moves again. `false` when the receiver is gone.
     /// A head read or pushed now. `false` when the receiver is gone.
     async fn head_observed(
         &mut self,
@@ -358,6 +356,8 @@ impl ChainSource {
         self.track_head(p, head, tx).await
     }
 
+    /// Tracks head progress: a stall when the head has not moved for the
+    /// chain's limit, a resume when it moves again. `false` when the receiver is gone.
     async fn track_head(
         &mut self,
         p: &DynProvider,

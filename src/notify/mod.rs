@@ -310,7 +310,6 @@ impl Notifier {
         severity: ProtocolState,
     ) -> Result<(), NotifyError> {
         let recipients = self.recipients(protocol, severity);
-
         if recipients.is_empty() {
             if self.recipients(protocol, ProtocolState::Halted).is_empty() {
                 self.store
