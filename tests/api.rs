@@ -180,20 +180,13 @@ async fn metered(name: &str, protocol_name: &str, ws: bool, edit: fn(String) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_when_a_pause_is_mined() {
-    let Metered {
-        node,
-        chain,
-        vault,
-        running,
-        api,
-        _dir,
-    } = metered("metered", "Metered", false, |text| text).await;
-    let before = get(api, "/metrics", &[]).body;
+    let w = metered("metered", "Metered", false, |text| text).await;
+    let before = get(w.api, "/metrics", &[]).body;
     let halts_before = metric(&before, "haltwatch_signals_total{kind=\"halt\"}");
 
-    let r = chain.call(vault, selector("pause()")).await.unwrap();
-    wait_processed(&running.store, r.block_number.unwrap()).await;
-    let after = until(api, "/metrics", &[], |r| {
+    let r = w.chain.call(w.vault, selector("pause()")).await.unwrap();
+    wait_processed(&w.running.store, r.block_number.unwrap()).await;
+    let after = until(w.api, "/metrics", &[], |r| {
         metric(
             &r.body,
             "haltwatch_incidents_open{protocol=\"Metered\",severity=\"halted\"}",
@@ -222,43 +215,36 @@ async fn metrics_move_when_a_pause_is_mined() {
     assert!(m.contains("haltwatch_logs_decoded_total{chain=\"metered\"}"));
     let rpc = format!(
         "haltwatch_rpc_requests_total{{endpoint=\"{}\",method=\"eth_getLogs\"}}",
-        node.endpoint()
+        w.node.endpoint()
     );
     assert!(
         metric(m, &rpc) > 0.0,
         "RPC requests by endpoint (scheme + host only): {m}"
     );
-    running.stop().await;
+    w.running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heads_pushed_over_ws_are_followed_without_reading_the_head_number() {
     // Polling only every minute: within the test, rounds start from heads
     // the node pushes (newHeads).
-    let Metered {
-        node,
-        chain,
-        vault,
-        running,
-        api,
-        _dir,
-    } = metered("pushed", "Pushed", true, |text| {
+    let w = metered("pushed", "Pushed", true, |text| {
         text.replace("poll_interval_ms = 50", "poll_interval_ms = 60000")
     })
     .await;
-    let endpoint = node.ws_endpoint();
+    let endpoint = w.node.ws_endpoint();
     let count = |body: &str, method: &str| {
         metric(
             body,
             &format!("haltwatch_rpc_requests_total{{endpoint=\"{endpoint}\",method=\"{method}\"}}"),
         )
     };
-    let before = get(api, "/metrics", &[]).body;
+    let before = get(w.api, "/metrics", &[]).body;
     for call in ["pause()", "unpause()", "pause()", "unpause()"] {
-        let r = chain.call(vault, selector(call)).await.unwrap();
-        wait_processed(&running.store, r.block_number.unwrap()).await;
+        let r = w.chain.call(w.vault, selector(call)).await.unwrap();
+        wait_processed(&w.running.store, r.block_number.unwrap()).await;
     }
-    let after = get(api, "/metrics", &[]).body;
+    let after = get(w.api, "/metrics", &[]).body;
     assert!(
         count(&after, "eth_getLogs") >= count(&before, "eth_getLogs") + 1.0,
         "the new blocks were read: {after}"
@@ -268,8 +254,8 @@ async fn heads_pushed_over_ws_are_followed_without_reading_the_head_number() {
         count(&before, "eth_blockNumber"),
         "no eth_blockNumber for pushed heads: {after}"
     );
-    assert_eq!(incidents(&running.store).await.len(), 2);
-    running.stop().await;
+    assert_eq!(incidents(&w.running.store).await.len(), 2);
+    w.running.stop().await;
 }
 
 /// Three incidents over two protocols: Vault (resolved, resolved) and Other (open).

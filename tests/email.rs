@@ -9,10 +9,16 @@ use alloy::sol_types::SolCall;
 use common::smtp::{SmtpServer, free_port};
 use common::*;
 use haltwatch::demo::selector;
-use haltwatch::store::{IncidentState, Store};
+use haltwatch::store::{IncidentState, OutboxRecord, Store};
 
 sol! {
     function setGlobalPaused(string action, bool state);
+}
+
+/// The outbox rows whose status is `status`.
+async fn outbox_in(store: &Store, status: &str) -> Vec<OutboxRecord> {
+    let rows = store.outbox().await.unwrap();
+    rows.into_iter().filter(|r| r.status == status).collect()
 }
 
 fn email_section(port: u16, extra: &str) -> String {
@@ -379,14 +385,7 @@ async fn severity_responders_hear_of_an_incident_from_the_mail_that_it_reached_t
     want.sort();
     assert_eq!(got, want, "{sent:?}");
     // The mail nobody was to receive is kept as cancelled, with the reason.
-    let quiet_opened = running
-        .store
-        .outbox()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.status == "cancelled")
-        .collect::<Vec<_>>();
+    let quiet_opened = outbox_in(&running.store, "cancelled").await;
     assert_eq!(quiet_opened.len(), 1, "{quiet_opened:?}");
     assert_eq!(quiet_opened[0].kind, "opened");
     assert_eq!(
@@ -423,14 +422,7 @@ async fn beyond_max_per_hour_one_digest_carries_the_overflow() {
         "{}",
         mails[2].subject()
     );
-    let pending = running
-        .store
-        .outbox()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.status == "pending")
-        .count();
+    let pending = outbox_in(&running.store, "pending").await.len();
     assert_eq!(pending, 1, "the last transition waits for the window");
     running.stop().await;
 }

@@ -185,10 +185,7 @@ impl Processor {
         Ok(())
     }
 
-    /// Handles the source's updates in order. A committed range is
-    /// classified while the range before it is still being written (on
-    /// another task): ranges are written in order, and the status, the
-    /// logs and the sender learn of a range once it is stored.
+    /// Handles the source's updates in order, see [`Self::handle`].
     pub(super) async fn run(
         mut self,
         mut rx: mpsc::Receiver<ChainUpdate>,
@@ -209,58 +206,35 @@ impl Processor {
                 },
             };
             let Some(update) = update else { break };
-            match update {
-                ChainUpdate::Committed(range) => {
-                    let prepared = self.prepare(range);
-                    if let Some(w) = writing.take() {
-                        self.land(w).await?;
-                    }
-                    writing = Some(self.write(prepared));
-                    // The write was spawned into this worker's LIFO slot,
-                    // which other workers do not steal: without a yield it
-                    // would wait until the next range's classification
-                    // (milliseconds of CPU when far behind) is done.
-                    tokio::task::yield_now().await;
-                }
-                other => {
-                    if let Some(w) = writing.take() {
-                        self.land(w).await?;
-                    }
-                    self.handle(other).await?;
-                }
-            }
+            self.handle(update, &mut writing).await?;
         }
-        if let Some(w) = writing.take() {
-            self.land(w).await?;
-        }
-        Ok(())
+        self.land(&mut writing).await
     }
 
     /// Classifies a committed range and builds its rows (while the range
     /// before it may still be being written).
     fn prepare(&mut self, range: CommittedRange) -> Prepared {
         let started = std::time::Instant::now();
-        let classified = self.classify(
-            range.from,
-            range.tip.number,
-            &range.logs,
-            &range.calls,
-            &range.probes,
-            &range.blocks,
-        );
-        let rows = classified.updates.iter().map(Rows::of).collect();
-        Prepared {
-            range,
-            classified,
-            rows,
-            classified_in: started.elapsed(),
-        }
+        let CommittedRange {
+            from,
+            tip,
+            blocks,
+            logs,
+            calls,
+            probes,
+        } = range;
+        let classified = self.classify(from, tip.number, &logs, &calls, &probes, &blocks);
+        let read = [logs.len(), calls.len(), probes.len()];
+        Prepared::new(from, tip.number, blocks, read, classified, started)
     }
 
     /// Starts writing a prepared range on its own task.
     fn write(&self, prepared: Prepared) -> Writing {
         let Prepared {
-            range,
+            from,
+            to,
+            blocks,
+            read,
             classified:
                 Classified {
                     updates,
@@ -272,7 +246,6 @@ impl Processor {
         } = prepared;
         let statuses = self.statuses_after(&updates);
         let writer = self.writer();
-        let blocks = range.blocks;
         let task = tokio::spawn(async move {
             let started = std::time::Instant::now();
             let result = writer.commit(&updates, rows, snapshots, &blocks).await;
@@ -281,16 +254,19 @@ impl Processor {
         Writing {
             task,
             range: Written {
-                from: range.from,
-                to: range.tip.number,
-                logs: range.logs.len(),
-                calls: range.calls.len(),
-                probes: range.probes.len(),
+                from,
+                to,
+                read,
                 decoded,
                 statuses,
                 classified_in,
             },
         }
+    }
+
+    /// Writes a prepared range and waits for it to land.
+    async fn store(&self, prepared: Prepared) -> Result<(), PipelineError> {
+        self.land(&mut Some(self.write(prepared))).await
     }
 
     fn writer(&self) -> Writer {
@@ -302,34 +278,79 @@ impl Processor {
         }
     }
 
-    /// Waits for a range being written and lands it.
-    async fn land(&self, w: Writing) -> Result<(), PipelineError> {
-        let done = w.task.await;
-        self.landed(w.range, done)
+    /// Waits for the range being written, if any, and lands it.
+    async fn land(&self, writing: &mut Option<Writing>) -> Result<(), PipelineError> {
+        match writing.take() {
+            Some(w) => {
+                let done = w.task.await;
+                self.landed(w.range, done)
+            }
+            None => Ok(()),
+        }
     }
 
-    /// What follows a range's write: the status, logs, metrics and the sender.
+    /// What follows a range's write: logs, metrics, for a live range the
+    /// status (the protocols' states at the range's end, from
+    /// [`Self::statuses_after`]), and the sender.
     fn landed(&self, range: Written, done: WriteDone) -> Result<(), PipelineError> {
         let (result, updates, blocks, store_in) = done.map_err(PipelineError::Panic)?;
         result.map_err(self.store_error())?;
-        self.committed(
-            range.from,
-            range.to,
-            &updates,
-            range.decoded,
-            &blocks,
-            range.statuses,
-        );
-        tracing::debug!(chain = %self.chain_name(), from = range.from, to = range.to,
-            logs = range.logs, calls = range.calls, probes = range.probes, updates = updates.len(),
-            classify_us = range.classified_in.as_micros() as u64,
+        let Written {
+            from,
+            to,
+            read: [logs, calls, probes],
+            decoded,
+            statuses,
+            classified_in,
+        } = range;
+        let chain = &self.config.chains[self.chain];
+        log_updates(&self.config, chain, from, to, &updates);
+        if !blocks.is_empty() {
+            telemetry::blocks_processed(&chain.name, to + 1 - from);
+        }
+        telemetry::logs_decoded(&chain.name, decoded);
+        if !self.backfill {
+            if let Some(tip) = blocks.iter().max_by_key(|b| b.number) {
+                self.status
+                    .processed(&chain.name, tip.number, tip.timestamp);
+            }
+            for s in statuses {
+                self.status.set_protocol(s);
+            }
+        }
+        if updates.iter().any(|u| u.transition.is_some()) {
+            self.wake_sender();
+        }
+        tracing::debug!(chain = %chain.name, from, to, logs, calls, probes,
+            updates = updates.len(), classify_us = classified_in.as_micros() as u64,
             store_us = store_in.as_micros() as u64, "range applied");
         Ok(())
     }
 
-    /// Applies one chain update: the reverted side first undoes, then the committed side applies.
-    async fn handle(&mut self, update: ChainUpdate) -> Result<(), PipelineError> {
+    /// Applies one chain update. A committed range is classified while the
+    /// range before it is still being written (`writing`), then written on
+    /// its own task; ranges are written in order, and the status, the logs
+    /// and the sender learn of a range once it is stored. Any other update
+    /// first lands the write in flight: a revert undoes only what is stored.
+    async fn handle(
+        &mut self,
+        update: ChainUpdate,
+        writing: &mut Option<Writing>,
+    ) -> Result<(), PipelineError> {
+        if !matches!(update, ChainUpdate::Committed(_)) {
+            self.land(writing).await?;
+        }
         match update {
+            ChainUpdate::Committed(range) => {
+                let prepared = self.prepare(range);
+                self.land(writing).await?;
+                *writing = Some(self.write(prepared));
+                // The write was spawned into this worker's LIFO slot,
+                // which other workers do not steal: without a yield it
+                // would wait until the next range's classification
+                // (milliseconds of CPU when far behind) is done.
+                tokio::task::yield_now().await;
+            }
             ChainUpdate::Reverted { ancestor } => {
                 let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
                 self.store
@@ -340,10 +361,6 @@ impl Processor {
                 self.publish();
                 tracing::info!(chain = %self.chain_name(), ancestor, "reverted history above the common ancestor");
                 self.wake_sender();
-            }
-            ChainUpdate::Committed(range) => {
-                let prepared = self.prepare(range);
-                self.land(self.write(prepared)).await?;
             }
             ChainUpdate::Stalled { head, since } => self.chain_state(head, since, true).await?,
             ChainUpdate::Resumed { head, at } => self.chain_state(head, at, false).await?,
@@ -370,6 +387,7 @@ impl Processor {
         wall_time: u64,
         halted: bool,
     ) -> Result<(), PipelineError> {
+        let started = std::time::Instant::now();
         let mut b = Batching::default();
         for m in &self.models {
             let e = detect::stall::evidence(
@@ -383,7 +401,8 @@ impl Processor {
         }
         self.flush(&mut b);
         self.snapshot(head.number, &mut b);
-        self.store_classified(head.number, head.number, b.out, &[])
+        let at = head.number;
+        self.store(Prepared::new(at, at, Vec::new(), [0; 3], b.out, started))
             .await
     }
 
@@ -397,69 +416,18 @@ impl Processor {
         calls: &[CallOutcome],
         blocks: &[BlockRef],
     ) -> Result<(), PipelineError> {
+        let started = std::time::Instant::now();
         let classified = self.classify(from, to, logs, calls, &[], blocks);
-        self.store_classified(from, to, classified, blocks).await
-    }
-
-    async fn store_classified(
-        &mut self,
-        from: u64,
-        to: u64,
-        classified: Classified,
-        blocks: &[BlockRef],
-    ) -> Result<(), PipelineError> {
-        let Classified {
-            updates,
-            snapshots,
-            decoded,
-        } = classified;
-        let rows = updates.iter().map(Rows::of).collect();
-        self.writer()
-            .commit(&updates, rows, snapshots, blocks)
-            .await
-            .map_err(self.store_error())?;
-        self.committed(
+        let read = [logs.len(), calls.len(), 0];
+        self.store(Prepared::new(
             from,
             to,
-            &updates,
-            decoded,
-            blocks,
-            self.statuses_after(&updates),
-        );
-        Ok(())
-    }
-
-    /// After a range is stored: logs, metrics, for a live range the
-    /// status (`statuses`: the protocols' states at the range's end, from
-    /// [`Self::statuses_after`]) and the sender.
-    fn committed(
-        &self,
-        from: u64,
-        to: u64,
-        updates: &[IncidentUpdate],
-        decoded: u64,
-        blocks: &[BlockRef],
-        statuses: Vec<ProtocolStatus>,
-    ) {
-        let chain = &self.config.chains[self.chain];
-        log_updates(&self.config, chain, from, to, updates);
-        if !blocks.is_empty() {
-            telemetry::blocks_processed(&chain.name, to + 1 - from);
-        }
-        telemetry::logs_decoded(&chain.name, decoded);
-        if !self.backfill {
-            if let Some(tip) = blocks.iter().max_by_key(|b| b.number) {
-                self.status
-                    .processed(&chain.name, tip.number, tip.timestamp);
-            }
-            for s in statuses {
-                self.status.set_protocol(s);
-            }
-        }
-        if updates.iter().any(|u| u.transition.is_some()) {
-            self.wake_sender();
-        }
-        tracing::debug!(chain = %chain.name, from, to, "blocks processed");
+            blocks.to_vec(),
+            read,
+            classified,
+            started,
+        ))
+        .await
     }
 
     fn wake_sender(&self) {
@@ -788,10 +756,38 @@ impl Processor {
 
 /// A committed range classified, with its rows built.
 struct Prepared {
-    range: CommittedRange,
+    from: u64,
+    to: u64,
+    /// The new window and checkpoint (none in a backfill or a chain stall).
+    blocks: Vec<BlockRef>,
+    /// Logs, calls and probes read for the range.
+    read: [usize; 3],
     classified: Classified,
     rows: Vec<Rows>,
+    /// Classifying and building the rows, since `started`.
     classified_in: std::time::Duration,
+}
+
+impl Prepared {
+    fn new(
+        from: u64,
+        to: u64,
+        blocks: Vec<BlockRef>,
+        read: [usize; 3],
+        classified: Classified,
+        started: std::time::Instant,
+    ) -> Self {
+        let rows = classified.updates.iter().map(Rows::of).collect();
+        Prepared {
+            from,
+            to,
+            blocks,
+            read,
+            classified,
+            rows,
+            classified_in: started.elapsed(),
+        }
+    }
 }
 
 /// A range being written on its own task.
@@ -813,9 +809,8 @@ type WriteDone = Result<WriteResult, tokio::task::JoinError>;
 struct Written {
     from: u64,
     to: u64,
-    logs: usize,
-    calls: usize,
-    probes: usize,
+    /// Logs, calls and probes read for the range.
+    read: [usize; 3],
     decoded: u64,
     /// The protocols' states at the end of the range, to publish once it
     /// is stored ([`Processor::statuses_after`]).
