@@ -66,9 +66,55 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{host}{}", if hidden { "/…" } else { "" })
 }
 
+/// Redacts every URL in `text` by structure, whatever form the transport
+/// printed it in (`http://host:port?key=K` may come back as
+/// `http://host:port/?key=K`): error texts can reach logs, the store and
+/// `/readyz`.
+///
+/// ```
+/// use haltwatch::redact_urls_in;
+/// let text = "error sending request for url (http://127.0.0.1:8545/?apikey=SECRET)";
+/// assert_eq!(redact_urls_in(text), "error sending request for url (http://127.0.0.1:8545/…)");
+/// ```
+pub fn redact_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The scheme: the letters right before `://`.
+        let scheme_len = rest[..at]
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            .map(char::len_utf8)
+            .sum::<usize>();
+        let start = at - scheme_len;
+        let len = rest[start..]
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ',' | ']'))
+            .unwrap_or(rest.len() - start);
+        out.push_str(&rest[..start]);
+        if scheme_len == 0 {
+            out.push_str("://");
+            rest = &rest[at + 3..];
+            continue;
+        }
+        out.push_str(&redact_url(&rest[start..start + len]));
+        rest = &rest[start + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{redact_url, redact_urls_in};
+
+    #[test]
+    fn redacts_every_url_in_a_text_in_whatever_form_it_was_printed() {
+        let text = "a (http://127.0.0.1:1/?apikey=K) and wss://u:pw@h:2/v3/K2, ok";
+        let out = redact_urls_in(text);
+        assert_eq!(out, "a (http://127.0.0.1:1/…) and wss://h:2/…, ok");
+        assert_eq!(redact_urls_in("no url :// here"), "no url :// here");
+    }
 
     #[test]
     fn redacts_keys_from_urls() {

@@ -20,6 +20,11 @@ pub struct ChainStatus {
     /// The last block processed (the checkpoint) and its block time.
     pub processed: Option<(u64, u64)>,
     pub last_error: Option<String>,
+    /// Problems that hold until they are mended: an endpoint that serves
+    /// another chain, a deep reorg being re-read.
+    pub problems: Vec<String>,
+    /// The deep reorg being re-read, if any (also in `problems`).
+    pub reorg: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,9 +70,13 @@ impl Status {
         );
     }
 
+    /// The newest head of any endpoint of `chain`. Only a head that moved
+    /// counts as fresh: a frozen head read again and again is a stall.
     pub fn head_seen(&self, chain: &str, number: u64) {
         if let Some(c) = self.write().chains.get_mut(chain) {
-            c.head = Some((number, Instant::now()));
+            if c.head.is_none_or(|(n, _)| n != number) {
+                c.head = Some((number, Instant::now()));
+            }
             c.last_error = None;
             crate::telemetry::chain_position(chain, Some(number), c.processed);
         }
@@ -76,6 +85,22 @@ impl Status {
     pub fn chain_error(&self, chain: &str, error: String) {
         if let Some(c) = self.write().chains.get_mut(chain) {
             c.last_error = Some(error);
+        }
+    }
+
+    /// An endpoint of `chain` is unusable for good (`reason` says why).
+    pub fn endpoint_broken(&self, chain: &str, reason: String) {
+        if let Some(c) = self.write().chains.get_mut(chain)
+            && !c.problems.contains(&reason)
+        {
+            c.problems.push(reason);
+        }
+    }
+
+    /// Sets or clears the deep reorg `chain` is re-reading.
+    pub fn set_problem(&self, chain: &str, reorg: Option<String>) {
+        if let Some(c) = self.write().chains.get_mut(chain) {
+            c.reorg = reorg;
         }
     }
 
@@ -110,22 +135,32 @@ impl Status {
         self.read().protocols.values().cloned().collect()
     }
 
-    /// Why each chain is not ready: no head read within its stall limit.
+    /// Why each chain is not ready: no head moved within its stall limit, an
+    /// endpoint serves another chain, or a deep reorg is being re-read.
     pub fn unready_chains(&self) -> Vec<(String, String)> {
         let now = Instant::now();
         self.read()
             .chains
             .iter()
             .filter_map(|(name, c)| {
-                let why = match c.head {
-                    None => "no head read yet".to_string(),
-                    Some((n, at)) if now.duration_since(at) > c.stall_after => format!(
-                        "head {n} last read {} s ago (limit {} s)",
+                let stale = match c.head {
+                    None => Some("no head read yet".to_string()),
+                    Some((n, at)) if now.duration_since(at) > c.stall_after => Some(format!(
+                        "head {n} has not moved for {} s (limit {} s)",
                         now.duration_since(at).as_secs(),
                         c.stall_after.as_secs()
-                    ),
-                    Some(_) => return None,
+                    )),
+                    Some(_) => None,
                 };
+                let why: Vec<String> = stale
+                    .into_iter()
+                    .chain(c.problems.iter().cloned())
+                    .chain(c.reorg.clone())
+                    .collect();
+                if why.is_empty() {
+                    return None;
+                }
+                let why = why.join("; ");
                 let why = match &c.last_error {
                     Some(e) => format!("{why}; last error: {e}"),
                     None => why,

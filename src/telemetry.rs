@@ -107,3 +107,16 @@ pub fn chain_position(chain: &str, head: Option<u64>, processed: Option<(u64, u6
         }
     }
 }
+
+/// Reorgs deeper than the reorg window, per chain.
+pub const DEEP_REORGS_TOTAL: &str = "haltwatch_deep_reorgs_total";
+/// Endpoints found serving another chain, per chain.
+pub const ENDPOINTS_BROKEN_TOTAL: &str = "haltwatch_rpc_endpoints_broken_total";
+
+pub fn deep_reorg(chain: &str) {
+    metrics::counter!(DEEP_REORGS_TOTAL, "chain" => chain.to_string()).increment(1);
+}
+
+pub fn endpoint_broken(chain: &str) {
+    metrics::counter!(ENDPOINTS_BROKEN_TOTAL, "chain" => chain.to_string()).increment(1);
+}

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use alloy::providers::Provider;
 use alloy::sol;
 use alloy::sol_types::SolCall;
 use common::http::{Reply, get};
@@ -93,6 +94,15 @@ async fn readiness_fails_while_the_node_is_stopped_and_recovers_when_it_returns(
         "poll_interval_ms = 50\nstall_after_seconds = 1",
     );
     std::fs::write(&w.path, text).unwrap();
+    // Ready means heads move: a block every 300 ms, whenever the node answers.
+    let miner = w.chain.provider.clone();
+    let mining = tokio::spawn(async move {
+        loop {
+            let mine = miner.raw_request::<_, serde_json::Value>("evm_mine".into(), ());
+            let _ = tokio::time::timeout(Duration::from_millis(300), mine).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
     let running = start(&w.path).await;
     let api = running.api().await;
     assert_eq!(get(api, "/healthz", &[]).status, 200);
@@ -119,6 +129,7 @@ async fn readiness_fails_while_the_node_is_stopped_and_recovers_when_it_returns(
 
     signal(pid, "-CONT");
     until(api, "/readyz", &[], |r| r.status == 200).await;
+    mining.abort();
     running.stop().await;
 }
 

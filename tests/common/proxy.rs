@@ -1,13 +1,59 @@
 //! An HTTP JSON-RPC proxy in front of anvil, for faults a real node will not
-//! produce on demand: `hook` sees each request and may answer it instead.
+//! produce on demand. A rule sees each request and decides: forward it,
+//! answer it instead (any HTTP status and headers), hang, delay, or forward
+//! and rewrite the upstream answer (a lagging node, another chain id).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
 
 /// Given a parsed JSON-RPC request, `Some(body)` answers it with `body`; `None` forwards it.
-pub type Hook = Arc<dyn Fn(&serde_json::Value) -> Option<Vec<u8>> + Send + Sync>;
+pub type Hook = Arc<dyn Fn(&Value) -> Option<Vec<u8>> + Send + Sync>;
+
+/// Rewrites an upstream answer (`result` and all), given the request.
+pub type Rewrite = Box<dyn FnOnce(&Value, Value) -> Value + Send>;
+
+/// What the proxy does with one request.
+pub enum Action {
+    Forward,
+    /// Answers 200 with this body.
+    Answer(Vec<u8>),
+    /// Answers with this status, extra headers and body.
+    Status {
+        code: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Never answers; the connection stays open.
+    Hang,
+    /// Waits, then does the inner action.
+    Delay(Duration, Box<Action>),
+    /// Forwards, then rewrites the answer.
+    Rewrite(Rewrite),
+}
+
+impl Action {
+    /// A JSON-RPC error answer for `request`, HTTP 200.
+    pub fn rpc_error(request: &Value, code: i64, message: &str) -> Action {
+        let body = serde_json::json!({
+            "jsonrpc": "2.0", "id": request["id"],
+            "error": {"code": code, "message": message}
+        });
+        Action::Answer(body.to_string().into_bytes())
+    }
+
+    /// A JSON-RPC result for `request`, HTTP 200.
+    pub fn result(request: &Value, result: Value) -> Action {
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "result": result});
+        Action::Answer(body.to_string().into_bytes())
+    }
+}
+
+pub type Rule = Arc<dyn Fn(&Value) -> Action + Send + Sync>;
 
 /// Reads one HTTP/1.1 message (head + Content-Length body); `None` at EOF.
 fn read_message(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
@@ -69,6 +115,30 @@ fn send(w: &mut TcpStream, head: &str, body: &[u8]) -> std::io::Result<()> {
     w.write_all(&message)
 }
 
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn answer(w: &mut TcpStream, code: u16, headers: &[(String, String)], body: &[u8]) -> bool {
+    let mut head = format!(
+        "HTTP/1.1 {code} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        reason(code),
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    send(w, &head, body).is_ok()
+}
+
 /// Starts the proxy for `upstream` (`host:port`); returns its `http://` URL.
 pub fn spawn(upstream: String, hook: Hook) -> String {
     spawn_switchable(upstream, hook, Arc::new(AtomicBool::new(false)))
@@ -77,57 +147,111 @@ pub fn spawn(upstream: String, hook: Hook) -> String {
 /// As [`spawn`]; while `down` is true every connection is dropped unanswered,
 /// like an endpoint that is gone.
 pub fn spawn_switchable(upstream: String, hook: Hook, down: Arc<AtomicBool>) -> String {
+    spawn_rules(
+        upstream,
+        Arc::new(move |req: &Value| {
+            if down.load(Ordering::SeqCst) {
+                return Action::Hang; // replaced by a drop below
+            }
+            match hook(req) {
+                Some(body) => Action::Answer(body),
+                None => Action::Forward,
+            }
+        }),
+        true,
+    )
+}
+
+/// Starts the proxy with a rule per request; returns its `http://` URL.
+pub fn spawn_with(upstream: String, rule: Rule) -> String {
+    spawn_rules(upstream, rule, false)
+}
+
+/// `hang_drops`: [`Action::Hang`] drops the connection instead of holding it.
+fn spawn_rules(upstream: String, rule: Rule, hang_drops: bool) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
-            let (upstream, hook, down) = (upstream.clone(), hook.clone(), down.clone());
-            std::thread::spawn(move || {
-                // Without NODELAY, Nagle's algorithm holds answers for 40 ms.
-                let _ = client.set_nodelay(true);
-                let mut writer = client.try_clone().unwrap();
-                let mut reader = BufReader::new(client);
-                let mut up: Option<(TcpStream, BufReader<TcpStream>)> = None;
-                while let Some((head, body)) = read_message(&mut reader) {
-                    if down.load(Ordering::SeqCst) {
-                        return; // drops the connection
-                    }
-                    let request: serde_json::Value =
-                        serde_json::from_slice(&body).unwrap_or_default();
-                    if let Some(answer) = hook(&request) {
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                            answer.len()
-                        );
-                        let _ = send(&mut writer, &head, &answer);
-                        continue;
-                    }
-                    // One upstream connection per client connection, kept
-                    // alive like the client's: thousands of requests must not
-                    // mean thousands of sockets.
-                    if up.is_none() {
-                        let Ok(conn) = TcpStream::connect(&upstream) else {
-                            return; // drops the client too
-                        };
-                        let _ = conn.set_nodelay(true);
-                        let Ok(reader) = conn.try_clone() else { return };
-                        up = Some((conn, BufReader::new(reader)));
-                    }
-                    let Some((conn, reader)) = up.as_mut() else {
-                        return;
-                    };
-                    if send(conn, &head, &body).is_err() {
-                        return;
-                    }
-                    let Some((rhead, rbody)) = read_message(reader) else {
-                        return;
-                    };
-                    if send(&mut writer, &rhead, &rbody).is_err() {
-                        return;
-                    }
-                }
-            });
+            let (upstream, rule) = (upstream.clone(), rule.clone());
+            std::thread::spawn(move || serve(client, &upstream, &rule, hang_drops));
         }
     });
     format!("http://{addr}")
+}
+
+fn serve(client: TcpStream, upstream: &str, rule: &Rule, hang_drops: bool) {
+    // Without NODELAY, Nagle's algorithm holds answers for 40 ms.
+    let _ = client.set_nodelay(true);
+    let mut writer = client.try_clone().unwrap();
+    let mut reader = BufReader::new(client);
+    let mut up: Option<(TcpStream, BufReader<TcpStream>)> = None;
+    while let Some((head, body)) = read_message(&mut reader) {
+        let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let mut action = rule(&request);
+        while let Action::Delay(d, inner) = action {
+            std::thread::sleep(d);
+            action = *inner;
+        }
+        let rewrite = match action {
+            Action::Forward => None,
+            Action::Rewrite(f) => Some(f),
+            Action::Answer(body) => {
+                if !answer(&mut writer, 200, &[], &body) {
+                    return;
+                }
+                continue;
+            }
+            Action::Status {
+                code,
+                headers,
+                body,
+            } => {
+                if !answer(&mut writer, code, &headers, &body) {
+                    return;
+                }
+                continue;
+            }
+            Action::Hang if hang_drops => return, // drops the connection
+            Action::Hang => {
+                // Holds the connection open and answers nothing, until the
+                // client gives up and closes it.
+                let mut sink = [0u8; 1024];
+                while matches!(reader.get_mut().read(&mut sink), Ok(n) if n > 0) {}
+                return;
+            }
+            Action::Delay(..) => unreachable!("delays are unwrapped above"),
+        };
+        // One upstream connection per client connection, kept alive like
+        // the client's: thousands of requests must not mean thousands of
+        // sockets.
+        if up.is_none() {
+            let Ok(conn) = TcpStream::connect(upstream) else {
+                return; // drops the client too
+            };
+            let _ = conn.set_nodelay(true);
+            let Ok(reader) = conn.try_clone() else { return };
+            up = Some((conn, BufReader::new(reader)));
+        }
+        let Some((conn, up_reader)) = up.as_mut() else {
+            return;
+        };
+        if send(conn, &head, &body).is_err() {
+            return;
+        }
+        let Some((rhead, rbody)) = read_message(up_reader) else {
+            return;
+        };
+        let sent = match rewrite {
+            None => send(&mut writer, &rhead, &rbody).is_ok(),
+            Some(f) => {
+                let upstream: Value = serde_json::from_slice(&rbody).unwrap_or_default();
+                let body = f(&request, upstream).to_string();
+                answer(&mut writer, 200, &[], body.as_bytes())
+            }
+        };
+        if !sent {
+            return;
+        }
+    }
 }

@@ -1,0 +1,544 @@
+//! The endpoints of one chain: how each is connected, how healthy it is,
+//! which one to ask next, and what an error from it means.
+//!
+//! Endpoints are ranked in config order among the healthy ones: an endpoint
+//! is skipped while it backs off after errors (exponentially, with jitter,
+//! or as long as its `Retry-After` said), while its head is behind another
+//! endpoint's, and for good when it serves another chain. The preferred
+//! endpoint is used again as soon as it is healthy.
+
+use std::time::{Duration, Instant};
+
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::client::ClientBuilder;
+use alloy::transports::layers::{RetryBackoffLayer, RetryPolicy};
+use alloy::transports::{RpcError, TransportError};
+
+use super::{MAX_RANGE_BLOCKS, SourceError};
+use crate::{redact_url, telemetry};
+
+/// Longest wait before an endpoint that failed is tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Shortest wait before an endpoint that failed is tried again.
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// A rate-limited request is retried in place when the server asks for at
+/// most this long; a longer `Retry-After` fails over instead.
+const RETRY_IN_PLACE: Duration = Duration::from_secs(2);
+/// Retries in place of a rate-limited request.
+const RATE_LIMIT_RETRIES: u32 = 3;
+/// An endpoint whose head is this many blocks behind another's is demoted.
+pub(super) const LAG_BLOCKS: u64 = 2;
+
+/// What an error says about the endpoint and the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Too many requests: back off (as long as `Retry-After` says, if it said).
+    RateLimited { retry_after: Option<Duration> },
+    /// The request asked for too much at once (a log range): split it.
+    RangeTooLarge,
+    /// Worth retrying as it is: 5xx, time-outs, resets, garbage, a block the
+    /// node does not have yet.
+    Transient,
+    /// The node does not serve the method: the only class that turns a capability off.
+    Unsupported,
+    /// The endpoint serves another chain: never used again.
+    WrongChain,
+}
+
+/// Texts real providers send when one `eth_getLogs` asks for too much.
+const RANGE_TEXTS: &[&str] = &[
+    "query returned more than",
+    "block range is too large",
+    "block range too large",
+    "range is too large",
+    "exceeds max results",
+    "exceed maximum block range",
+    "max block range",
+    "is limited to a",
+    "block range limit",
+    "too many results",
+    "response size exceeded",
+    "response is too big",
+    "log response size exceeded",
+    "range too wide",
+];
+
+/// Texts real providers send when they throttle.
+const RATE_LIMIT_TEXTS: &[&str] = &[
+    "rate limit",
+    "rate-limit",
+    "ratelimit",
+    "too many requests",
+    "limit exceeded",
+    "exceeded the allowed",
+    "request count exceeded",
+    "capacity exceeded",
+    "throughput exceeded",
+    "compute units",
+    "over rate",
+];
+
+/// Texts of a node that does not serve a method at all.
+const UNSUPPORTED_TEXTS: &[&str] = &[
+    "method not found",
+    "not supported",
+    "unsupported",
+    "does not exist",
+    "is not available",
+    "method not available",
+    "not whitelisted",
+];
+
+/// Classifies an error text and, where the transport knows them, its HTTP
+/// status and `Retry-After`. Range texts win over rate-limit texts (`-32005`
+/// is both, depending on the provider: the words decide).
+pub fn classify_text(
+    text: &str,
+    http_status: Option<u16>,
+    retry_after: Option<Duration>,
+) -> ErrorClass {
+    let t = text.to_ascii_lowercase();
+    if http_status == Some(429) || retry_after.is_some() {
+        return ErrorClass::RateLimited { retry_after };
+    }
+    if RANGE_TEXTS.iter().any(|e| t.contains(e)) {
+        return ErrorClass::RangeTooLarge;
+    }
+    if RATE_LIMIT_TEXTS.iter().any(|e| t.contains(e)) {
+        return ErrorClass::RateLimited { retry_after };
+    }
+    if UNSUPPORTED_TEXTS.iter().any(|e| t.contains(e)) || t.contains("-32601") {
+        return ErrorClass::Unsupported;
+    }
+    ErrorClass::Transient
+}
+
+/// Classifies an error of alloy's transport.
+pub fn classify(e: &TransportError) -> ErrorClass {
+    let text = e.to_string();
+    match e {
+        RpcError::Transport(kind) => {
+            let status = kind.as_http_error().map(|h| h.status);
+            match classify_text(&text, status, kind.retry_after()) {
+                // Only a node's own answer says a method is missing; a proxy's
+                // HTML error page saying "not available" does not.
+                ErrorClass::Unsupported => ErrorClass::Transient,
+                class => class,
+            }
+        }
+        RpcError::ErrorResp(payload) if payload.code == -32601 => ErrorClass::Unsupported,
+        _ => classify_text(&text, None, None),
+    }
+}
+
+/// Retries in place what is rate limited for a short while only: a longer
+/// `Retry-After` is better spent on another endpoint.
+#[derive(Debug, Clone, Copy)]
+struct ShortRateLimits;
+
+impl RetryPolicy for ShortRateLimits {
+    fn should_retry(&self, e: &TransportError) -> bool {
+        matches!(classify(e), ErrorClass::RateLimited { retry_after }
+            if retry_after.is_none_or(|d| d <= RETRY_IN_PLACE))
+    }
+
+    fn backoff_hint(&self, e: &TransportError) -> Option<Duration> {
+        match classify(e) {
+            ErrorClass::RateLimited { retry_after } => retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// One endpoint: its connection, what it serves, and its health.
+pub(super) struct Endpoint {
+    pub url: String,
+    pub redacted: String,
+    pub ws: bool,
+    provider: Option<DynProvider>,
+    /// Answers `trace_filter` (until it says it does not): calls of a whole
+    /// range in a few requests instead of every block's body and receipts.
+    pub trace_filter: std::sync::atomic::AtomicBool,
+    /// Blocks per `trace_filter` request; halved when the node refuses a range.
+    pub trace_span: std::sync::atomic::AtomicU64,
+    /// Answers `eth_getBlockReceipts` (until it says it does not): a block's
+    /// receipts in one request instead of one per failed-call candidate.
+    pub block_receipts: std::sync::atomic::AtomicBool,
+    /// Blocks per `eth_getLogs` range; shrinks to what the node accepts.
+    pub log_span: std::sync::atomic::AtomicU64,
+    health: Health,
+}
+
+/// How an endpoint has been doing.
+#[derive(Debug, Default)]
+struct Health {
+    /// Failures in a row.
+    failures: u32,
+    /// Not to be asked before this.
+    retry_at: Option<Instant>,
+    /// The newest head it reported, and when.
+    head: Option<(u64, Instant)>,
+    /// Why it is never to be used again (another chain).
+    broken: Option<String>,
+}
+
+impl Endpoint {
+    pub fn new(url: &str) -> Self {
+        Endpoint {
+            redacted: redact_url(url),
+            ws: url.starts_with("ws"),
+            url: url.to_string(),
+            provider: None,
+            trace_filter: true.into(),
+            trace_span: MAX_RANGE_BLOCKS.into(),
+            block_receipts: true.into(),
+            log_span: MAX_RANGE_BLOCKS.into(),
+            health: Health::default(),
+        }
+    }
+
+    /// The connected provider, connecting (and checking the chain id) first.
+    pub async fn provider(
+        &mut self,
+        chain: &str,
+        chain_id: u64,
+    ) -> Result<DynProvider, SourceError> {
+        if let Some(p) = &self.provider {
+            return Ok(p.clone());
+        }
+        let provider = self.connect().await?;
+        telemetry::rpc_request(&self.redacted, "eth_chainId");
+        let actual = provider
+            .get_chain_id()
+            .await
+            .map_err(|e| rpc_error(self, "eth_chainId", &e))?;
+        if actual != chain_id {
+            let e = SourceError::WrongChain {
+                chain: chain.to_string(),
+                endpoint: self.redacted.clone(),
+                expected: chain_id,
+                actual,
+            };
+            self.health.broken = Some(e.to_string());
+            return Err(e);
+        }
+        self.provider = Some(provider.clone());
+        Ok(provider)
+    }
+
+    async fn connect(&self) -> Result<DynProvider, SourceError> {
+        let builder = ProviderBuilder::new().disable_recommended_fillers();
+        if self.ws {
+            // Subscriptions need the bare pubsub transport: no layers over ws.
+            return Ok(builder
+                .connect(&self.url)
+                .await
+                .map_err(|e| rpc_error(self, "connect", &e))?
+                .erased());
+        }
+        let retry = RetryBackoffLayer::new_with_policy(
+            RATE_LIMIT_RETRIES,
+            MIN_BACKOFF.as_millis() as u64,
+            u64::MAX,
+            ShortRateLimits,
+        );
+        let client = ClientBuilder::default()
+            .layer(retry)
+            .connect(&self.url)
+            .await
+            .map_err(|e| rpc_error(self, "connect", &e))?;
+        Ok(builder.connect_client(client).erased())
+    }
+
+    /// Why this endpoint is never used again, if it is not.
+    pub fn broken(&self) -> Option<&str> {
+        self.health.broken.as_deref()
+    }
+}
+
+/// The endpoints of one chain, ranked by health.
+pub(super) struct Endpoints {
+    list: Vec<Endpoint>,
+}
+
+impl Endpoints {
+    pub fn new(urls: &[String]) -> Self {
+        Endpoints {
+            list: urls.iter().map(|u| Endpoint::new(u)).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn get(&self, i: usize) -> &Endpoint {
+        &self.list[i]
+    }
+
+    pub fn get_mut(&mut self, i: usize) -> &mut Endpoint {
+        &mut self.list[i]
+    }
+
+    /// The newest head any endpoint reported.
+    pub fn best_head(&self) -> Option<u64> {
+        self.list
+            .iter()
+            .filter_map(|e| e.health.head)
+            .map(|(n, _)| n)
+            .max()
+    }
+
+    /// True while another endpoint's head is more than [`LAG_BLOCKS`] ahead of `i`'s.
+    pub fn lagging(&self, i: usize) -> bool {
+        let best = self.best_head().unwrap_or(0);
+        self.list[i]
+            .health
+            .head
+            .is_some_and(|(n, _)| n + LAG_BLOCKS < best)
+    }
+
+    /// The endpoint to ask now: the first in config order that is neither
+    /// broken, backing off, nor lagging; else the one that is free soonest
+    /// (`Err(wait)` says how long until then). `None` when every one is broken.
+    pub fn pick(&self, now: Instant) -> Option<Result<usize, Duration>> {
+        let usable = || (0..self.list.len()).filter(|&i| self.list[i].health.broken.is_none());
+        let ready = |i: &usize| self.list[*i].health.retry_at.is_none_or(|t| t <= now);
+        if let Some(i) = usable().find(|i| ready(i) && !self.lagging(*i)) {
+            return Some(Ok(i));
+        }
+        if let Some(i) = usable().find(ready) {
+            return Some(Ok(i)); // every ready one lags: the least bad is still news
+        }
+        usable()
+            .filter_map(|i| self.list[i].health.retry_at.map(|t| (t, i)))
+            .min()
+            .map(|(t, _)| Err(t.saturating_duration_since(now)))
+    }
+
+    /// A head reported by endpoint `i`.
+    pub fn head_seen(&mut self, i: usize, head: u64, now: Instant) {
+        let h = &mut self.list[i].health;
+        if h.head.is_none_or(|(n, _)| n != head) {
+            h.head = Some((head, now));
+        }
+    }
+
+    /// Endpoint `i` answered a whole round.
+    pub fn succeeded(&mut self, i: usize) {
+        let h = &mut self.list[i].health;
+        h.failures = 0;
+        h.retry_at = None;
+    }
+
+    /// Endpoint `i` failed: it backs off (as long as the server asked, or
+    /// exponentially with jitter), and its connection is dropped unless it
+    /// only throttled. Returns how long it backs off.
+    pub fn failed(&mut self, i: usize, class: ErrorClass, now: Instant) -> Duration {
+        let ep = &mut self.list[i];
+        ep.health.failures += 1;
+        let wait = match class {
+            ErrorClass::RateLimited {
+                retry_after: Some(d),
+            } => d.min(MAX_BACKOFF),
+            _ => jittered(backoff(ep.health.failures), rand::random()),
+        };
+        if !matches!(class, ErrorClass::RateLimited { .. }) {
+            ep.provider = None;
+        }
+        ep.health.retry_at = Some(now + wait);
+        wait
+    }
+}
+
+/// Exponential backoff after `failures` failures in a row, capped.
+pub fn backoff(failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(8);
+    (MIN_BACKOFF * factor).min(MAX_BACKOFF)
+}
+
+/// `d` spread over its upper half (`unit` in `[0, 1)`), so replicas and
+/// chains that failed together do not retry together.
+fn jittered(d: Duration, unit: f64) -> Duration {
+    d.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0)
+}
+
+/// Counts the error and wraps it with its endpoint and class; the text has
+/// every URL in it redacted.
+pub(super) fn rpc_error(ep: &Endpoint, method: &'static str, e: &TransportError) -> SourceError {
+    telemetry::rpc_error(&ep.redacted, method);
+    SourceError::Rpc {
+        endpoint: ep.redacted.clone(),
+        method,
+        class: classify(e),
+        detail: crate::redact_urls_in(&e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::transports::TransportErrorKind;
+
+    #[test]
+    fn errors_are_classified_by_what_real_providers_say() {
+        use ErrorClass::*;
+        let cases = [
+            (
+                "error code -32005: query returned more than 10000 results",
+                RangeTooLarge,
+            ),
+            ("block range is too large", RangeTooLarge),
+            (
+                "error code -32614: eth_getLogs is limited to a 100 range",
+                RangeTooLarge,
+            ),
+            (
+                "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range",
+                RangeTooLarge,
+            ),
+            (
+                "query exceeds max results 20000, retry with the range 1-500",
+                RangeTooLarge,
+            ),
+            (
+                "error code -32005: limit exceeded",
+                RateLimited { retry_after: None },
+            ),
+            (
+                "daily request count exceeded, request rate limited",
+                RateLimited { retry_after: None },
+            ),
+            (
+                "Your app has exceeded its compute units per second capacity",
+                RateLimited { retry_after: None },
+            ),
+            (
+                "error code -32601: the method trace_filter does not exist/is not available",
+                Unsupported,
+            ),
+            ("connection refused", Transient),
+            ("header not found", Transient),
+        ];
+        for (text, want) in cases {
+            assert_eq!(classify_text(text, None, None), want, "{text}");
+        }
+        assert_eq!(
+            classify_text(
+                "HTTP error 429 with empty body",
+                Some(429),
+                Some(Duration::from_secs(1))
+            ),
+            RateLimited {
+                retry_after: Some(Duration::from_secs(1))
+            }
+        );
+        assert_eq!(classify_text("HTTP error 503", Some(503), None), Transient);
+    }
+
+    #[test]
+    fn transport_errors_keep_their_retry_after() {
+        let e = TransportErrorKind::http_error_with_retry_after(
+            429,
+            String::new(),
+            Some(Duration::from_secs(3)),
+        );
+        assert_eq!(
+            classify(&e),
+            ErrorClass::RateLimited {
+                retry_after: Some(Duration::from_secs(3))
+            }
+        );
+        assert!(
+            !ShortRateLimits.should_retry(&e),
+            "3 s is better spent elsewhere"
+        );
+        let short = TransportErrorKind::http_error_with_retry_after(
+            429,
+            String::new(),
+            Some(Duration::from_secs(1)),
+        );
+        assert!(ShortRateLimits.should_retry(&short));
+        assert_eq!(
+            classify(&TransportErrorKind::http_error(502, "bad gateway".into())),
+            ErrorClass::Transient
+        );
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered_within_its_upper_half() {
+        assert_eq!(backoff(1), MIN_BACKOFF);
+        assert_eq!(backoff(2), MIN_BACKOFF * 2);
+        assert_eq!(backoff(40), MAX_BACKOFF);
+        let d = Duration::from_secs(2);
+        assert_eq!(jittered(d, 0.0), Duration::from_secs(1));
+        assert!(jittered(d, 0.999) < d);
+    }
+
+    fn urls(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("http://127.0.0.1:{}", 9000 + i))
+            .collect()
+    }
+
+    #[test]
+    fn the_preferred_endpoint_is_used_again_once_it_is_healthy() {
+        let mut eps = Endpoints::new(&urls(2));
+        let t0 = Instant::now();
+        assert_eq!(eps.pick(t0), Some(Ok(0)));
+        let wait = eps.failed(0, ErrorClass::Transient, t0);
+        assert_eq!(eps.pick(t0), Some(Ok(1)), "fails over while 0 backs off");
+        assert_eq!(eps.pick(t0 + wait), Some(Ok(0)), "and comes back after");
+        for _ in 0..5 {
+            eps.failed(0, ErrorClass::Transient, t0);
+        }
+        eps.succeeded(0);
+        let wait = eps.failed(0, ErrorClass::Transient, t0);
+        assert!(
+            wait <= MIN_BACKOFF,
+            "a success resets the backoff: {wait:?}"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_honoured() {
+        let mut eps = Endpoints::new(&urls(1));
+        let t0 = Instant::now();
+        let class = ErrorClass::RateLimited {
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(eps.failed(0, class, t0), Duration::from_secs(7));
+        assert_eq!(
+            eps.pick(t0 + Duration::from_secs(6)),
+            Some(Err(Duration::from_secs(1)))
+        );
+        assert_eq!(eps.pick(t0 + Duration::from_secs(7)), Some(Ok(0)));
+    }
+
+    #[test]
+    fn an_endpoint_whose_head_is_behind_is_demoted_until_it_catches_up() {
+        let mut eps = Endpoints::new(&urls(2));
+        let t0 = Instant::now();
+        eps.head_seen(0, 100, t0);
+        eps.head_seen(1, 101, t0);
+        assert_eq!(eps.pick(t0), Some(Ok(0)), "one block is no lag");
+        eps.head_seen(1, 103, t0);
+        assert!(eps.lagging(0));
+        assert_eq!(eps.pick(t0), Some(Ok(1)), "a frozen head is left");
+        eps.head_seen(0, 103, t0);
+        assert_eq!(eps.pick(t0), Some(Ok(0)));
+    }
+
+    #[test]
+    fn a_broken_endpoint_is_never_picked() {
+        let mut eps = Endpoints::new(&urls(2));
+        eps.list[0].health.broken = Some("serves chain 5".into());
+        assert_eq!(eps.pick(Instant::now()), Some(Ok(1)));
+        eps.list[1].health.broken = Some("serves chain 5".into());
+        assert_eq!(eps.pick(Instant::now()), None);
+    }
+}

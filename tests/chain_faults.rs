@@ -1,0 +1,454 @@
+//! Following the chain when providers misbehave: a JSON-RPC proxy in front
+//! of a real anvil answers as a lagging node, a backend without the logs
+//! yet, a frozen head, a rate limiter, a provider with a range cap or one
+//! on another chain would. Each scenario compares the history with the
+//! chain's truth: no missed halt, no spurious incident, nothing withdrawn
+//! that still stands.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use alloy::providers::Provider;
+use common::proxy::{Action, spawn_with};
+use common::*;
+use haltwatch::demo::selector;
+use haltwatch::store::{IncidentRecord, IncidentState};
+use serde_json::Value;
+
+fn upstream(node: &alloy::node_bindings::AnvilInstance) -> String {
+    node.endpoint().trim_start_matches("http://").to_string()
+}
+
+/// A block number in a JSON-RPC parameter (`"0x1a"`), or `None` for tags.
+fn number(v: &Value) -> Option<u64> {
+    u64::from_str_radix(v.as_str()?.strip_prefix("0x")?, 16).ok()
+}
+
+/// The only incident, after checking it is the vault's pause at `block`, open,
+/// with nothing of it retracted.
+fn the_pause(list: &[IncidentRecord], block: u64) -> &IncidentRecord {
+    assert_eq!(list.len(), 1, "exactly one incident: {list:#?}");
+    let i = &list[0];
+    assert_eq!(i.protocol, "Vault");
+    assert_eq!(i.state, IncidentState::Open, "{i:#?}");
+    assert_eq!(i.start_block, block);
+    assert!(
+        i.evidence.iter().all(|e| !e.retracted) && i.transitions.iter().all(|t| !t.retracted),
+        "nothing of a standing pause is retracted: {i:#?}"
+    );
+    i
+}
+
+#[tokio::test]
+async fn a_node_answering_two_blocks_behind_withdraws_nothing() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    // While `lag_at` is set, the proxy is a node whose head is two below it:
+    // a lower eth_blockNumber, no header and no logs above that.
+    let lag_at = Arc::new(AtomicU64::new(0));
+    let lagged = Arc::new(AtomicUsize::new(0));
+    let (at, n) = (lag_at.clone(), lagged.clone());
+    let proxy = spawn_with(
+        upstream(&node),
+        Arc::new(move |req: &Value| {
+            let real = at.load(SeqCst);
+            if real == 0 {
+                return Action::Forward;
+            }
+            let head = real - 2;
+            n.fetch_add(1, SeqCst);
+            match req["method"].as_str().unwrap_or("") {
+                "eth_blockNumber" => Action::result(req, format!("{head:#x}").into()),
+                "eth_getBlockByNumber" if number(&req["params"][0]).is_none_or(|b| b > head) => {
+                    Action::result(req, Value::Null)
+                }
+                "eth_getLogs" => Action::result(req, Value::Array(Vec::new())),
+                _ => Action::Forward,
+            }
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config_text(
+            &proxy,
+            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+        ),
+    );
+    let running = start(&path).await;
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    mine(&chain, 1).await;
+    wait_caught_up(&running.store, &chain).await;
+    let pause_block = paused.block_number.unwrap();
+    the_pause(&incidents(&running.store).await, pause_block);
+
+    let head = chain.provider.get_block_number().await.unwrap();
+    lag_at.store(head, SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    lag_at.store(0, SeqCst);
+    assert!(
+        lagged.load(SeqCst) > 0,
+        "the monitor asked the lagging node"
+    );
+    mine(&chain, 2).await;
+    wait_caught_up(&running.store, &chain).await;
+    the_pause(&incidents(&running.store).await, pause_block);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_log_answer_for_a_block_whose_bloom_matches_is_read_again() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    // The backend has the headers but answers `[]` for logs, three times.
+    let hide = Arc::new(AtomicUsize::new(0));
+    let h = hide.clone();
+    let proxy = spawn_with(
+        upstream(&node),
+        Arc::new(move |req: &Value| {
+            if req["method"] == "eth_getLogs" && h.load(SeqCst) > 0 {
+                h.fetch_sub(1, SeqCst);
+                return Action::result(req, Value::Array(Vec::new()));
+            }
+            Action::Forward
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config_text(
+            &proxy,
+            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+        ),
+    );
+    let running = start(&path).await;
+    wait_caught_up(&running.store, &chain).await;
+    hide.store(3, SeqCst);
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    mine(&chain, 2).await;
+    wait_caught_up(&running.store, &chain).await;
+    assert_eq!(hide.load(SeqCst), 0, "the proxy hid three answers");
+    the_pause(
+        &incidents(&running.store).await,
+        paused.block_number.unwrap(),
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_frozen_head_is_left_for_an_endpoint_whose_head_moves_and_no_stall_is_declared() {
+    let node = anvil(1);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    // From `frozen_at` on, the first endpoint's head stays there.
+    let frozen_at = Arc::new(AtomicU64::new(0));
+    let f = frozen_at.clone();
+    let frozen = spawn_with(
+        upstream(&node),
+        Arc::new(move |req: &Value| {
+            let head = f.load(SeqCst);
+            if head == 0 {
+                return Action::Forward;
+            }
+            match req["method"].as_str().unwrap_or("") {
+                "eth_blockNumber" => Action::result(req, format!("{head:#x}").into()),
+                "eth_getBlockByNumber" if number(&req["params"][0]).is_none_or(|b| b > head) => {
+                    Action::result(req, Value::Null)
+                }
+                _ => Action::Forward,
+            }
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &frozen,
+        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+    )
+    .replace(
+        &format!("rpc = [\"{frozen}\"]"),
+        &format!(
+            "rpc = [\"{frozen}\", \"{}\"]\nstall_after_seconds = 4",
+            node.endpoint()
+        ),
+    );
+    let path = write_config(dir.path(), &text);
+    let running = start(&path).await;
+    wait_caught_up(&running.store, &chain).await;
+    frozen_at.store(chain.provider.get_block_number().await.unwrap(), SeqCst);
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    let pause_block = paused.block_number.unwrap();
+    wait_processed(&running.store, pause_block).await;
+    // Past the stall limit, with the first endpoint still frozen.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    wait_caught_up(&running.store, &chain).await;
+    the_pause(&incidents(&running.store).await, pause_block);
+    assert!(
+        running.status.unready_chains().is_empty(),
+        "ready while another endpoint's head moves: {:?}",
+        running.status.unready_chains()
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limits_with_retry_after_slow_the_monitor_down_but_miss_nothing() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    // Every second request: HTTP 429 with Retry-After: 1.
+    let count = Arc::new(AtomicUsize::new(0));
+    let limited = Arc::new(AtomicBool::new(false));
+    let (c, on) = (count.clone(), limited.clone());
+    let proxy = spawn_with(
+        upstream(&node),
+        Arc::new(move |_req: &Value| {
+            if on.load(SeqCst) && c.fetch_add(1, SeqCst) % 2 == 1 {
+                return Action::Status {
+                    code: 429,
+                    headers: vec![("retry-after".into(), "1".into())],
+                    body: b"rate limited".to_vec(),
+                };
+            }
+            Action::Forward
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config_text(
+            &proxy,
+            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+        ),
+    );
+    let running = start(&path).await;
+    wait_caught_up(&running.store, &chain).await;
+    limited.store(true, SeqCst);
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    mine(&chain, 2).await;
+    wait_caught_up(&running.store, &chain).await;
+    assert!(
+        count.load(SeqCst) > 2,
+        "requests went through the rate limiter"
+    );
+    the_pause(
+        &incidents(&running.store).await,
+        paused.block_number.unwrap(),
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_provider_range_cap_is_split_by_the_live_follower() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    mine_blocks(&chain, 300).await;
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    mine_blocks(&chain, 300).await;
+    // A real provider's wording for its cap of 100 blocks per eth_getLogs.
+    let refused = Arc::new(AtomicUsize::new(0));
+    let r = refused.clone();
+    let proxy = spawn_with(
+        upstream(&node),
+        Arc::new(move |req: &Value| {
+            let filter = &req["params"][0];
+            let span = number(&filter["toBlock"])
+                .zip(number(&filter["fromBlock"]))
+                .map(|(to, from)| to - from + 1);
+            if req["method"] == "eth_getLogs" && span.is_some_and(|s| s > 100) {
+                r.fetch_add(1, SeqCst);
+                return Action::rpc_error(req, -32614, "eth_getLogs is limited to a 100 range");
+            }
+            Action::Forward
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config_text(
+            &proxy,
+            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+        ),
+    );
+    let running = start(&path).await;
+    wait_caught_up(&running.store, &chain).await;
+    assert!(refused.load(SeqCst) > 0, "the cap was hit");
+    the_pause(
+        &incidents(&running.store).await,
+        paused.block_number.unwrap(),
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_fallback_endpoint_on_another_chain_is_marked_broken_and_following_goes_on() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let other = spawn_with(
+        upstream(&node),
+        Arc::new(|req: &Value| match req["method"].as_str() {
+            Some("eth_chainId") => Action::result(req, "0x5".into()),
+            _ => Action::Forward,
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let direct = node.endpoint();
+    let text = config_text(
+        &direct,
+        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+    )
+    .replace(
+        &format!("rpc = [\"{direct}\"]"),
+        &format!("rpc = [\"{direct}\", \"{other}\"]"),
+    );
+    let path = write_config(dir.path(), &text);
+    let running = start(&path).await;
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    mine(&chain, 1).await;
+    wait_caught_up(&running.store, &chain).await;
+    the_pause(
+        &incidents(&running.store).await,
+        paused.block_number.unwrap(),
+    );
+    // The standby is sampled within a second or so; its chain id is read then.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let problems = running.status.unready_chains();
+        if problems
+            .iter()
+            .any(|(_, why)| why.contains("serves chain id 5"))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broken endpoint is a /readyz problem: {problems:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.stop().await;
+}
+
+/// Replaces the newest `depth` blocks (anvil_reorg): the new branch's first
+/// block holds a transfer of `depth` wei, so every block of it differs from
+/// the old one (and from an earlier reorg's).
+async fn reorg(
+    chain: &haltwatch::demo::Chain,
+    node: &alloy::node_bindings::AnvilInstance,
+    depth: u64,
+) {
+    let head = chain.provider.get_block_number().await.unwrap();
+    let old = block_hash(chain, head + 1 - depth).await;
+    let transfer = serde_json::json!({
+        "from": node.addresses()[1], "to": node.addresses()[2], "value": format!("{depth:#x}")
+    });
+    let _: Value = chain
+        .provider
+        .raw_request("anvil_reorg".into(), (depth, vec![(transfer, 0u64)]))
+        .await
+        .expect("anvil_reorg");
+    assert_ne!(
+        block_hash(chain, head + 1 - depth).await,
+        old,
+        "block {} was replaced",
+        head + 1 - depth
+    );
+}
+
+#[tokio::test]
+async fn after_a_catch_up_a_reorg_of_depth_d_reverts_exactly_d_blocks() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config_text(
+            &node.endpoint(),
+            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+        ),
+    );
+    let running = start(&path).await;
+    wait_caught_up(&running.store, &chain).await;
+    running.stop().await;
+    // While the monitor is down: 100 blocks, the pause, 20 more. The restart
+    // catches up in one range; a window holding only its two ends would
+    // take the range's first block for the ancestor of any reorg at the
+    // head, and retract the pause with the rest.
+    mine_blocks(&chain, 100).await;
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    mine_blocks(&chain, 20).await;
+    let running = start(&path).await;
+    wait_caught_up(&running.store, &chain).await;
+    let pause_block = paused.block_number.unwrap();
+    for depth in [1, 2, 5] {
+        reorg(&chain, &node, depth).await;
+        mine(&chain, 1).await;
+        wait_caught_up(&running.store, &chain).await;
+        let window = running.store.window(CHAIN_ID).await.unwrap();
+        let tip = window.last().unwrap();
+        assert_eq!(
+            tip.hash,
+            block_hash(&chain, tip.number).await,
+            "on the new branch"
+        );
+        the_pause(&incidents(&running.store).await, pause_block);
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_reorg_deeper_than_the_window_is_repaired_and_recorded_as_a_gap() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config_text(
+            &node.endpoint(),
+            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+        ),
+    );
+    let running = start(&path).await;
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    mine_blocks(&chain, 140).await;
+    wait_caught_up(&running.store, &chain).await;
+    the_pause(
+        &incidents(&running.store).await,
+        paused.block_number.unwrap(),
+    );
+
+    // 141 blocks, the pause's among them, replaced by empty ones.
+    reorg(&chain, &node, 141).await;
+    mine(&chain, 1).await;
+    wait_caught_up(&running.store, &chain).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = incidents(&running.store).await;
+        if list.iter().all(|i| i.state == IncidentState::Withdrawn) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pause that is no longer on the chain is withdrawn: {list:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gaps = running.store.gaps(0, u64::MAX / 2).await.unwrap();
+    assert!(
+        gaps.iter().any(|g| g.reason.contains("reorg deeper than")),
+        "the deep reorg is on record: {gaps:?}"
+    );
+    assert!(
+        running.status.unready_chains().is_empty(),
+        "ready again once the re-read passed the old checkpoint"
+    );
+    running.stop().await;
+}
