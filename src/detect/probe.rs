@@ -36,7 +36,32 @@ pub fn healthy(probe: &ProbeConfig, output: &[u8]) -> Option<(bool, String)> {
 
 /// Evidence of a probe's answer, halting or resuming its scope. `first` marks
 /// the first probe of this run: a halt then is "already halted when monitoring began".
-pub fn evidence(
+/// What a probe's answer says, given whether its scope is halted in the
+/// history now: evidence when it disagrees, `None` when it agrees, and why
+/// not when the call failed or its answer does not decode.
+pub fn decide(
+    chain_id: u64,
+    probe: &ProbeConfig,
+    contract: (&str, alloy::primitives::Address),
+    result: &ProbeResult,
+    halted_now: bool,
+    first: bool,
+) -> Result<Option<Evidence>, String> {
+    let output = result
+        .output
+        .as_ref()
+        .map_err(|e| format!("the call failed: {e}"))?;
+    let (healthy, value) =
+        healthy(probe, output).ok_or_else(|| "the answer does not decode".to_string())?;
+    if halted_now != healthy {
+        return Ok(None);
+    }
+    Ok(Some(evidence(
+        chain_id, probe, contract, result, healthy, &value, first,
+    )))
+}
+
+fn evidence(
     chain_id: u64,
     probe: &ProbeConfig,
     contract: (&str, alloy::primitives::Address),

@@ -7,8 +7,11 @@
 
 use std::collections::VecDeque;
 
-use crate::config::SpikeConfig;
-use crate::model::CallOutcome;
+use alloy::primitives::B256;
+
+use crate::config::{ContractConfig, SpikeConfig};
+use crate::decode::RevertReason;
+use crate::model::{BlockRef, CallOutcome, Evidence, EvidenceKind, Scope, ScopeChange};
 
 /// How much of the baseline's history each new window keeps (1 − weight of the newest).
 const BASELINE_DECAY: f64 = 0.7;
@@ -219,6 +222,67 @@ impl SpikeWindow {
         }
         change
     }
+}
+
+/// The evidence of a spike starting or clearing at `block` of `contract`:
+/// the decision, dated by the block's header where it is at hand (else by
+/// the newest failed call), then each failed call that made it, with its
+/// revert reason.
+pub fn evidence(
+    chain_id: u64,
+    contract: &ContractConfig,
+    block: u64,
+    header: Option<&BlockRef>,
+    change: SpikeChange,
+    reason: impl Fn(&CallOutcome) -> RevertReason,
+) -> Vec<Evidence> {
+    let scope = Scope::keyed(contract.name.clone(), SCOPE_KEY);
+    let (failed, halted, text) = match change {
+        SpikeChange::Started {
+            failed,
+            calls,
+            baseline,
+        } => {
+            let text = format!(
+                "revert spike: {} of {calls} calls failed in the last {} blocks (baseline {:.1}%)",
+                failed.len(),
+                contract.revert_spike.window_blocks,
+                baseline * 100.0
+            );
+            (failed, true, text)
+        }
+        SpikeChange::Cleared { quiet_windows } => (
+            Vec::new(),
+            false,
+            format!("revert spike cleared after {quiet_windows} quiet windows"),
+        ),
+    };
+    let (hash, timestamp) = header
+        .map(|h| (h.hash, h.timestamp))
+        .or_else(|| failed.last().map(|f| (f.block_hash, f.block_timestamp)))
+        .unwrap_or((B256::ZERO, 0));
+    let mut out = vec![Evidence {
+        kind: EvidenceKind::Spike,
+        chain_id,
+        contract: contract.address,
+        contract_name: contract.name.clone(),
+        tx_hash: B256::ZERO,
+        block_number: block,
+        block_hash: hash,
+        block_timestamp: timestamp,
+        log_index: 0,
+        event: text,
+        args: Vec::new(),
+        changes: vec![ScopeChange { scope, halted }],
+        log_hash: B256::ZERO,
+        at: (timestamp == 0).then_some(crate::store::now_ms() as u64 / 1000),
+    }];
+    for call in &failed {
+        let mut e = super::failed_tx::evidence(chain_id, &contract.name, call, &reason(call));
+        e.changes.clear(); // the spike evidence carries the change
+        out.push(e);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! `run`, fed by the adaptive log fetcher instead of the live source.
 
 use super::{PipelineError, Processor};
-use crate::classify::Tracker;
 use crate::config::Config;
 use crate::source::{LogFetcher, Watch};
 use crate::store::Store;
@@ -51,20 +50,15 @@ pub async fn backfill(
         .position(|c| c.name == chain_name)
         .ok_or_else(|| PipelineError::UnknownChain(chain_name.to_string()))?;
     let config = std::sync::Arc::new(config);
-    let mut processor = Processor::new(config.clone(), chain, store).await?;
-    processor.backfill = true;
-    processor
-        .trackers
-        .values_mut()
-        .for_each(|t| *t = Tracker::default());
+    let mut processor = Processor::new(config.clone(), chain, store, super::Mode::Backfill).await?;
     let source_err = |source| PipelineError::Source {
         chain: chain_name.to_string(),
         source,
     };
     let fetcher = LogFetcher::connect(
         &config.chains[chain],
-        processor.registry.addresses(),
-        processor.registry.topics(),
+        processor.registry().addresses(),
+        processor.registry().topics(),
     )
     .await
     .map_err(source_err)?
@@ -96,7 +90,7 @@ pub async fn backfill(
         state.node_wait += waiting.elapsed();
         let fetched = logs.map_err(source_err)?;
         processor
-            .apply(a, b, &fetched.logs, &fetched.calls, &[])
+            .apply_backfill(a, b, &fetched.logs, &fetched.calls)
             .await?;
         state.done_blocks += b - a + 1;
         state.logs += fetched.logs.len() as u64;

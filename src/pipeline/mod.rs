@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 pub use backfill::{BackfillProgress, backfill};
-pub use processor::Processor;
+pub use processor::{Mode, Processor};
 
 use crate::config::Config;
 use crate::notify::Notifier;
@@ -142,10 +142,11 @@ pub async fn run_with(
         tasks.spawn(async move { notifier.run(woken).await.map_err(PipelineError::from) });
     }
     for (c, chain) in config.chains.iter().enumerate() {
-        let mut processor = Processor::new(config.clone(), c, store.clone()).await?;
-        processor.wake = Some(wake.clone());
-        processor.status = status.clone();
-        processor.publish();
+        let mode = processor::Mode::Live {
+            wake: wake.clone(),
+            status: status.clone(),
+        };
+        let processor = Processor::new(config.clone(), c, store.clone(), mode).await?;
         if !config.follows(c) {
             tracing::info!(chain = %chain.name, "no protocol on this chain; not following it");
             continue;
@@ -167,8 +168,8 @@ pub async fn run_with(
         }
         let source = ChainSource::new(
             chain,
-            processor.registry.addresses(),
-            processor.registry.topics(),
+            processor.registry().addresses(),
+            processor.registry().topics(),
             window,
             WINDOW_BLOCKS,
         )
@@ -226,7 +227,7 @@ fn watch_plan(config: &Config, c: usize, processor: &Processor) -> Watch {
         .collect();
     Watch {
         contracts: if chain.failed_tx {
-            processor.registry.contracts()
+            processor.registry().contracts()
         } else {
             Vec::new()
         },

@@ -375,6 +375,8 @@ impl ChainSource {
         tracing::warn!(chain = %self.chain.name, ancestor, reverted_from = ancestor + 1,
             old_head = checkpoint.number, "reorg: blocks above the common ancestor are reverted");
         self.window.truncate_above(ancestor);
+        // Probes taken on the orphaned blocks are taken again on the new branch.
+        self.probed.retain(|_, at| *at <= ancestor);
         self.health.rebase(head, wall_secs());
         self.next = Some(ancestor + 1);
         if tx.send(ChainUpdate::Reverted { ancestor }).await.is_err() {

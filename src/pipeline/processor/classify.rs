@@ -1,0 +1,316 @@
+//! Decode → detect → classify over one committed range: logs and calls in
+//! chain order, one transaction at a time; revert-spike windows closed at
+//! the end of each block; probe answers at the tip; tracker snapshots where
+//! a reorg could return to them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use alloy::rpc::types::Log;
+
+use super::Processor;
+use super::undo::KEEP_BLOCKS;
+use crate::classify::Tracker;
+use crate::detect;
+use crate::detect::revert_spike::{SpikeChange, SpikeWindow};
+use crate::model::{BlockRef, CallOutcome, Evidence, IncidentUpdate, ProbeResult};
+use crate::pipeline::WINDOW_BLOCKS;
+use crate::telemetry;
+
+/// What decode → detect → classify made of one committed range.
+#[derive(Default)]
+pub(super) struct Classified {
+    pub updates: Vec<IncidentUpdate>,
+    /// (protocol, block, tracker JSON) for each block where a tracker changed.
+    pub snapshots: Vec<(usize, u64, String)>,
+    /// Monitored logs that decoded.
+    pub decoded: u64,
+}
+
+/// Evidence waiting to be applied as one transaction, and the trackers it changed.
+#[derive(Default)]
+struct Batching {
+    pending: BTreeMap<usize, Vec<Evidence>>,
+    changed: Vec<usize>,
+    out: Classified,
+    /// The newest block time seen: dates blocks whose header is not at hand.
+    time: u64,
+    /// Snapshots are kept only where a reorg could return to them: above
+    /// this block, and the newest at or below it per protocol (held here as
+    /// a copy and serialized once, at the end). `None`: all of them.
+    cutoff: Option<u64>,
+    below: BTreeMap<usize, (u64, Tracker)>,
+    /// The spike windows' states are kept from this block on, for a reorg
+    /// to return to (`None`: a backfill, which keeps none).
+    undo_from: Option<u64>,
+}
+
+/// A log or a call, in chain order.
+enum Item<'a> {
+    Log(&'a Log),
+    Call(&'a CallOutcome),
+}
+
+impl Item<'_> {
+    /// (block, transaction index, logs before calls, log index).
+    fn position(&self) -> (u64, u64, u8, u64) {
+        match self {
+            Item::Log(l) => (
+                l.block_number.unwrap_or_default(),
+                l.transaction_index.unwrap_or_default(),
+                0,
+                l.log_index.unwrap_or_default(),
+            ),
+            Item::Call(c) => (c.block_number, c.tx_index, 1, u64::from(c.nested)),
+        }
+    }
+}
+
+impl Processor {
+    /// Runs decode → detect → classify over blocks `from..=to`.
+    pub(super) fn classify(
+        &mut self,
+        from: u64,
+        to: u64,
+        logs: &[Log],
+        calls: &[CallOutcome],
+        probes: &[ProbeResult],
+        blocks: &[BlockRef],
+    ) -> Classified {
+        let mut items: Vec<Item> = logs
+            .iter()
+            .map(Item::Log)
+            .chain(calls.iter().map(Item::Call))
+            .collect();
+        items.sort_by_key(Item::position);
+        let known: HashMap<u64, BlockRef> = blocks.iter().map(|b| (b.number, *b)).collect();
+        let mut b = Batching {
+            cutoff: (!blocks.is_empty()).then(|| to.saturating_sub(WINDOW_BLOCKS)),
+            undo_from: (!self.backfill).then(|| to.saturating_sub(KEEP_BLOCKS)),
+            ..Default::default()
+        };
+        let mut current_tx: Option<(u64, u64)> = None;
+        let mut next_block = from;
+        for item in &items {
+            let (block, tx, _, _) = item.position();
+            if current_tx != Some((block, tx)) {
+                self.flush(&mut b);
+            }
+            if block > next_block {
+                // Entering a later block: close the ones before it.
+                self.end_blocks(next_block, block - 1, &known, &mut b);
+                next_block = block;
+            }
+            current_tx = Some((block, tx));
+            b.time = b.time.max(match item {
+                Item::Log(l) => l.block_timestamp.unwrap_or_default(),
+                Item::Call(c) => c.block_timestamp,
+            });
+            match item {
+                Item::Log(log) => self.on_log(log, &mut b),
+                Item::Call(call) => self.on_call(call, &mut b),
+            }
+        }
+        self.flush(&mut b);
+        self.end_blocks(next_block, to, &known, &mut b);
+        for result in probes {
+            self.on_probe(result, &mut b);
+            self.flush(&mut b);
+        }
+        self.snapshot(to, &mut b);
+        for (p, (block, tracker)) in std::mem::take(&mut b.below) {
+            if let Ok(json) = serde_json::to_string(&tracker) {
+                b.out.snapshots.push((p, block, json));
+            }
+        }
+        b.out
+    }
+
+    /// The whole chain stalled (`halted`) or resumed: the same evidence for
+    /// every protocol on it.
+    pub(super) fn classify_chain_state(
+        &mut self,
+        head: BlockRef,
+        wall_time: u64,
+        halted: bool,
+    ) -> Classified {
+        let mut b = Batching::default();
+        for m in &self.models {
+            let e = detect::stall::evidence(
+                self.chain_id(),
+                self.chain_name(),
+                head,
+                wall_time,
+                halted,
+            );
+            b.pending.entry(m.index).or_default().push(e);
+        }
+        self.flush(&mut b);
+        self.snapshot(head.number, &mut b);
+        b.out
+    }
+
+    fn on_log(&mut self, log: &Log, b: &mut Batching) {
+        let Some(decoded) = self.registry.decode(log) else {
+            return;
+        };
+        let decoded = match decoded {
+            Ok(d) => {
+                b.out.decoded += 1;
+                d
+            }
+            Err(e) => {
+                telemetry::decode_failed(self.chain_name());
+                tracing::warn!(chain = %self.chain_name(), error = %e, source = %e.source, "log skipped: it does not decode with its ABI");
+                return;
+            }
+        };
+        match detect::pause::signals(&self.config, self.chain_id(), &decoded) {
+            Ok(signals) => {
+                for s in signals {
+                    let halts = s.evidence.changes.iter().any(|c| c.halted);
+                    telemetry::signal(if halts { "halt" } else { "resume" });
+                    b.pending.entry(s.protocol).or_default().push(s.evidence);
+                }
+            }
+            Err(e) => tracing::warn!(chain = %self.chain_name(), error = %e, "log skipped"),
+        }
+    }
+
+    fn on_call(&mut self, call: &CallOutcome, b: &mut Batching) {
+        let Some(watchers) = self.watchers.get(&call.to) else {
+            return;
+        };
+        let reason =
+            (!call.success).then(|| self.registry.revert_reason(call.to, call.revert_data()));
+        for &(p, c) in watchers {
+            // Every call into the contract counts, nested ones included (with
+            // call tracing each call frame is one call).
+            if let Some(window) = self.spikes.get_mut(&(p, c)) {
+                window.record(call);
+            }
+            let Some(reason) = &reason else { continue };
+            if reason.is_pause() {
+                let name = &self.config.protocols[p].contracts[c].name;
+                let e = detect::failed_tx::evidence(self.chain_id(), name, call, reason);
+                telemetry::signal("failed_call");
+                b.pending.entry(p).or_default().push(e);
+            }
+        }
+    }
+
+    /// Closes blocks `first..=last`: revert-spike windows decide per block.
+    fn end_blocks(
+        &mut self,
+        first: u64,
+        last: u64,
+        known: &HashMap<u64, BlockRef>,
+        b: &mut Batching,
+    ) {
+        if first > last {
+            return;
+        }
+        if self.spikes.values().all(SpikeWindow::is_idle) {
+            // Changes pending a snapshot happened in `first`: date them there,
+            // so a reorg above `first` keeps them.
+            self.snapshot(first, b);
+            return;
+        }
+        for block in first..=last {
+            if let Some(h) = known.get(&block) {
+                b.time = b.time.max(h.timestamp);
+            }
+            let time = b.time;
+            let mut changes: Vec<((usize, usize), SpikeChange)> = Vec::new();
+            for (key, window) in &mut self.spikes {
+                if window.is_idle() {
+                    continue;
+                }
+                if let Some(change) = window.end_block(block, time) {
+                    changes.push((*key, change));
+                }
+            }
+            changes.sort_by_key(|(k, _)| *k);
+            for ((p, c), change) in changes {
+                let contract = &self.config.protocols[p].contracts[c];
+                let registry = &self.registry;
+                let evidence = detect::revert_spike::evidence(
+                    self.chain_id(),
+                    contract,
+                    block,
+                    known.get(&block),
+                    change,
+                    |call| registry.revert_reason(call.to, call.revert_data()),
+                );
+                telemetry::signal("revert_spike");
+                b.pending.entry(p).or_default().extend(evidence);
+                self.flush(b);
+            }
+            self.snapshot(block, b);
+            if b.undo_from.is_some_and(|from| block >= from) {
+                self.spike_history.record(block, &self.spikes);
+            }
+        }
+    }
+
+    fn on_probe(&mut self, result: &ProbeResult, b: &mut Batching) {
+        let (p, i) = result.probe;
+        let protocol = &self.config.protocols[p];
+        let probe = &protocol.probes[i];
+        let contract = &protocol.contracts[probe.contract];
+        let first = self.probed.insert(result.probe);
+        let scope = detect::probe::scope(probe, &contract.name);
+        let halted_now = self
+            .trackers
+            .get(&p)
+            .is_some_and(|t| t.halted.contains(&scope));
+        let e = match detect::probe::decide(
+            self.chain_id(),
+            probe,
+            (&contract.name, contract.address),
+            result,
+            halted_now,
+            first,
+        ) {
+            Ok(Some(e)) => e,
+            Ok(None) => return, // agrees with what the history says: nothing new
+            Err(why) => {
+                tracing::warn!(protocol = %protocol.name, probe = %probe.function.signature(), error = %why, "probe skipped");
+                return;
+            }
+        };
+        telemetry::signal("probe");
+        b.pending.entry(p).or_default().push(e);
+    }
+
+    /// Applies the pending evidence as one transaction per protocol.
+    fn flush(&mut self, b: &mut Batching) {
+        for (protocol, evidence) in std::mem::take(&mut b.pending) {
+            let Some(model) = self.models.iter().find(|m| m.index == protocol) else {
+                continue;
+            };
+            let tracker = self.trackers.entry(protocol).or_default();
+            let before = tracker.clone();
+            if let Some(u) = tracker.apply(model, evidence) {
+                b.out.updates.push(u);
+            }
+            if *tracker != before && !b.changed.contains(&protocol) {
+                b.changed.push(protocol);
+            }
+        }
+    }
+
+    /// Snapshots the trackers that changed, as of the end of `block`.
+    fn snapshot(&self, block: u64, b: &mut Batching) {
+        for p in b.changed.drain(..) {
+            // A backfill writes no snapshots.
+            let Some(t) = self.trackers.get(&p).filter(|_| !self.backfill) else {
+                continue;
+            };
+            if b.cutoff.is_some_and(|c| block <= c) {
+                b.below.insert(p, (block, t.clone()));
+            } else if let Ok(json) = serde_json::to_string(t) {
+                b.out.snapshots.push((p, block, json));
+            }
+        }
+    }
+}
