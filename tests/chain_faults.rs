@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use alloy::providers::Provider;
-use common::proxy::{Action, spawn_with};
+use common::proxy::{Action, spawn_flapping, spawn_with};
+use common::smtp::SmtpServer;
 use common::*;
 use haltwatch::demo::selector;
 use haltwatch::store::{IncidentRecord, IncidentState};
@@ -449,6 +450,125 @@ async fn a_reorg_deeper_than_the_window_is_repaired_and_recorded_as_a_gap() {
     assert!(
         running.status.unready_chains().is_empty(),
         "ready again once the re-read passed the old checkpoint"
+    );
+    running.stop().await;
+}
+
+/// A second node that forks `node` at its current head: from the next block
+/// on, the two are different branches of one chain.
+fn fork_of(
+    node: &alloy::node_bindings::AnvilInstance,
+    at: u64,
+) -> alloy::node_bindings::AnvilInstance {
+    let path = root().join(".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    alloy::node_bindings::Anvil::at(path)
+        .args([
+            "--fork-url",
+            &node.endpoint(),
+            "--fork-block-number",
+            &at.to_string(),
+            "--max-persisted-states",
+            "0",
+        ])
+        .try_spawn()
+        .expect("start a forked anvil")
+}
+
+async fn wait_state(store: &haltwatch::store::Store, want: IncidentState) -> IncidentRecord {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = incidents(store).await;
+        if let Some(i) = list.iter().find(|i| i.state == want) {
+            return i.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {want:?} incident in 20 s: {list:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_provider_flapping_between_branches_withdraws_then_reinstates_the_same_incident() {
+    let a = anvil(0);
+    let chain_a = chain(&a).await;
+    let vault = chain_a.deploy(&bin("DemoPausable")).await.unwrap();
+    mine(&chain_a, 2).await;
+    let fork_at = chain_a.provider.get_block_number().await.unwrap();
+    let b = fork_of(&a, fork_at);
+    let chain_b = chain(&b).await;
+    // Branch A pauses; branch B, longer, never does.
+    let paused = chain_a.call(vault, selector("pause()")).await.unwrap();
+    mine(&chain_a, 2).await;
+    mine(&chain_b, 5).await;
+
+    let which = Arc::new(AtomicUsize::new(0));
+    let proxy = spawn_flapping(vec![upstream(&a), upstream(&b)], which.clone());
+    let smtp = SmtpServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let email = format!(
+        "[email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\n\
+         from = \"haltwatch <alerts@haltwatch.test>\"\ngroup_wait_seconds = 0\n\
+         retry_initial_ms = 100\ntimeout_seconds = 5\n",
+        smtp.port
+    );
+    let text = config_text(
+        &proxy,
+        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+    )
+    .replace("[api]", &format!("{email}\n[api]"));
+    let path = write_config(dir.path(), &text);
+    let running = start(&path).await;
+    let opened = wait_state(&running.store, IncidentState::Open).await;
+    smtp.wait_mails(1).await;
+
+    // The balancer now answers from B: the pause's block is not canonical.
+    which.store(1, SeqCst);
+    let withdrawn = wait_state(&running.store, IncidentState::Withdrawn).await;
+    assert_eq!(withdrawn.id, opened.id);
+    smtp.wait_mails(2).await;
+
+    // And from A again, which grew past B: the same blocks, the same hashes.
+    mine(&chain_a, 5).await;
+    which.store(0, SeqCst);
+    let back = wait_state(&running.store, IncidentState::Open).await;
+    assert_eq!(
+        (back.id, &back.key),
+        (opened.id, &opened.key),
+        "the same incident"
+    );
+    the_pause(
+        &incidents(&running.store).await,
+        paused.block_number.unwrap(),
+    );
+    let mails = smtp.wait_mails(3).await;
+    assert!(
+        mails[1].subject().contains("WITHDRAWN"),
+        "{}",
+        mails[1].subject()
+    );
+    assert!(
+        mails[2].subject().contains("back"),
+        "{}",
+        mails[2].subject()
+    );
+    assert!(
+        mails[2].text().contains("It is back"),
+        "{}",
+        mails[2].text()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        smtp.mails().len(),
+        3,
+        "one mail each: opened, withdrawn, back"
+    );
+    let report = running.store.verify_history().await.unwrap();
+    assert!(
+        report.problems.is_empty(),
+        "the ledger covers the reinstatement: {:?}",
+        report.problems
     );
     running.stop().await;
 }

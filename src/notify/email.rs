@@ -46,6 +46,11 @@ pub fn render(
         IncidentState::Withdrawn => "withdrawn: a reorg removed its evidence".to_string(),
         IncidentState::Open => format!("since {hhmm} UTC"),
     };
+    let tail = if latest == "reinstated" {
+        format!("{tail} (back: the reorg that withdrew it was undone)")
+    } else {
+        tail
+    };
     let subject = format!(
         "[{label}] {} on {}: {} {tail}",
         incident.protocol, incident.chain, cause
@@ -65,6 +70,12 @@ pub fn render(
             IncidentState::Withdrawn => "not halted: the incident was withdrawn".to_string(),
         }
     );
+    if latest == "reinstated" {
+        let _ = writeln!(
+            text,
+            "It is back: the blocks a reorg had removed are on the chain again, and so is its evidence."
+        );
+    }
     let _ = writeln!(text);
     let _ = writeln!(text, "Incident:  {} ({})", incident.id, incident.key);
     let _ = writeln!(text, "Cause:     {cause}");

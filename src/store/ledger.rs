@@ -23,6 +23,9 @@ pub enum RecordKind {
     Transition,
     Evidence,
     Retraction,
+    /// Rows a retraction took back, standing again: their blocks became
+    /// canonical again (a provider flapping between two branches).
+    Reinstatement,
 }
 
 impl RecordKind {
@@ -31,6 +34,7 @@ impl RecordKind {
             RecordKind::Transition => "transition",
             RecordKind::Evidence => "evidence",
             RecordKind::Retraction => "retraction",
+            RecordKind::Reinstatement => "reinstatement",
         }
     }
 
@@ -39,6 +43,7 @@ impl RecordKind {
             "transition" => Some(RecordKind::Transition),
             "evidence" => Some(RecordKind::Evidence),
             "retraction" => Some(RecordKind::Retraction),
+            "reinstatement" => Some(RecordKind::Reinstatement),
             _ => None,
         }
     }
@@ -132,6 +137,17 @@ pub(super) async fn append_retraction(
     let mut cursor = Cursor::load(conn).await?;
     cursor.push(RecordKind::Retraction, None, Some(payload.clone()), payload);
     cursor.chain().flush(conn).await
+}
+
+/// The payload of a reinstatement record: `[kind, chain id, incident,
+/// evidence ids, transition ids]`, the ids where a retraction has them.
+pub(super) fn reinstatement(
+    chain_id: u64,
+    incident: i64,
+    evidence: &[i64],
+    transitions: &[i64],
+) -> String {
+    serde_json::json!(["reinstatement", chain_id, incident, evidence, transitions]).to_string()
 }
 
 /// The immutable fields of a piece of evidence, exactly as bound and stored.
@@ -423,7 +439,7 @@ async fn canonical(
                 v.canonical(&r.get::<String, _>(0))
             }))
         }
-        RecordKind::Retraction => Ok(None),
+        RecordKind::Retraction | RecordKind::Reinstatement => Ok(None),
     }
 }
 
@@ -460,12 +476,17 @@ pub(super) async fn verify(conn: &mut SqliteConnection) -> Result<HistoryReport>
             problems.push(Tamper::LedgerEdited { seq });
         }
         let canonical = match (kind, ref_id) {
-            (RecordKind::Retraction, _) => {
+            (RecordKind::Retraction | RecordKind::Reinstatement, _) => {
                 let text = payload.unwrap_or_default();
                 if let Ok(serde_json::Value::Array(parts)) = serde_json::from_str(&text) {
                     for (slot, part) in [(0, 3), (1, 4)] {
-                        if let Some(ids) = parts.get(part).and_then(|v| v.as_array()) {
-                            retracted[slot].extend(ids.iter().filter_map(|v| v.as_i64()));
+                        let ids = parts.get(part).and_then(|v| v.as_array());
+                        for id in ids.into_iter().flatten().filter_map(|v| v.as_i64()) {
+                            if kind == RecordKind::Retraction {
+                                retracted[slot].insert(id);
+                            } else {
+                                retracted[slot].remove(&id);
+                            }
                         }
                     }
                 }

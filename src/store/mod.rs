@@ -1017,6 +1017,41 @@ async fn withdraw_mail(tx: &mut Transaction<'static, Sqlite>, id: i64) -> Result
     Ok(())
 }
 
+/// For an incident whose evidence a reorg had withdrawn and which is
+/// canonical again: a withdrawal not yet sent is cancelled; responders told
+/// it was withdrawn get one mail that says it is back, and if nobody was
+/// told of it at all (its mails were cancelled), they are told now.
+async fn reinstate_mail(
+    conn: &mut SqliteConnection,
+    outbox_id: Option<i64>,
+    id: i64,
+    key: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET status = 'cancelled'
+         WHERE incident_id = ? AND kind = 'withdrawn' AND status = 'pending'",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(q("cancel the withdrawal mail"))?;
+    let (told_withdrawn, queued_or_told): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(kind = 'withdrawn' AND status = 'sent'), 0),
+                COALESCE(SUM(status IN ('pending', 'sent')), 0)
+         FROM outbox WHERE incident_id = ?",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(q("count mail"))?;
+    let kind = match (told_withdrawn, queued_or_told) {
+        (0, 0) => "opened",
+        (0, _) => return Ok(()),
+        _ => "reinstated",
+    };
+    enqueue_row(conn, outbox_id, id, key, kind).await
+}
+
 /// Recomputes an incident's header (state, severity, start, end) from its
 /// transitions that still stand. The header is derived data: one code path
 /// serves both new transitions and reorgs.

@@ -20,7 +20,7 @@ use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::bulk::{self, Bulk, Value};
-use super::ledger::{Cursor, EvidenceValues, RecordKind, TransitionValues};
+use super::ledger::{self, Cursor, EvidenceValues, RecordKind, TransitionValues};
 use super::{Result, StoreError, StoredUpdate, q};
 use crate::model::{IncidentUpdate, ProtocolState, TransitionKind};
 
@@ -465,7 +465,8 @@ impl Rows {
 }
 
 /// An update of an incident stored before this batch: row by row, skipping
-/// what is already there (a restart or a re-run over the same blocks).
+/// what is already there (a restart or a re-run over the same blocks), and
+/// reinstating what a reorg retracted when its blocks are canonical again.
 async fn write_existing(
     conn: &mut SqliteConnection,
     ids: &mut Ids,
@@ -474,6 +475,7 @@ async fn write_existing(
     u: StoredUpdate<'_>,
 ) -> Result<()> {
     let update = u.update;
+    let mut already = Vec::new();
     {
         let bulk = Bulk::lock(conn).await?;
         let mut insert = bulk.prepare(
@@ -484,27 +486,81 @@ async fn write_existing(
             let id = take(&mut ids.evidence);
             if insert.row(&evidence_row(id, incident, &v))? == 1 {
                 ledger.push(RecordKind::Evidence, Some(id), None, canonical);
+            } else {
+                already.push(v);
             }
         }
     }
-    let (Some(t), Some((v, canonical))) = (&update.transition, u.rows.transition) else {
-        return Ok(());
+    let mut reinstated = (Vec::new(), Vec::new());
+    for v in &already {
+        let sql = "UPDATE evidence SET retracted = 0 WHERE incident_id = ? AND kind = ?
+                   AND block_hash = ? AND log_index = ? AND retracted = 1 RETURNING id";
+        let back: Vec<i64> = sqlx::query_scalar(sql)
+            .bind(incident)
+            .bind(&v.kind)
+            .bind(&v.block_hash)
+            .bind(v.log_index)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(q("reinstate evidence"))?;
+        reinstated.0.extend(back);
+    }
+    let transition = match (&update.transition, u.rows.transition) {
+        (Some(t), Some((v, canonical))) => {
+            let id = take(&mut ids.transition);
+            let added = {
+                let bulk = Bulk::lock(conn).await?;
+                let mut insert = bulk.prepare(
+                    insert_transition!(
+                        " ON CONFLICT (incident_id, block_hash, log_index) DO NOTHING"
+                    ),
+                    "insert transition",
+                )?;
+                insert.row(&transition_row(id, incident, &v))?
+            };
+            if added == 1 {
+                ledger.push(RecordKind::Transition, Some(id), None, canonical);
+            } else {
+                let sql = "UPDATE transitions SET retracted = 0 WHERE incident_id = ?
+                           AND block_hash = ? AND log_index = ? AND retracted = 1 RETURNING id";
+                let back: Vec<i64> = sqlx::query_scalar(sql)
+                    .bind(incident)
+                    .bind(&v.block_hash)
+                    .bind(v.log_index)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(q("reinstate a transition"))?;
+                reinstated.1.extend(back);
+            }
+            Some((t, added == 1))
+        }
+        _ => None,
     };
-    let id = take(&mut ids.transition);
-    let added = {
-        let bulk = Bulk::lock(conn).await?;
-        let mut insert = bulk.prepare(
-            insert_transition!(" ON CONFLICT (incident_id, block_hash, log_index) DO NOTHING"),
-            "insert transition",
-        )?;
-        insert.row(&transition_row(id, incident, &v))?
-    };
-    if added == 0 {
+    let back = !reinstated.0.is_empty() || !reinstated.1.is_empty();
+    if back {
+        let chain_id = update.evidence.first().map_or(0, |e| e.chain_id);
+        let payload = ledger::reinstatement(chain_id, incident, &reinstated.0, &reinstated.1);
+        ledger.push(
+            RecordKind::Reinstatement,
+            None,
+            Some(payload.clone()),
+            payload,
+        );
+        tracing::warn!(incident = %update.key, evidence = reinstated.0.len(),
+            transitions = reinstated.1.len(),
+            "evidence a reorg withdrew is canonical again: reinstated");
+    }
+    let added = transition.is_some_and(|(_, added)| added);
+    if !added && !back {
         return Ok(()); // already recorded
     }
-    ledger.push(RecordKind::Transition, Some(id), None, canonical);
     super::rederive(conn, incident).await?;
-    if u.notify {
+    if !u.notify {
+        return Ok(());
+    }
+    if back && !reinstated.1.is_empty() {
+        super::reinstate_mail(conn, Some(take(&mut ids.outbox)), incident, &update.key).await?;
+    } else if let Some((t, true)) = transition {
         super::enqueue_row(
             conn,
             Some(take(&mut ids.outbox)),

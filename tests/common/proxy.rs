@@ -167,8 +167,26 @@ pub fn spawn_with(upstream: String, rule: Rule) -> String {
     spawn_rules(upstream, rule, false)
 }
 
+/// A load balancer over `upstreams` (`host:port` each) that sends every
+/// request to the one `which` names at that moment: two nodes on different
+/// branches make a provider that flaps between them.
+pub fn spawn_flapping(
+    upstreams: Vec<String>,
+    which: Arc<std::sync::atomic::AtomicUsize>,
+) -> String {
+    let pick: Upstream = Arc::new(move || upstreams[which.load(Ordering::SeqCst)].clone());
+    spawn_on(pick, Arc::new(|_: &Value| Action::Forward), false)
+}
+
+/// Where the next request goes.
+type Upstream = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// `hang_drops`: [`Action::Hang`] drops the connection instead of holding it.
 fn spawn_rules(upstream: String, rule: Rule, hang_drops: bool) -> String {
+    spawn_on(Arc::new(move || upstream.clone()), rule, hang_drops)
+}
+
+fn spawn_on(upstream: Upstream, rule: Rule, hang_drops: bool) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -180,12 +198,12 @@ fn spawn_rules(upstream: String, rule: Rule, hang_drops: bool) -> String {
     format!("http://{addr}")
 }
 
-fn serve(client: TcpStream, upstream: &str, rule: &Rule, hang_drops: bool) {
+fn serve(client: TcpStream, upstream: &Upstream, rule: &Rule, hang_drops: bool) {
     // Without NODELAY, Nagle's algorithm holds answers for 40 ms.
     let _ = client.set_nodelay(true);
     let mut writer = client.try_clone().unwrap();
     let mut reader = BufReader::new(client);
-    let mut up: Option<(TcpStream, BufReader<TcpStream>)> = None;
+    let mut up: Option<(String, TcpStream, BufReader<TcpStream>)> = None;
     while let Some((head, body)) = read_message(&mut reader) {
         let request: Value = serde_json::from_slice(&body).unwrap_or_default();
         let mut action = rule(&request);
@@ -225,15 +243,16 @@ fn serve(client: TcpStream, upstream: &str, rule: &Rule, hang_drops: bool) {
         // One upstream connection per client connection, kept alive like
         // the client's: thousands of requests must not mean thousands of
         // sockets.
-        if up.is_none() {
-            let Ok(conn) = TcpStream::connect(upstream) else {
+        let target = upstream();
+        if up.as_ref().is_none_or(|(t, _, _)| *t != target) {
+            let Ok(conn) = TcpStream::connect(&target) else {
                 return; // drops the client too
             };
             let _ = conn.set_nodelay(true);
             let Ok(reader) = conn.try_clone() else { return };
-            up = Some((conn, BufReader::new(reader)));
+            up = Some((target, conn, BufReader::new(reader)));
         }
-        let Some((conn, up_reader)) = up.as_mut() else {
+        let Some((_, conn, up_reader)) = up.as_mut() else {
             return;
         };
         if send(conn, &head, &body).is_err() {
