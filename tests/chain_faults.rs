@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use alloy::providers::Provider;
-use common::proxy::{Action, spawn_flapping, spawn_with};
+use common::proxy::{Action, spawn_flapping, spawn_with, spawn_ws};
 use common::smtp::SmtpServer;
 use common::*;
 use haltwatch::demo::selector;
@@ -569,6 +569,40 @@ async fn a_provider_flapping_between_branches_withdraws_then_reinstates_the_same
         report.problems.is_empty(),
         "the ledger covers the reinstatement: {:?}",
         report.problems
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_that_goes_silent_is_left_for_the_http_endpoint() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let silent = Arc::new(AtomicBool::new(false));
+    let ws = spawn_ws(
+        node.ws_endpoint().trim_start_matches("ws://").to_string(),
+        silent.clone(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &ws,
+        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+    )
+    .replace(
+        &format!("rpc = [\"{ws}\"]"),
+        &format!("rpc = [\"{ws}\", \"{}\"]", node.endpoint()),
+    );
+    let path = write_config(dir.path(), &text);
+    let running = start(&path).await;
+    wait_caught_up(&running.store, &chain).await;
+    // The connection stays open; neither heads nor answers arrive.
+    silent.store(true, SeqCst);
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    mine(&chain, 1).await;
+    wait_caught_up(&running.store, &chain).await;
+    the_pause(
+        &incidents(&running.store).await,
+        paused.block_number.unwrap(),
     );
     running.stop().await;
 }

@@ -274,3 +274,44 @@ fn serve(client: TcpStream, upstream: &Upstream, rule: &Rule, hang_drops: bool) 
         }
     }
 }
+
+/// A TCP proxy for a WebSocket endpoint (`host:port`): bytes pass both ways
+/// until `silent` turns true; from then on nothing passes either way, and
+/// the connections stay open, as with a provider whose subscription
+/// stalled. Returns its `ws://` URL.
+pub fn spawn_ws(upstream: String, silent: Arc<AtomicBool>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            for (from, to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                let silent = silent.clone();
+                std::thread::spawn(move || pipe(from, to, &silent));
+            }
+        }
+    });
+    format!("ws://{addr}")
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, silent: &AtomicBool) {
+    let _ = to.set_nodelay(true);
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if silent.load(Ordering::SeqCst) {
+            continue; // swallowed: the connection stays open, nothing arrives
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
