@@ -76,8 +76,13 @@ struct RawStore {
 struct RawChain {
     name: String,
     chain_id: u64,
-    /// One or more endpoints, `ws(s)://` and/or `http(s)://`, tried in order.
-    rpc: Vec<String>,
+    /// One or more endpoints, `ws(s)://` and/or `http(s)://`, preferred in
+    /// order: a URL, or `{ url = "…", max_requests_per_second = N }`.
+    rpc: Vec<RawRpc>,
+    /// Blocks below the checkpoint read again after a reorg deeper than the
+    /// reorg window.
+    #[serde(default = "default_reorg_rescan_blocks")]
+    reorg_rescan_blocks: u64,
     /// Blocks behind the head before a block is processed.
     #[serde(default)]
     confirmations: u64,
@@ -100,6 +105,29 @@ struct RawChain {
     /// Link template for a transaction, with `{hash}`.
     #[serde(default)]
     explorer_tx_url: Option<String>,
+}
+
+/// One entry of a chain's `rpc` list.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a URL, or a table { url = \"…\", max_requests_per_second = N }"
+)]
+enum RawRpc {
+    Url(String),
+    Limited(RawLimitedRpc),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimitedRpc {
+    url: String,
+    /// At most this many requests a second to this endpoint (a token bucket).
+    max_requests_per_second: Option<u32>,
+}
+
+fn default_reorg_rescan_blocks() -> u64 {
+    256
 }
 
 fn default_poll_interval_ms() -> u64 {
@@ -442,7 +470,7 @@ pub enum StartBlock {
 pub struct ChainConfig {
     pub name: String,
     pub chain_id: u64,
-    pub rpc: Vec<String>,
+    pub rpc: Vec<RpcEndpoint>,
     pub confirmations: u64,
     pub poll_interval: Duration,
     pub start_block: StartBlock,
@@ -450,6 +478,16 @@ pub struct ChainConfig {
     pub stall_after: Duration,
     pub failed_tx: bool,
     pub trace_calls: bool,
+    /// Blocks below the checkpoint read again after a reorg deeper than the window.
+    pub reorg_rescan_blocks: u64,
+}
+
+/// One JSON-RPC endpoint of a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcEndpoint {
+    pub url: String,
+    /// At most this many requests a second (http(s) endpoints only).
+    pub max_requests_per_second: Option<u32>,
 }
 
 /// `severity_responders = { halted = [...] }`: who is mailed besides
@@ -988,7 +1026,33 @@ impl Validator {
             if raw.rpc.is_empty() {
                 self.problem(format!("{key}.rpc"), "expected at least one endpoint URL");
             }
-            for (j, url) in raw.rpc.iter().enumerate() {
+            let rpc: Vec<RpcEndpoint> = raw
+                .rpc
+                .into_iter()
+                .map(|r| match r {
+                    RawRpc::Url(url) => RpcEndpoint {
+                        url,
+                        max_requests_per_second: None,
+                    },
+                    RawRpc::Limited(l) => RpcEndpoint {
+                        url: l.url,
+                        max_requests_per_second: l.max_requests_per_second,
+                    },
+                })
+                .collect();
+            for (j, endpoint) in rpc.iter().enumerate() {
+                let url = &endpoint.url;
+                match endpoint.max_requests_per_second {
+                    Some(0) => self.problem(
+                        format!("{key}.rpc[{j}].max_requests_per_second"),
+                        "expected a positive number of requests",
+                    ),
+                    Some(_) if url.starts_with("ws") => self.problem(
+                        format!("{key}.rpc[{j}].max_requests_per_second"),
+                        "expected only on http(s) endpoints: a WebSocket's subscription cannot be throttled here",
+                    ),
+                    _ => {}
+                }
                 let scheme = url.split("://").next().unwrap_or("");
                 let host_ok = url.split("://").nth(1).is_some_and(|h| !h.is_empty());
                 if !["http", "https", "ws", "wss"].contains(&scheme) || !host_ok {
@@ -1000,6 +1064,12 @@ impl Validator {
                         ),
                     );
                 }
+            }
+            if raw.reorg_rescan_blocks == 0 {
+                self.problem(
+                    format!("{key}.reorg_rescan_blocks"),
+                    "expected a positive number of blocks",
+                );
             }
             if raw.stall_after_seconds == 0 {
                 self.problem(
@@ -1036,7 +1106,7 @@ impl Validator {
             chains.push(ChainConfig {
                 name: raw.name,
                 chain_id: raw.chain_id,
-                rpc: raw.rpc,
+                rpc,
                 confirmations: raw.confirmations,
                 poll_interval: Duration::from_millis(raw.poll_interval_ms.max(1)),
                 start_block,
@@ -1044,6 +1114,7 @@ impl Validator {
                 stall_after: Duration::from_secs(raw.stall_after_seconds.max(1)),
                 failed_tx: raw.failed_tx || raw.trace_calls,
                 trace_calls: raw.trace_calls,
+                reorg_rescan_blocks: raw.reorg_rescan_blocks,
             });
         }
         chains

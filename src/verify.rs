@@ -97,24 +97,9 @@ async fn connect(chains: &[ChainConfig], chain_id: u64) -> Result<DynProvider, S
         .iter()
         .find(|c| c.chain_id == chain_id)
         .ok_or_else(|| format!("no chain with id {chain_id} in the config"))?;
-    let mut last = String::from("no endpoint");
-    for url in &chain.rpc {
-        match alloy::providers::ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .connect(url)
-            .await
-        {
-            Ok(p) => return Ok(p.erased()),
-            Err(e) => {
-                last = format!(
-                    "{}: {}",
-                    crate::redact_url(url),
-                    e.to_string().replace(url.as_str(), &crate::redact_url(url))
-                )
-            }
-        }
-    }
-    Err(last)
+    crate::source::connect(chain)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn check(p: &DynProvider, e: &EvidenceRecord) -> EvidenceCheck {
@@ -234,15 +219,5 @@ async fn check_probe(p: &DynProvider, e: &EvidenceRecord) -> EvidenceCheck {
 
 /// Transport errors can carry the endpoint URL; keep only scheme and host.
 fn strip_urls(text: &str) -> String {
-    text.split_whitespace()
-        .map(|w| {
-            let trimmed = w.trim_matches(|c| matches!(c, '(' | ')' | ',' | '"'));
-            if trimmed.contains("://") {
-                w.replace(trimmed, &crate::redact_url(trimmed))
-            } else {
-                w.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::redact_urls_in(text)
 }

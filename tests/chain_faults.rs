@@ -606,3 +606,43 @@ async fn a_websocket_that_goes_silent_is_left_for_the_http_endpoint() {
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn max_requests_per_second_holds_the_monitor_to_the_rate() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    mine_blocks(&chain, 50).await;
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let proxy = spawn_with(
+        upstream(&node),
+        Arc::new(move |_req: &Value| {
+            c.fetch_add(1, SeqCst);
+            Action::Forward
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &proxy,
+        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+    )
+    .replace(
+        &format!("rpc = [\"{proxy}\"]"),
+        &format!("rpc = [{{ url = \"{proxy}\", max_requests_per_second = 4 }}]"),
+    );
+    let path = write_config(dir.path(), &text);
+    let started = std::time::Instant::now();
+    let running = start(&path).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent = count.load(SeqCst);
+    let elapsed = started.elapsed().as_secs_f64();
+    running.stop().await;
+    // A bucket of 4 and 4 a second: never more than 4 + 4 t, polling every 50 ms.
+    let bound = 4.0 + 4.0 * elapsed;
+    assert!(sent > 0, "the monitor read the chain");
+    assert!(
+        (sent as f64) <= bound,
+        "{sent} requests in {elapsed:.1} s exceed the bucket's {bound:.0}"
+    );
+}

@@ -218,6 +218,26 @@ fn check_config_names_unknown_keys_bad_values_and_broken_toml() {
             "store.url",
             "PostgreSQL stores are not supported yet",
         ),
+        (
+            "[[chains]]\nname = \"x\"\nchain_id = 1\nrpc = [{ url = \"ws://h:1\", max_requests_per_second = 5 }]\n".into(),
+            "chains[0].rpc[0].max_requests_per_second",
+            "only on http(s) endpoints",
+        ),
+        (
+            "[[chains]]\nname = \"x\"\nchain_id = 1\nrpc = [{ url = \"http://h:1\", max_requests_per_second = 0 }]\n".into(),
+            "chains[0].rpc[0].max_requests_per_second",
+            "expected a positive number",
+        ),
+        (
+            "[[chains]]\nname = \"x\"\nchain_id = 1\nrpc = [{ url = \"http://h:1\", rps = 5 }]\n".into(),
+            "chains[0].rpc[0]",
+            "a URL, or a table",
+        ),
+        (
+            format!("{CHAIN}reorg_rescan_blocks = 0\n"),
+            "chains[0].reorg_rescan_blocks",
+            "expected a positive number of blocks",
+        ),
         ("[[chains]\nname = 1".into(), "line 1", "not valid TOML"),
         ("[alerts]\nx = 1\n".into(), "alerts", "unknown section"),
     ];
@@ -231,6 +251,10 @@ fn check_config_names_unknown_keys_bad_values_and_broken_toml() {
         );
     }
     let (code, out) = check(dir.path(), CHAIN);
+    assert_eq!(code, 0, "{out}");
+    let limited = "[[chains]]\nname = \"x\"\nchain_id = 1\nreorg_rescan_blocks = 512\n\
+                   rpc = [\"wss://a.example\", { url = \"https://b.example\", max_requests_per_second = 25 }]\n";
+    let (code, out) = check(dir.path(), limited);
     assert_eq!(code, 0, "{out}");
 }
 

@@ -15,6 +15,7 @@ use alloy::transports::layers::{RetryBackoffLayer, RetryPolicy};
 use alloy::transports::{RpcError, TransportError};
 
 use super::{MAX_RANGE_BLOCKS, SourceError};
+use crate::config::RpcEndpoint;
 use crate::{redact_url, telemetry};
 
 /// Longest wait before an endpoint that failed is tried again.
@@ -166,6 +167,8 @@ pub(super) struct Endpoint {
     pub block_receipts: std::sync::atomic::AtomicBool,
     /// Blocks per `eth_getLogs` range; shrinks to what the node accepts.
     pub log_span: std::sync::atomic::AtomicU64,
+    /// `max_requests_per_second`, enforced below every request.
+    throttle: super::throttle::ThrottleLayer,
     health: Health,
 }
 
@@ -183,11 +186,13 @@ struct Health {
 }
 
 impl Endpoint {
-    pub fn new(url: &str) -> Self {
+    pub fn new(rpc: &RpcEndpoint) -> Self {
+        let url = &rpc.url;
         Endpoint {
             redacted: redact_url(url),
             ws: url.starts_with("ws"),
             url: url.to_string(),
+            throttle: super::throttle::ThrottleLayer::new(rpc.max_requests_per_second),
             provider: None,
             trace_filter: true.into(),
             trace_span: MAX_RANGE_BLOCKS.into(),
@@ -242,8 +247,10 @@ impl Endpoint {
             u64::MAX,
             ShortRateLimits,
         );
+        // Retries pass the throttle too: it is the innermost layer.
         let client = ClientBuilder::default()
             .layer(retry)
+            .layer(self.throttle.clone())
             .connect(&self.url)
             .await
             .map_err(|e| rpc_error(self, "connect", &e))?;
@@ -262,9 +269,9 @@ pub(super) struct Endpoints {
 }
 
 impl Endpoints {
-    pub fn new(urls: &[String]) -> Self {
+    pub fn new(rpc: &[RpcEndpoint]) -> Self {
         Endpoints {
-            list: urls.iter().map(|u| Endpoint::new(u)).collect(),
+            list: rpc.iter().map(Endpoint::new).collect(),
         }
     }
 
@@ -479,9 +486,12 @@ mod tests {
         assert!(jittered(d, 0.999) < d);
     }
 
-    fn urls(n: usize) -> Vec<String> {
+    fn urls(n: usize) -> Vec<RpcEndpoint> {
         (0..n)
-            .map(|i| format!("http://127.0.0.1:{}", 9000 + i))
+            .map(|i| RpcEndpoint {
+                url: format!("http://127.0.0.1:{}", 9000 + i),
+                max_requests_per_second: None,
+            })
             .collect()
     }
 

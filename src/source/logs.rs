@@ -117,28 +117,14 @@ impl LogFetcher {
         addresses: Vec<Address>,
         topics: Vec<B256>,
     ) -> Result<Self, SourceError> {
-        let mut last = None;
-        for url in &chain.rpc {
-            let mut endpoint = Endpoint::new(url);
-            match endpoint.provider(&chain.name, chain.chain_id).await {
-                Ok(provider) => {
-                    return Ok(LogFetcher {
-                        provider,
-                        endpoint,
-                        filter: Filter::new().address(addresses).event_signature(topics),
-                        chunk: BACKFILL_START_BLOCKS.into(),
-                        watch: Watch::default(),
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(chain = %chain.name, error = %e, "endpoint unusable for backfill; trying the next");
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.unwrap_or(SourceError::NoEndpoint {
-            chain: chain.name.clone(),
-        }))
+        let (provider, endpoint) = super::connect_endpoint(chain).await?;
+        Ok(LogFetcher {
+            provider,
+            endpoint,
+            filter: Filter::new().address(addresses).event_signature(topics),
+            chunk: BACKFILL_START_BLOCKS.into(),
+            watch: Watch::default(),
+        })
     }
 
     /// Also read calls into these contracts (failed transactions, spikes):

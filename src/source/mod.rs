@@ -14,8 +14,8 @@
 //! an endpoint whose head is at or above it; the source then walks the
 //! window back to the newest block still canonical and emits
 //! [`ChainUpdate::Reverted`] before committing the new branch. A reorg
-//! deeper than the window reverts and re-reads [`RESCAN_BLOCKS`] below the
-//! checkpoint, loudly.
+//! deeper than the window reverts and re-reads `reorg_rescan_blocks` below
+//! the checkpoint, loudly.
 //!
 //! Near the head every header is read and the links checked; a block pushed
 //! over ws (`newHeads`) needs no header read, and its logs are read by its
@@ -30,6 +30,7 @@ mod endpoints;
 mod health;
 mod logs;
 mod step;
+mod throttle;
 mod traces;
 mod window;
 
@@ -67,8 +68,6 @@ const NEAR_HEAD_BLOCKS: u64 = 16;
 const HEAD_REUSE: Duration = Duration::from_secs(1);
 /// A head read that takes longer is a hung endpoint (a silent WebSocket).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-/// Blocks below the checkpoint read again after a reorg deeper than the window.
-pub const RESCAN_BLOCKS: u64 = 256;
 /// Reads of a block whose bloom matches but whose logs answer is empty,
 /// before the answer is believed (a bloom's false positive).
 const BLOOM_ATTEMPTS: u32 = 5;
@@ -286,7 +285,13 @@ impl ChainSource {
             self.sample_others().await;
             // A node that hangs is as blind as one that refuses.
             let limit = self.chain.stall_after.max(Duration::from_secs(5));
-            let outcome = match tokio::time::timeout(limit, self.step(&tx)).await {
+            // A round in flight is abandoned at shutdown: it commits
+            // nothing until its very end, and the checkpoint stays behind it.
+            let round = tokio::select! {
+                round = tokio::time::timeout(limit, self.step(&tx)) => round,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            let outcome = match round {
                 Ok(o) => o,
                 Err(_) => Err(SourceError::Timeout {
                     endpoint: self.endpoints.get(self.current).redacted.clone(),
@@ -474,6 +479,31 @@ impl ChainSource {
             }
         }
     }
+}
+
+/// A provider for `chain`: the first endpoint, in config order, that
+/// answers with the chain's id.
+pub async fn connect(chain: &ChainConfig) -> Result<alloy::providers::DynProvider, SourceError> {
+    connect_endpoint(chain).await.map(|(p, _)| p)
+}
+
+async fn connect_endpoint(
+    chain: &ChainConfig,
+) -> Result<(alloy::providers::DynProvider, endpoints::Endpoint), SourceError> {
+    let mut last = None;
+    for rpc in &chain.rpc {
+        let mut endpoint = endpoints::Endpoint::new(rpc);
+        match endpoint.provider(&chain.name, chain.chain_id).await {
+            Ok(provider) => return Ok((provider, endpoint)),
+            Err(e) => {
+                tracing::warn!(chain = %chain.name, error = %e, "endpoint unusable; trying the next");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or(SourceError::NoEndpoint {
+        chain: chain.name.clone(),
+    }))
 }
 
 fn wall_secs() -> u64 {

@@ -17,7 +17,7 @@ use super::logs::{LIVE_MAX_SPAN, get_logs_by_hash, get_logs_split, unindexed};
 use super::traces::{fetch_traces, trace_outcomes};
 use super::{
     BLOOM_ATTEMPTS, ChainSource, HEAD_REUSE, HEAD_TIMEOUT, MAX_FULL_RANGE_BLOCKS, NEAR_HEAD_BLOCKS,
-    ProbeCall, Progress, RESCAN_BLOCKS, SourceError, wall_secs,
+    ProbeCall, Progress, SourceError, wall_secs,
 };
 use crate::config::StartBlock;
 use crate::model::{BlockRef, ChainUpdate, CommittedRange};
@@ -318,7 +318,7 @@ impl ChainSource {
     /// this endpoint and reports every block above it as reverted. A block
     /// the endpoint does not have means it is behind, not that the chain
     /// reorganised; a window of which nothing is canonical is a reorg
-    /// deeper than it, re-read from [`RESCAN_BLOCKS`] below the checkpoint.
+    /// deeper than it, re-read from `reorg_rescan_blocks` below the checkpoint.
     async fn revert(
         &mut self,
         p: &DynProvider,
@@ -348,7 +348,9 @@ impl ChainSource {
             }
             Some(a) => a,
             None => {
-                let ancestor = checkpoint.number.saturating_sub(RESCAN_BLOCKS);
+                let ancestor = checkpoint
+                    .number
+                    .saturating_sub(self.chain.reorg_rescan_blocks);
                 let reason = format!(
                     "reorg deeper than the {}-block window below block {}: blocks {}..={} are read again",
                     self.window_blocks,

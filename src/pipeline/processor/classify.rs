@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashMap};
 use alloy::rpc::types::Log;
 
 use super::Processor;
-use super::undo::KEEP_BLOCKS;
 use crate::classify::Tracker;
 use crate::detect;
 use crate::detect::revert_spike::{SpikeChange, SpikeWindow};
@@ -85,7 +84,7 @@ impl Processor {
         let known: HashMap<u64, BlockRef> = blocks.iter().map(|b| (b.number, *b)).collect();
         let mut b = Batching {
             cutoff: (!blocks.is_empty()).then(|| to.saturating_sub(WINDOW_BLOCKS)),
-            undo_from: (!self.backfill).then(|| to.saturating_sub(KEEP_BLOCKS)),
+            undo_from: (!self.backfill).then(|| to.saturating_sub(self.spike_history.keep())),
             ..Default::default()
         };
         let mut current_tx: Option<(u64, u64)> = None;

@@ -92,6 +92,7 @@ impl Processor {
                 spikes.insert((i, c), SpikeWindow::new(contract.revert_spike));
             }
         }
+        let keep = config.chains[chain].reorg_rescan_blocks;
         let (wake, status, backfill) = match mode {
             Mode::Live { wake, status } => (Some(wake), status, false),
             Mode::Backfill => (None, Status::default(), true),
@@ -104,7 +105,7 @@ impl Processor {
             models,
             trackers: HashMap::new(),
             watchers,
-            spike_history: SpikeHistory::new(&spikes),
+            spike_history: SpikeHistory::new(&spikes, keep),
             spikes,
             probed: HashSet::new(),
             wake,

@@ -8,13 +8,12 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::detect::revert_spike::SpikeWindow;
 
-/// Blocks below the newest for which the windows' states are kept: a reorg
-/// deeper than the source's window re-reads this many.
-pub(super) const KEEP_BLOCKS: u64 = crate::source::RESCAN_BLOCKS;
-
 type Windows = HashMap<(usize, usize), SpikeWindow>;
 
 pub(super) struct SpikeHistory {
+    /// Blocks below the newest whose states are kept: the chain's
+    /// `reorg_rescan_blocks`, as deep as a revert goes.
+    keep: u64,
     /// (block, the windows as of its end), oldest first.
     states: VecDeque<(u64, Windows)>,
     /// The windows before the oldest kept state (at first, at start-up).
@@ -22,8 +21,9 @@ pub(super) struct SpikeHistory {
 }
 
 impl SpikeHistory {
-    pub fn new(start: &Windows) -> Self {
+    pub fn new(start: &Windows, keep: u64) -> Self {
         SpikeHistory {
+            keep,
             states: VecDeque::new(),
             base: start.clone(),
         }
@@ -35,12 +35,17 @@ impl SpikeHistory {
         while self
             .states
             .front()
-            .is_some_and(|(b, _)| b + KEEP_BLOCKS < block)
+            .is_some_and(|(b, _)| b + self.keep < block)
         {
             if let Some((_, w)) = self.states.pop_front() {
                 self.base = w;
             }
         }
+    }
+
+    /// The states of blocks this far below the newest are kept.
+    pub fn keep(&self) -> u64 {
+        self.keep
     }
 
     /// The windows as of the end of `ancestor`; the states above it are
@@ -88,7 +93,7 @@ mod tests {
 
     #[test]
     fn a_revert_returns_to_the_newest_state_at_or_below_the_ancestor() {
-        let mut h = SpikeHistory::new(&windows(0));
+        let mut h = SpikeHistory::new(&windows(0), 256);
         h.record(10, &windows(1));
         h.record(12, &windows(2));
         assert!(calls(&h.restore(11)), "the state of block 10");
@@ -97,9 +102,9 @@ mod tests {
 
     #[test]
     fn states_older_than_the_kept_span_become_the_base() {
-        let mut h = SpikeHistory::new(&windows(0));
+        let mut h = SpikeHistory::new(&windows(0), 256);
         h.record(1, &windows(1));
-        h.record(1 + KEEP_BLOCKS + 1, &windows(0));
+        h.record(1 + 256 + 1, &windows(0));
         assert_eq!(h.states.len(), 1);
         assert!(calls(&h.restore(5)), "the dropped state is the base");
     }
