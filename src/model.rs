@@ -35,6 +35,11 @@ pub enum ChainUpdate {
     GapOpened { since: u64, reason: String },
     /// The chain is readable again at `at`; the source backfills the gap.
     GapClosed { at: u64 },
+    /// No block of the reorg window is canonical any more (since wall-clock
+    /// `since`): a monitoring gap with the reason, until the blocks the
+    /// `Reverted` that follows gives back are read again; responders of
+    /// every protocol on the chain are told.
+    DeepReorg { since: u64, reason: String },
 }
 
 /// A call into a monitored contract: a top-level transaction, or (with call

@@ -409,14 +409,14 @@ async fn a_reorg_deeper_than_the_window_is_repaired_and_recorded_as_a_gap() {
     let node = anvil(0);
     let chain = chain(&node).await;
     let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let smtp = SmtpServer::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        &config_text(
-            &node.endpoint(),
-            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-        ),
-    );
+    let text = config_text(
+        &node.endpoint(),
+        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+    )
+    .replace("[api]", &format!("{}\n[api]", email_section(smtp.port)));
+    let path = write_config(dir.path(), &text);
     let running = start(&path).await;
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
     mine_blocks(&chain, 140).await;
@@ -451,7 +451,32 @@ async fn a_reorg_deeper_than_the_window_is_repaired_and_recorded_as_a_gap() {
         running.status.unready_chains().is_empty(),
         "ready again once the re-read passed the old checkpoint"
     );
+    // Opened, the deep reorg's notice, withdrawn: in some order.
+    let mails = smtp.wait_mails(3).await;
+    let notice = mails
+        .iter()
+        .find(|m| m.subject().contains("[DEEP REORG] anvil"))
+        .unwrap_or_else(|| {
+            panic!(
+                "a notice among {:?}",
+                mails
+                    .iter()
+                    .map(|m| m.subject().to_string())
+                    .collect::<Vec<_>>()
+            )
+        });
+    assert!(notice.text().contains("Vault"), "{}", notice.text());
+    assert!(notice.text().contains("read again"), "{}", notice.text());
     running.stop().await;
+}
+
+/// Mail to an SMTP server on `port`, without waiting to group.
+fn email_section(port: u16) -> String {
+    format!(
+        "[email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\ntls = \"none\"\n\
+         from = \"haltwatch <alerts@haltwatch.test>\"\ngroup_wait_seconds = 0\n\
+         retry_initial_ms = 100\ntimeout_seconds = 5\n"
+    )
 }
 
 /// A second node that forks `node` at its current head: from the next block
@@ -507,17 +532,11 @@ async fn a_provider_flapping_between_branches_withdraws_then_reinstates_the_same
     let proxy = spawn_flapping(vec![upstream(&a), upstream(&b)], which.clone());
     let smtp = SmtpServer::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let email = format!(
-        "[email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\n\
-         from = \"haltwatch <alerts@haltwatch.test>\"\ngroup_wait_seconds = 0\n\
-         retry_initial_ms = 100\ntimeout_seconds = 5\n",
-        smtp.port
-    );
     let text = config_text(
         &proxy,
         &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
     )
-    .replace("[api]", &format!("{email}\n[api]"));
+    .replace("[api]", &format!("{}\n[api]", email_section(smtp.port)));
     let path = write_config(dir.path(), &text);
     let running = start(&path).await;
     let opened = wait_state(&running.store, IncidentState::Open).await;

@@ -202,6 +202,37 @@ pub fn render(
     }
 }
 
+/// A notice about a chain: a reorg deeper than the window, with what
+/// haltwatch did about it (`body`, the monitoring gap's reason).
+pub fn render_notice(chain: &str, protocols: &[&str], body: &str) -> Rendered {
+    let subject = sanitize_text(
+        &format!("[DEEP REORG] {chain}: the chain reorganised deeper than haltwatch remembers"),
+        200,
+    );
+    let lines = [
+        format!("{chain} reorganised deeper than the reorg window: {body}."),
+        String::new(),
+        format!("Protocols on this chain: {}.", protocols.join(", ")),
+        "Incidents whose evidence was in the replaced blocks are withdrawn, and those on the new branch recorded, each in its own mail.".to_string(),
+        "Until the re-read passes the old checkpoint, /readyz reports the chain as not ready; the interval is recorded as a monitoring gap.".to_string(),
+    ];
+    let text = lines.join("\n") + "\n";
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><h2>{}</h2>{}</body></html>",
+        esc(&subject),
+        lines
+            .iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("<p>{}</p>", esc(l)))
+            .collect::<String>()
+    );
+    Rendered {
+        subject,
+        text,
+        html,
+    }
+}
+
 /// A digest: several incidents' mails over the hourly cap, in one message.
 pub fn render_digest(protocol: &str, incidents: &[(&IncidentRecord, String)]) -> Rendered {
     let subject = sanitize_text(

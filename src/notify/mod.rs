@@ -206,6 +206,72 @@ impl Notifier {
                 self.deliver_digest(&protocol, groups).await?;
             }
         }
+        for notice in self.store.notices_due(now).await? {
+            self.deliver_notice(notice).await?;
+        }
+        Ok(())
+    }
+
+    /// A notice about a chain goes to the responders of every protocol on it
+    /// (each address once), outside the per-protocol hourly cap: it is rare
+    /// and about the monitor itself.
+    async fn deliver_notice(&self, notice: crate::store::Notice) -> Result<(), NotifyError> {
+        let on_chain: Vec<&crate::config::ProtocolConfig> = self
+            .config
+            .protocols
+            .iter()
+            .filter(|p| self.config.chains[p.chain].chain_id == notice.chain_id)
+            .collect();
+        let mut recipients: Vec<String> = Vec::new();
+        for p in &on_chain {
+            for r in p.recipients(ProtocolState::Halted) {
+                if !recipients.contains(&r) {
+                    recipients.push(r);
+                }
+            }
+        }
+        if recipients.is_empty() {
+            let why = "no protocol on the chain has responders";
+            return Ok(self
+                .store
+                .notice_attempted(notice.id, Some(why), None)
+                .await?);
+        }
+        let names: Vec<&str> = on_chain.iter().map(|p| p.name.as_str()).collect();
+        let rendered = email::render_notice(&notice.chain, &names, &notice.body);
+        let message_id = self.message_id(&notice.message_id);
+        let message = match build(&self.email.from, &recipients, &message_id, None, rendered) {
+            Ok(m) => m,
+            Err(e) => {
+                let why = e.to_string();
+                return Ok(self
+                    .store
+                    .notice_attempted(notice.id, Some(&why), None)
+                    .await?);
+            }
+        };
+        match self.transport.send(message).await {
+            Ok(_) => {
+                tracing::info!(chain = %notice.chain, kind = %notice.kind, recipients = recipients.len(), "notice sent");
+                self.store.notice_attempted(notice.id, None, None).await?;
+            }
+            Err(e) if e.is_permanent() => {
+                let reply = smtp_reply(&e);
+                tracing::error!(chain = %notice.chain, reply = %reply, "notice rejected permanently");
+                self.store
+                    .notice_attempted(notice.id, Some(&reply), None)
+                    .await?;
+            }
+            Err(e) => {
+                let reply = smtp_reply(&e);
+                let retry_at = now_ms()
+                    + retry_delay(self.email.retry_initial, notice.attempts).as_millis() as i64;
+                tracing::warn!(chain = %notice.chain, reply = %reply, "notice delivery failed; will retry");
+                self.store
+                    .notice_attempted(notice.id, Some(&reply), Some(retry_at))
+                    .await?;
+            }
+        }
         Ok(())
     }
 

@@ -364,7 +364,7 @@ impl ChainSource {
                 self.status
                     .set_problem(&self.chain.name, Some(reason.clone()));
                 self.rescanning = Some(checkpoint.number);
-                let gap = ChainUpdate::GapOpened {
+                let gap = ChainUpdate::DeepReorg {
                     since: wall_secs(),
                     reason,
                 };

@@ -18,11 +18,13 @@ pub use ledger::{HistoryReport, RecordKind, Tamper};
 
 mod bulk;
 pub mod ledger;
+mod notices;
 mod write;
 
 use crate::model::{
     BlockRef, EventArg, EvidenceKind, IncidentUpdate, ProtocolState, ScopeChange, TransitionKind,
 };
+pub use notices::Notice;
 pub use write::Rows;
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -32,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_ledger.sql"),
     include_str!("../../migrations/sqlite/0004_detectors.sql"),
     include_str!("../../migrations/sqlite/0005_lean_indexes.sql"),
+    include_str!("../../migrations/sqlite/0006_notices.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]

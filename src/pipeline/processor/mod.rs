@@ -247,6 +247,14 @@ impl Processor {
                     .await
                     .map_err(self.store_error())?;
             }
+            ChainUpdate::DeepReorg { since, reason } => {
+                let notify = self.config.email.is_some() && !self.models.is_empty();
+                self.store
+                    .deep_reorg(self.chain_name(), self.chain_id(), since, &reason, notify)
+                    .await
+                    .map_err(self.store_error())?;
+                self.wake_sender();
+            }
             ChainUpdate::GapClosed { at } => {
                 self.store
                     .gap_closed(self.chain_id(), at)
