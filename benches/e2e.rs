@@ -12,7 +12,9 @@
 //! (20,000 blocks by default, 2% with events; `--backfill-blocks 100000` for
 //! the full size, ~12 min with building the chain on anvil), `soak` (RSS of `haltwatch run`
 //! following 3 chains, 20 protocols, 200 contracts under steady load) and
-//! `startup` (config loaded and validated → first RPC request).
+//! `startup` (config loaded and validated → first RPC request) and
+//! `requests` (JSON-RPC requests per block at the head, by method, from
+//! `/metrics` over 60 one-second blocks; `--request-blocks N` for another count).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -829,6 +831,104 @@ async fn startup(rows: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
+/// `haltwatch_rpc_requests_total` by method for the endpoint on `port`,
+/// read from the running monitor's `/metrics`.
+async fn rpc_requests(api: std::net::SocketAddr, port: u16) -> Result<HashMap<String, f64>> {
+    let mut conn = tokio::net::TcpStream::connect(api).await?;
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut conn, &mut body).await?;
+    let endpoint = format!(":{port}\"");
+    let mut out = HashMap::new();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("haltwatch_rpc_requests_total{") else {
+            continue;
+        };
+        if !rest.contains(&endpoint) {
+            continue;
+        }
+        let method = rest
+            .split("method=\"")
+            .nth(1)
+            .and_then(|m| m.split('"').next())
+            .unwrap_or("?");
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        out.insert(method.to_string(), value);
+    }
+    Ok(out)
+}
+
+/// Requests per block at the head, by method, over `blocks` one-second
+/// blocks with no monitored call in them: ws logs only, ws with failed_tx,
+/// and http polled every second.
+async fn requests(rows: &mut Vec<Row>, blocks: u64) -> Result<()> {
+    let modes = [
+        ("ws, logs only", true, false, "1"),
+        ("ws, failed_tx", true, true, "≤ 2"),
+        ("http (poll 1 s), logs only", false, false, "-"),
+    ];
+    for (i, (label, ws, failed_tx, target)) in modes.into_iter().enumerate() {
+        let anvil = spawn_anvil(1)?;
+        let chain = Chain::connect(&anvil).await?;
+        let vault = chain.deploy(haltwatch::demo::DEMO_PAUSABLE_BIN).await?;
+        let rpc = if ws {
+            anvil.ws_endpoint()
+        } else {
+            anvil.endpoint()
+        };
+        let name = format!("requests{i}");
+        let head = chain.provider.get_block_number().await?;
+        let dir = tempfile::tempdir()?;
+        let path = write_config(
+            dir.path(),
+            &(chain_section(&name, 31337, &rpc, head, failed_tx)
+                + &vault_protocol("Vault", &name, vault)),
+        )?;
+        let running = start(&path).await?;
+        running
+            .wait_processed(&name, head, Duration::from_secs(30))
+            .await?;
+        let api = running
+            .status
+            .api_addr()
+            .ok_or("the HTTP surface is not bound")?;
+        let first = running.processed(&name);
+        let before = rpc_requests(api, anvil.port()).await?;
+        running
+            .wait_processed(&name, first + blocks, Duration::from_secs(blocks * 3))
+            .await?;
+        let after = rpc_requests(api, anvil.port()).await?;
+        let done = (running.processed(&name) - first) as f64;
+        running.stop().await?;
+        let mut methods: Vec<(String, f64)> = after
+            .iter()
+            .map(|(m, n)| {
+                (
+                    m.clone(),
+                    (n - before.get(m).copied().unwrap_or(0.0)) / done,
+                )
+            })
+            .filter(|(_, per)| *per > 0.0)
+            .collect();
+        methods.sort_by(|a, b| a.0.cmp(&b.0));
+        let total: f64 = methods.iter().map(|(_, n)| n).sum();
+        let detail: Vec<String> = methods.iter().map(|(m, n)| format!("{m} {n:.2}")).collect();
+        rows.push(row(
+            &format!("requests per block at the head, {label} ({done:.0} blocks)"),
+            format!("{total:.2} ({})", detail.join(", ")),
+            target,
+            "-".into(),
+            "-".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     // The in-process scenarios log as `haltwatch run` does (INFO, text), so
@@ -884,6 +984,15 @@ async fn main() -> Result<()> {
     }
     if want("soak") {
         soak(&mut rows, soak_seconds).await?;
+    }
+    if want("requests") {
+        let blocks = args
+            .iter()
+            .position(|a| a == "--request-blocks")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60);
+        requests(&mut rows, blocks).await?;
     }
     println!(
         "\n| what | figure | target | node's own limit | ratio / note |\n|---|---|---|---|---|"
