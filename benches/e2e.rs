@@ -868,8 +868,18 @@ async fn rpc_requests(api: std::net::SocketAddr, port: u16) -> Result<HashMap<St
 /// and http polled every second.
 async fn requests(rows: &mut Vec<Row>, blocks: u64) -> Result<()> {
     let modes = [
-        ("ws, logs only", true, false, "1"),
-        ("ws, failed_tx", true, true, "≤ 2"),
+        (
+            "ws (poll after 2 s of silence), logs only",
+            true,
+            false,
+            "1",
+        ),
+        (
+            "ws (poll after 2 s of silence), failed_tx",
+            true,
+            true,
+            "≤ 2",
+        ),
         ("http (poll 1 s), logs only", false, false, "-"),
     ];
     for (i, (label, ws, failed_tx, target)) in modes.into_iter().enumerate() {
@@ -886,8 +896,15 @@ async fn requests(rows: &mut Vec<Row>, blocks: u64) -> Result<()> {
         let dir = tempfile::tempdir()?;
         let path = write_config(
             dir.path(),
-            &(chain_section(&name, 31337, &rpc, head, failed_tx)
-                + &vault_protocol("Vault", &name, vault)),
+            &(chain_section(&name, 31337, &rpc, head, failed_tx).replace(
+                "poll_interval_ms = 1000",
+                // ws: the default silence before a poll, longer than a block.
+                if ws {
+                    "poll_interval_ms = 2000"
+                } else {
+                    "poll_interval_ms = 1000"
+                },
+            ) + &vault_protocol("Vault", &name, vault)),
         )?;
         let running = start(&path).await?;
         running

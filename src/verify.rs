@@ -104,7 +104,10 @@ async fn connect(chains: &[ChainConfig], chain_id: u64) -> Result<DynProvider, S
 
 async fn check(p: &DynProvider, e: &EvidenceRecord) -> EvidenceCheck {
     let unreachable = |what: &str, err: &dyn std::fmt::Display| {
-        EvidenceCheck::Unreachable(format!("{what}: {}", strip_urls(&err.to_string())))
+        EvidenceCheck::Unreachable(format!(
+            "{what}: {}",
+            crate::redact_urls_in(&err.to_string())
+        ))
     };
     let block = match p
         .get_block_by_number(BlockNumberOrTag::Number(e.block_number))
@@ -180,7 +183,7 @@ async fn check_failed_call(p: &DynProvider, e: &EvidenceRecord) -> EvidenceCheck
         Ok(None) => EvidenceCheck::Missing(format!("no receipt for {}", e.tx_hash)),
         Err(err) => EvidenceCheck::Unreachable(format!(
             "eth_getTransactionReceipt: {}",
-            strip_urls(&err.to_string())
+            crate::redact_urls_in(&err.to_string())
         )),
     }
 }
@@ -212,12 +215,7 @@ async fn check_probe(p: &DynProvider, e: &EvidenceRecord) -> EvidenceCheck {
         Err(err) => EvidenceCheck::Missing(format!(
             "{signature} at block {}: {}",
             e.block_hash,
-            strip_urls(&err.to_string())
+            crate::redact_urls_in(&err.to_string())
         )),
     }
-}
-
-/// Transport errors can carry the endpoint URL; keep only scheme and host.
-fn strip_urls(text: &str) -> String {
-    crate::redact_urls_in(text)
 }

@@ -19,6 +19,49 @@ use haltwatch::demo::selector;
 use haltwatch::store::{IncidentRecord, IncidentState};
 use serde_json::Value;
 
+/// This run's seed (`FAULT_SEED`, default 1): scenarios draw the size and
+/// timing of their faults from it, so runs with other seeds try other
+/// shapes of the same fault (`scripts/fault-runs.sh` runs the suite with 5).
+fn seed() -> u64 {
+    std::env::var("FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+/// A number in `lo..=hi` drawn from the seed and `salt` (splitmix64).
+fn draw(salt: u64, lo: u64, hi: u64) -> u64 {
+    let mut z = seed()
+        .wrapping_add(salt.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    lo + z % (hi - lo + 1)
+}
+
+/// The vault monitored as protocol "Vault" through `rpc`, with `edit`
+/// applied to the config text; the folder holds the config and the store.
+async fn monitor(
+    rpc: &str,
+    vault: alloy::primitives::Address,
+    edit: impl FnOnce(String) -> String,
+) -> (Running, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        rpc,
+        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+    );
+    let path = write_config(dir.path(), &edit(text));
+    (start(&path).await, dir)
+}
+
+/// `rpc = [first]` becomes `rpc = [entries]`.
+fn rpc_list(first: &str, entries: &str) -> impl FnOnce(String) -> String {
+    let (from, to) = (format!("rpc = [\"{first}\"]"), format!("rpc = [{entries}]"));
+    move |text| text.replace(&from, &to)
+}
+
 fn upstream(node: &alloy::node_bindings::AnvilInstance) -> String {
     node.endpoint().trim_start_matches("http://").to_string()
 }
@@ -48,8 +91,9 @@ async fn a_node_answering_two_blocks_behind_withdraws_nothing() {
     let node = anvil(0);
     let chain = chain(&node).await;
     let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
-    // While `lag_at` is set, the proxy is a node whose head is two below it:
-    // a lower eth_blockNumber, no header and no logs above that.
+    // While `lag_at` is set, the proxy is a node whose head is 1-3 blocks
+    // below it: a lower eth_blockNumber, no header and no logs above that.
+    let lag = draw(1, 1, 3);
     let lag_at = Arc::new(AtomicU64::new(0));
     let lagged = Arc::new(AtomicUsize::new(0));
     let (at, n) = (lag_at.clone(), lagged.clone());
@@ -60,7 +104,7 @@ async fn a_node_answering_two_blocks_behind_withdraws_nothing() {
             if real == 0 {
                 return Action::Forward;
             }
-            let head = real - 2;
+            let head = real - lag;
             n.fetch_add(1, SeqCst);
             match req["method"].as_str().unwrap_or("") {
                 "eth_blockNumber" => Action::result(req, format!("{head:#x}").into()),
@@ -72,15 +116,7 @@ async fn a_node_answering_two_blocks_behind_withdraws_nothing() {
             }
         }),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        &config_text(
-            &proxy,
-            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-        ),
-    );
-    let running = start(&path).await;
+    let (running, _dir) = monitor(&proxy, vault, |t| t).await;
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
     mine(&chain, 1).await;
     wait_caught_up(&running.store, &chain).await;
@@ -89,7 +125,7 @@ async fn a_node_answering_two_blocks_behind_withdraws_nothing() {
 
     let head = chain.provider.get_block_number().await.unwrap();
     lag_at.store(head, SeqCst);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_millis(draw(2, 1500, 4000))).await;
     lag_at.store(0, SeqCst);
     assert!(
         lagged.load(SeqCst) > 0,
@@ -106,7 +142,7 @@ async fn an_empty_log_answer_for_a_block_whose_bloom_matches_is_read_again() {
     let node = anvil(0);
     let chain = chain(&node).await;
     let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
-    // The backend has the headers but answers `[]` for logs, three times.
+    // The backend has the headers but answers `[]` for logs, 1-4 times.
     let hide = Arc::new(AtomicUsize::new(0));
     let h = hide.clone();
     let proxy = spawn_with(
@@ -119,21 +155,13 @@ async fn an_empty_log_answer_for_a_block_whose_bloom_matches_is_read_again() {
             Action::Forward
         }),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        &config_text(
-            &proxy,
-            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-        ),
-    );
-    let running = start(&path).await;
+    let (running, _dir) = monitor(&proxy, vault, |t| t).await;
     wait_caught_up(&running.store, &chain).await;
-    hide.store(3, SeqCst);
+    hide.store(draw(3, 1, 4) as usize, SeqCst);
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
     mine(&chain, 2).await;
     wait_caught_up(&running.store, &chain).await;
-    assert_eq!(hide.load(SeqCst), 0, "the proxy hid three answers");
+    assert_eq!(hide.load(SeqCst), 0, "the proxy hid its answers");
     the_pause(
         &incidents(&running.store).await,
         paused.block_number.unwrap(),
@@ -165,20 +193,15 @@ async fn a_frozen_head_is_left_for_an_endpoint_whose_head_moves_and_no_stall_is_
             }
         }),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
-        &frozen,
-        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-    )
-    .replace(
-        &format!("rpc = [\"{frozen}\"]"),
-        &format!(
-            "rpc = [\"{frozen}\", \"{}\"]\nstall_after_seconds = 4",
-            node.endpoint()
-        ),
-    );
-    let path = write_config(dir.path(), &text);
-    let running = start(&path).await;
+    let entries = format!("\"{frozen}\", \"{}\"", node.endpoint());
+    let list = rpc_list(&frozen, &entries);
+    let edit = move |text: String| {
+        list(text).replace(
+            "poll_interval_ms = 50",
+            "poll_interval_ms = 50\nstall_after_seconds = 4",
+        )
+    };
+    let (running, _dir) = monitor(&frozen, vault, edit).await;
     wait_caught_up(&running.store, &chain).await;
     frozen_at.store(chain.provider.get_block_number().await.unwrap(), SeqCst);
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
@@ -201,14 +224,15 @@ async fn rate_limits_with_retry_after_slow_the_monitor_down_but_miss_nothing() {
     let node = anvil(0);
     let chain = chain(&node).await;
     let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
-    // Every second request: HTTP 429 with Retry-After: 1.
+    // Every second (or third) request: HTTP 429 with Retry-After: 1.
+    let every = draw(4, 2, 3) as usize;
     let count = Arc::new(AtomicUsize::new(0));
     let limited = Arc::new(AtomicBool::new(false));
     let (c, on) = (count.clone(), limited.clone());
     let proxy = spawn_with(
         upstream(&node),
         Arc::new(move |_req: &Value| {
-            if on.load(SeqCst) && c.fetch_add(1, SeqCst) % 2 == 1 {
+            if on.load(SeqCst) && c.fetch_add(1, SeqCst) % every == every - 1 {
                 return Action::Status {
                     code: 429,
                     headers: vec![("retry-after".into(), "1".into())],
@@ -218,15 +242,7 @@ async fn rate_limits_with_retry_after_slow_the_monitor_down_but_miss_nothing() {
             Action::Forward
         }),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        &config_text(
-            &proxy,
-            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-        ),
-    );
-    let running = start(&path).await;
+    let (running, _dir) = monitor(&proxy, vault, |t| t).await;
     wait_caught_up(&running.store, &chain).await;
     limited.store(true, SeqCst);
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
@@ -248,10 +264,11 @@ async fn a_provider_range_cap_is_split_by_the_live_follower() {
     let node = anvil(0);
     let chain = chain(&node).await;
     let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
-    mine_blocks(&chain, 300).await;
+    mine_blocks(&chain, draw(5, 250, 350)).await;
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
     mine_blocks(&chain, 300).await;
-    // A real provider's wording for its cap of 100 blocks per eth_getLogs.
+    // A real provider's wording for its cap of N blocks per eth_getLogs.
+    let cap = draw(6, 50, 150);
     let refused = Arc::new(AtomicUsize::new(0));
     let r = refused.clone();
     let proxy = spawn_with(
@@ -261,22 +278,15 @@ async fn a_provider_range_cap_is_split_by_the_live_follower() {
             let span = number(&filter["toBlock"])
                 .zip(number(&filter["fromBlock"]))
                 .map(|(to, from)| to - from + 1);
-            if req["method"] == "eth_getLogs" && span.is_some_and(|s| s > 100) {
+            if req["method"] == "eth_getLogs" && span.is_some_and(|s| s > cap) {
                 r.fetch_add(1, SeqCst);
-                return Action::rpc_error(req, -32614, "eth_getLogs is limited to a 100 range");
+                let text = format!("eth_getLogs is limited to a {cap} range");
+                return Action::rpc_error(req, -32614, &text);
             }
             Action::Forward
         }),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        &config_text(
-            &proxy,
-            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-        ),
-    );
-    let running = start(&path).await;
+    let (running, _dir) = monitor(&proxy, vault, |t| t).await;
     wait_caught_up(&running.store, &chain).await;
     assert!(refused.load(SeqCst) > 0, "the cap was hit");
     the_pause(
@@ -298,18 +308,9 @@ async fn a_fallback_endpoint_on_another_chain_is_marked_broken_and_following_goe
             _ => Action::Forward,
         }),
     );
-    let dir = tempfile::tempdir().unwrap();
     let direct = node.endpoint();
-    let text = config_text(
-        &direct,
-        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-    )
-    .replace(
-        &format!("rpc = [\"{direct}\"]"),
-        &format!("rpc = [\"{direct}\", \"{other}\"]"),
-    );
-    let path = write_config(dir.path(), &text);
-    let running = start(&path).await;
+    let entries = format!("\"{direct}\", \"{other}\"");
+    let (running, _dir) = monitor(&direct, vault, rpc_list(&direct, &entries)).await;
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
     mine(&chain, 1).await;
     wait_caught_up(&running.store, &chain).await;
@@ -367,15 +368,7 @@ async fn after_a_catch_up_a_reorg_of_depth_d_reverts_exactly_d_blocks() {
     let node = anvil(0);
     let chain = chain(&node).await;
     let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        &config_text(
-            &node.endpoint(),
-            &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-        ),
-    );
-    let running = start(&path).await;
+    let (running, dir) = monitor(&node.endpoint(), vault, |t| t).await;
     wait_caught_up(&running.store, &chain).await;
     running.stop().await;
     // While the monitor is down: 100 blocks, the pause, 20 more. The restart
@@ -385,7 +378,7 @@ async fn after_a_catch_up_a_reorg_of_depth_d_reverts_exactly_d_blocks() {
     mine_blocks(&chain, 100).await;
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
     mine_blocks(&chain, 20).await;
-    let running = start(&path).await;
+    let running = start(&dir.path().join("haltwatch.toml")).await;
     wait_caught_up(&running.store, &chain).await;
     let pause_block = paused.block_number.unwrap();
     for depth in [1, 2, 5] {
@@ -410,14 +403,7 @@ async fn a_reorg_deeper_than_the_window_is_repaired_and_recorded_as_a_gap() {
     let chain = chain(&node).await;
     let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
     let smtp = SmtpServer::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
-        &node.endpoint(),
-        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-    )
-    .replace("[api]", &format!("{}\n[api]", email_section(smtp.port)));
-    let path = write_config(dir.path(), &text);
-    let running = start(&path).await;
+    let (running, _dir) = monitor(&node.endpoint(), vault, with_email(smtp.port)).await;
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
     mine_blocks(&chain, 140).await;
     wait_caught_up(&running.store, &chain).await;
@@ -471,6 +457,10 @@ async fn a_reorg_deeper_than_the_window_is_repaired_and_recorded_as_a_gap() {
 }
 
 /// Mail to an SMTP server on `port`, without waiting to group.
+fn with_email(port: u16) -> impl FnOnce(String) -> String {
+    move |text| text.replace("[api]", &format!("{}\n[api]", email_section(port)))
+}
+
 fn email_section(port: u16) -> String {
     format!(
         "[email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\ntls = \"none\"\n\
@@ -531,14 +521,7 @@ async fn a_provider_flapping_between_branches_withdraws_then_reinstates_the_same
     let which = Arc::new(AtomicUsize::new(0));
     let proxy = spawn_flapping(vec![upstream(&a), upstream(&b)], which.clone());
     let smtp = SmtpServer::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
-        &proxy,
-        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-    )
-    .replace("[api]", &format!("{}\n[api]", email_section(smtp.port)));
-    let path = write_config(dir.path(), &text);
-    let running = start(&path).await;
+    let (running, _dir) = monitor(&proxy, vault, with_email(smtp.port)).await;
     let opened = wait_state(&running.store, IncidentState::Open).await;
     smtp.wait_mails(1).await;
 
@@ -602,17 +585,8 @@ async fn a_websocket_that_goes_silent_is_left_for_the_http_endpoint() {
         node.ws_endpoint().trim_start_matches("ws://").to_string(),
         silent.clone(),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
-        &ws,
-        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-    )
-    .replace(
-        &format!("rpc = [\"{ws}\"]"),
-        &format!("rpc = [\"{ws}\", \"{}\"]", node.endpoint()),
-    );
-    let path = write_config(dir.path(), &text);
-    let running = start(&path).await;
+    let entries = format!("\"{ws}\", \"{}\"", node.endpoint());
+    let (running, _dir) = monitor(&ws, vault, rpc_list(&ws, &entries)).await;
     wait_caught_up(&running.store, &chain).await;
     // The connection stays open; neither heads nor answers arrive.
     silent.store(true, SeqCst);
@@ -641,18 +615,9 @@ async fn max_requests_per_second_holds_the_monitor_to_the_rate() {
             Action::Forward
         }),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
-        &proxy,
-        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
-    )
-    .replace(
-        &format!("rpc = [\"{proxy}\"]"),
-        &format!("rpc = [{{ url = \"{proxy}\", max_requests_per_second = 4 }}]"),
-    );
-    let path = write_config(dir.path(), &text);
+    let entries = format!("{{ url = \"{proxy}\", max_requests_per_second = 4 }}");
     let started = std::time::Instant::now();
-    let running = start(&path).await;
+    let (running, _dir) = monitor(&proxy, vault, rpc_list(&proxy, &entries)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let sent = count.load(SeqCst);
     let elapsed = started.elapsed().as_secs_f64();

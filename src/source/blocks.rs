@@ -118,6 +118,48 @@ pub(super) async fn fetch_header(
     Ok(block.map(|b| Block::of_header(&b.header)))
 }
 
+/// The headers of `numbers`, in order, in one JSON-RPC batch: the reorg
+/// window's worth of a catch-up's last range without a round trip each
+/// (16 of them through a remote node). A node that refuses batches is asked
+/// header by header.
+pub(super) async fn fetch_headers_batch(
+    p: &DynProvider,
+    ep: &Endpoint,
+    numbers: &[u64],
+) -> Result<Vec<Block>, SourceError> {
+    let method = "eth_getBlockByNumber";
+    let client = p.client();
+    let mut batch = alloy::rpc::client::BatchRequest::new(client);
+    let mut waiters = Vec::with_capacity(numbers.len());
+    for &n in numbers {
+        telemetry::rpc_request(&ep.redacted, method);
+        let call = batch
+            .add_call::<_, Option<alloy::rpc::types::Block>>(
+                method,
+                &(BlockNumberOrTag::Number(n), false),
+            )
+            .map_err(|e| rpc_error(ep, method, &e))?;
+        waiters.push((n, call));
+    }
+    if let Err(e) = batch.send().await {
+        tracing::debug!(endpoint = %ep.redacted, error = %crate::redact_urls_in(&e.to_string()),
+            "batch refused; reading headers one by one");
+        return fetch_blocks(p, ep, numbers, false).await;
+    }
+    let mut out = Vec::with_capacity(numbers.len());
+    for (number, call) in waiters {
+        let block = call
+            .await
+            .map_err(|e| rpc_error(ep, method, &e))?
+            .ok_or_else(|| SourceError::MissingBlock {
+                endpoint: ep.redacted.clone(),
+                number,
+            })?;
+        out.push(Block::of_header(&block.header));
+    }
+    Ok(out)
+}
+
 /// Blocks `numbers` in order (with `full`, their transactions too); a block
 /// the node does not have is an error.
 pub(super) async fn fetch_blocks(

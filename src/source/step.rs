@@ -10,7 +10,9 @@ use alloy::eips::BlockId;
 use alloy::providers::{DynProvider, Provider};
 use tokio::sync::mpsc;
 
-use super::blocks::{Block, fetch_blocks, fetch_full_block, fetch_header, fill_timestamps};
+use super::blocks::{
+    Block, fetch_blocks, fetch_full_block, fetch_header, fetch_headers_batch, fill_timestamps,
+};
 use super::calls::{run_probes, watch_calls};
 use super::endpoints::rpc_error;
 use super::logs::{LIVE_MAX_SPAN, get_logs_by_hash, get_logs_split, unindexed};
@@ -130,7 +132,12 @@ impl ChainSource {
                     &ep.log_span,
                     LIVE_MAX_SPAN,
                 );
-                let blocks = fetch_blocks(&p, ep, &numbers, full);
+                let blocks = async {
+                    match near {
+                        true => fetch_blocks(&p, ep, &numbers, full).await,
+                        false => fetch_headers_batch(&p, ep, &numbers).await,
+                    }
+                };
                 let traces = async {
                     match traced {
                         true => fetch_traces(&p, ep, from, to, &self.watch).await,

@@ -635,17 +635,7 @@ impl Store {
         since: u64,
         reason: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO monitoring_gaps (chain, chain_id, started_at, reason) VALUES (?, ?, ?, ?)",
-        )
-        .bind(chain)
-        .bind(chain_id as i64)
-        .bind(since as i64)
-        .bind(reason)
-        .execute(&self.pool)
-        .await
-        .map_err(q("open gap"))?;
-        Ok(())
+        insert_gap(&self.pool, chain, chain_id, since, reason).await
     }
 
     /// Closes the open monitoring gaps of a chain.
@@ -986,6 +976,27 @@ async fn enqueue_row(
         .execute(&mut *conn)
         .await
         .map_err(q("enqueue mail"))?;
+    Ok(())
+}
+
+/// A monitoring gap of a chain from `since`, with its reason.
+async fn insert_gap<'e>(
+    e: impl sqlx::Executor<'e, Database = Sqlite>,
+    chain: &str,
+    chain_id: u64,
+    since: u64,
+    reason: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO monitoring_gaps (chain, chain_id, started_at, reason) VALUES (?, ?, ?, ?)",
+    )
+    .bind(chain)
+    .bind(chain_id as i64)
+    .bind(since as i64)
+    .bind(reason)
+    .execute(e)
+    .await
+    .map_err(q("open gap"))?;
     Ok(())
 }
 

@@ -29,16 +29,7 @@ impl Store {
         notify: bool,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(q("begin deep reorg"))?;
-        sqlx::query(
-            "INSERT INTO monitoring_gaps (chain, chain_id, started_at, reason) VALUES (?, ?, ?, ?)",
-        )
-        .bind(chain)
-        .bind(chain_id as i64)
-        .bind(since as i64)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await
-        .map_err(q("open gap"))?;
+        super::insert_gap(&mut *tx, chain, chain_id, since, reason).await?;
         if notify {
             let now = now_ms();
             sqlx::query(
