@@ -13,7 +13,7 @@ seeds=("$@")
 cargo test --test chain_faults --no-run -q 2>/dev/null || { echo "fault-runs: the suite does not build" >&2; exit 1; }
 results=$(mktemp)
 for seed in "${seeds[@]}"; do
-  FAULT_SEED=$seed cargo test -q --test chain_faults -- --test-threads 2 2>&1 \
+  FAULT_SEED=$seed cargo test --test chain_faults -- --test-threads 2 2>&1 \
     | grep -E '^test .* \.\.\. (ok|FAILED)$' \
     | sed -E "s/^test (.*) \.\.\. (ok|FAILED)$/$seed \1 \2/" >>"$results"
 done
