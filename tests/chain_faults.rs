@@ -8,11 +8,11 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use alloy::providers::Provider;
-use common::proxy::{Action, spawn_flapping, spawn_with, spawn_ws};
+use common::proxy::{Action, WS_DROP, WS_PASS, WS_SILENT, spawn_flapping, spawn_with, spawn_ws};
 use common::smtp::SmtpServer;
 use common::*;
 use haltwatch::demo::selector;
@@ -586,16 +586,16 @@ async fn a_websocket_that_goes_silent_is_left_for_the_http_endpoint() {
     let node = anvil(0);
     let chain = chain(&node).await;
     let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
-    let silent = Arc::new(AtomicBool::new(false));
+    let mode = Arc::new(AtomicU8::new(WS_PASS));
     let ws = spawn_ws(
         node.ws_endpoint().trim_start_matches("ws://").to_string(),
-        silent.clone(),
+        mode.clone(),
     );
     let entries = format!("\"{ws}\", \"{}\"", node.endpoint());
     let (running, _dir) = monitor(&ws, vault, rpc_list(&ws, &entries)).await;
     wait_caught_up(&running.store, &chain).await;
     // The connection stays open; neither heads nor answers arrive.
-    silent.store(true, SeqCst);
+    mode.store(WS_SILENT, SeqCst);
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
     mine(&chain, 1).await;
     wait_caught_up(&running.store, &chain).await;
@@ -635,4 +635,72 @@ async fn max_requests_per_second_holds_the_monitor_to_the_rate() {
         (sent as f64) <= bound,
         "{sent} requests in {elapsed:.1} s exceed the bucket's {bound:.0}"
     );
+}
+
+#[tokio::test]
+async fn a_websocket_that_drops_is_reconnected_and_nothing_from_the_gap_is_missed() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let mode = Arc::new(AtomicU8::new(WS_PASS));
+    let ws = spawn_ws(
+        node.ws_endpoint().trim_start_matches("ws://").to_string(),
+        mode.clone(),
+    );
+    // The only endpoint: whatever is mined while it is down must be read
+    // when it is back, not lost with the subscription.
+    let (running, _dir) = monitor(&ws, vault, |t| t).await;
+    wait_caught_up(&running.store, &chain).await;
+    mode.store(WS_DROP, SeqCst);
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    mine(&chain, 2).await;
+    tokio::time::sleep(Duration::from_millis(draw(7, 500, 2500))).await;
+    mode.store(WS_PASS, SeqCst);
+    wait_caught_up(&running.store, &chain).await;
+    the_pause(
+        &incidents(&running.store).await,
+        paused.block_number.unwrap(),
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_that_answers_503_hangs_or_crawls_is_left_for_the_next() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    // From `broken` on, the first endpoint answers every request with one of
+    // a failing load balancer's habits, drawn from the seed.
+    let habit = draw(8, 0, 2);
+    let broken = Arc::new(AtomicBool::new(false));
+    let b = broken.clone();
+    let first = spawn_with(
+        upstream(&node),
+        Arc::new(move |req: &Value| {
+            if !b.load(SeqCst) || req["method"] == "eth_chainId" {
+                return Action::Forward;
+            }
+            match habit {
+                0 => Action::Status {
+                    code: 503,
+                    headers: Vec::new(),
+                    body: b"upstream unavailable".to_vec(),
+                },
+                1 => Action::Hang,
+                _ => Action::Delay(Duration::from_secs(8), Box::new(Action::Forward)),
+            }
+        }),
+    );
+    let entries = format!("\"{first}\", \"{}\"", node.endpoint());
+    let (running, _dir) = monitor(&first, vault, rpc_list(&first, &entries)).await;
+    wait_caught_up(&running.store, &chain).await;
+    broken.store(true, SeqCst);
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    mine(&chain, 1).await;
+    wait_caught_up(&running.store, &chain).await;
+    the_pause(
+        &incidents(&running.store).await,
+        paused.block_number.unwrap(),
+    );
+    running.stop().await;
 }

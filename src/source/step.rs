@@ -102,14 +102,24 @@ impl ChainSource {
         let to = target.min(from + max_range - 1);
         let near = full || to - from < NEAR_HEAD_BLOCKS;
         let numbers = header_numbers(from, to, near, target.saturating_sub(self.window_blocks));
-        // The block pushed over ws is the whole range: its header is at
-        // hand, its logs are read by its hash.
-        let single = pushed.filter(|b| b.block.number == from && from == to);
+        // A range of one block (the usual round at the head) is read by the
+        // block's hash: a node that lacks the block answers with an error,
+        // never with an empty list. Pushed over ws, its header is at hand;
+        // polled, it is read first (with its transactions when they are
+        // watched, so they need no second request).
+        let single = match pushed.filter(|b| b.block.number == from && from == to) {
+            Some(b) => Some((b, false)),
+            None if from == to && !traced => fetch_blocks(&p, ep, &[from], full)
+                .await?
+                .pop()
+                .map(|b| (b, full)),
+            None => None,
+        };
         let (logs, blocks, traces) = match single {
-            Some(b) => {
+            Some((b, has_txs)) => {
                 let logs = get_logs_by_hash(&p, ep, &self.filter, b.block.hash);
                 let block = async {
-                    if !full {
+                    if !full || has_txs {
                         return Ok(vec![b.clone()]);
                     }
                     fetch_full_block(&p, ep, BlockId::hash(b.block.hash))

@@ -275,15 +275,25 @@ fn serve(client: TcpStream, upstream: &Upstream, rule: &Rule, hang_drops: bool) 
     }
 }
 
-/// A TCP proxy for a WebSocket endpoint (`host:port`): bytes pass both ways
-/// until `silent` turns true; from then on nothing passes either way, and
-/// the connections stay open, as with a provider whose subscription
-/// stalled. Returns its `ws://` URL.
-pub fn spawn_ws(upstream: String, silent: Arc<AtomicBool>) -> String {
+/// What the WebSocket proxy does with the bytes it is given.
+pub const WS_PASS: u8 = 0;
+/// Nothing passes either way; the connections stay open (a stalled subscription).
+pub const WS_SILENT: u8 = 1;
+/// Every connection is closed, and new ones are closed at once (a provider
+/// dropping its WebSockets, for as long as this lasts).
+pub const WS_DROP: u8 = 2;
+
+/// A TCP proxy for a WebSocket endpoint (`host:port`) whose behaviour
+/// `mode` sets ([`WS_PASS`], [`WS_SILENT`], [`WS_DROP`]) at any moment.
+/// Returns its `ws://` URL.
+pub fn spawn_ws(upstream: String, mode: Arc<std::sync::atomic::AtomicU8>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
+            if mode.load(Ordering::SeqCst) == WS_DROP {
+                continue; // closed at once
+            }
             let Ok(server) = TcpStream::connect(&upstream) else {
                 continue;
             };
@@ -291,23 +301,39 @@ pub fn spawn_ws(upstream: String, silent: Arc<AtomicBool>) -> String {
                 (client.try_clone().unwrap(), server.try_clone().unwrap()),
                 (server, client),
             ] {
-                let silent = silent.clone();
-                std::thread::spawn(move || pipe(from, to, &silent));
+                let mode = mode.clone();
+                std::thread::spawn(move || pipe(from, to, &mode));
             }
         }
     });
     format!("ws://{addr}")
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream, silent: &AtomicBool) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, mode: &std::sync::atomic::AtomicU8) {
     let _ = to.set_nodelay(true);
+    // Woken now and then to notice a drop while nothing is sent.
+    let _ = from.set_read_timeout(Some(std::time::Duration::from_millis(100)));
     let mut buf = [0u8; 16 * 1024];
     loop {
+        if mode.load(Ordering::SeqCst) == WS_DROP {
+            let _ = from.shutdown(std::net::Shutdown::Both);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+            return;
+        }
         let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return,
             Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => return,
         };
-        if silent.load(Ordering::SeqCst) {
+        if mode.load(Ordering::SeqCst) == WS_SILENT {
             continue; // swallowed: the connection stays open, nothing arrives
         }
         if to.write_all(&buf[..n]).is_err() {
