@@ -687,12 +687,20 @@ async fn an_endpoint_that_answers_503_hangs_or_crawls_is_left_for_the_next() {
                     body: b"upstream unavailable".to_vec(),
                 },
                 1 => Action::Hang,
-                _ => Action::Delay(Duration::from_secs(8), Box::new(Action::Forward)),
+                // Slower than the stall limit allows for: left for its latency.
+                _ => Action::Delay(Duration::from_secs(3), Box::new(Action::Forward)),
             }
         }),
     );
     let entries = format!("\"{first}\", \"{}\"", node.endpoint());
-    let (running, _dir) = monitor(&first, vault, rpc_list(&first, &entries)).await;
+    let list = rpc_list(&first, &entries);
+    let edit = move |text: String| {
+        list(text).replace(
+            "poll_interval_ms = 50",
+            "poll_interval_ms = 50\nstall_after_seconds = 8",
+        )
+    };
+    let (running, _dir) = monitor(&first, vault, edit).await;
     wait_caught_up(&running.store, &chain).await;
     broken.store(true, SeqCst);
     let paused = chain.call(vault, selector("pause()")).await.unwrap();

@@ -29,6 +29,10 @@ const RETRY_IN_PLACE: Duration = Duration::from_secs(2);
 const RATE_LIMIT_RETRIES: u32 = 3;
 /// An endpoint whose head is this many blocks behind another's is demoted.
 pub(super) const LAG_BLOCKS: u64 = 2;
+/// An endpoint whose head reads take this many times the fastest's is slow...
+const SLOW_FACTOR: u32 = 4;
+/// ...once they also take longer than this.
+const SLOW_FLOOR: Duration = Duration::from_millis(500);
 
 /// What an error says about the endpoint and the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +187,8 @@ struct Health {
     head: Option<(u64, Instant)>,
     /// Why it is never to be used again (another chain).
     broken: Option<String>,
+    /// How long its head reads take (`eth_blockNumber`), smoothed.
+    latency: Option<Duration>,
 }
 
 impl Endpoint {
@@ -309,13 +315,35 @@ impl Endpoints {
             .is_some_and(|(n, _)| n + LAG_BLOCKS < best)
     }
 
+    /// True while `i`'s head reads take over [`SLOW_FACTOR`] times (and over
+    /// [`SLOW_FLOOR`] more than) those of the fastest endpoint.
+    pub fn slow(&self, i: usize) -> bool {
+        let fastest = self.list.iter().filter_map(|e| e.health.latency).min();
+        match (self.list[i].health.latency, fastest) {
+            (Some(mine), Some(best)) => mine > best * SLOW_FACTOR && mine > best + SLOW_FLOOR,
+            _ => false,
+        }
+    }
+
+    /// How long a head read of `i` took.
+    pub fn latency_seen(&mut self, i: usize, took: Duration) {
+        let h = &mut self.list[i].health;
+        // An exponential average weighing the newest read a quarter.
+        h.latency = Some(match h.latency {
+            None => took,
+            Some(avg) => (avg * 3 + took) / 4,
+        });
+    }
+
     /// The endpoint to ask now: the first in config order that is neither
-    /// broken, backing off, nor lagging; else the one that is free soonest
-    /// (`Err(wait)` says how long until then). `None` when every one is broken.
+    /// broken, backing off, lagging nor slow; else the first ready one;
+    /// else the one that is free soonest (`Err(wait)` says how long until
+    /// then). `None` when every one is broken.
     pub fn pick(&self, now: Instant) -> Option<Result<usize, Duration>> {
         let usable = || (0..self.list.len()).filter(|&i| self.list[i].health.broken.is_none());
         let ready = |i: &usize| self.list[*i].health.retry_at.is_none_or(|t| t <= now);
-        if let Some(i) = usable().find(|i| ready(i) && !self.lagging(*i)) {
+        let healthy = |i: &usize| ready(i) && !self.lagging(*i) && !self.slow(*i);
+        if let Some(i) = usable().find(healthy) {
             return Some(Ok(i));
         }
         if let Some(i) = usable().find(ready) {
@@ -541,6 +569,24 @@ mod tests {
         assert_eq!(eps.pick(t0), Some(Ok(1)), "a frozen head is left");
         eps.head_seen(0, 103, t0);
         assert_eq!(eps.pick(t0), Some(Ok(0)));
+    }
+
+    #[test]
+    fn an_endpoint_whose_head_reads_crawl_is_demoted_while_another_answers_fast() {
+        let mut eps = Endpoints::new(&urls(2));
+        let t0 = Instant::now();
+        eps.latency_seen(0, Duration::from_millis(40));
+        eps.latency_seen(1, Duration::from_millis(10));
+        assert_eq!(eps.pick(t0), Some(Ok(0)), "fast enough: config order");
+        for _ in 0..8 {
+            eps.latency_seen(0, Duration::from_secs(3));
+        }
+        assert!(eps.slow(0));
+        assert_eq!(eps.pick(t0), Some(Ok(1)));
+        for _ in 0..16 {
+            eps.latency_seen(0, Duration::from_millis(20));
+        }
+        assert_eq!(eps.pick(t0), Some(Ok(0)), "back once it is fast again");
     }
 
     #[test]

@@ -433,6 +433,7 @@ impl ChainSource {
                 continue;
             }
             let ep = self.endpoints.get_mut(i);
+            let started = Instant::now();
             let read = tokio::time::timeout(HEAD_TIMEOUT, async {
                 let p = ep.provider(&name, chain_id).await?;
                 telemetry::rpc_request(&ep.redacted, "eth_blockNumber");
@@ -442,7 +443,10 @@ impl ChainSource {
             })
             .await;
             match read {
-                Ok(Ok(head)) => self.head_observed(i, head),
+                Ok(Ok(head)) => {
+                    self.endpoints.latency_seen(i, started.elapsed());
+                    self.head_observed(i, head);
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(chain = %name, endpoint = %self.endpoints.get(i).redacted,
                         error = %e, "sampling a standby endpoint's head failed");

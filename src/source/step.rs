@@ -257,16 +257,21 @@ impl ChainSource {
 
     /// `eth_blockNumber` on the current endpoint, within [`HEAD_TIMEOUT`]:
     /// a connection that stays open but answers nothing is left.
-    async fn read_head(&self, p: &DynProvider) -> Result<u64, SourceError> {
+    async fn read_head(&mut self, p: &DynProvider) -> Result<u64, SourceError> {
         let ep = self.endpoints.get(self.current);
         telemetry::rpc_request(&ep.redacted, "eth_blockNumber");
-        match tokio::time::timeout(HEAD_TIMEOUT, p.get_block_number()).await {
-            Ok(head) => head.map_err(|e| rpc_error(ep, "eth_blockNumber", &e)),
-            Err(_) => Err(SourceError::Timeout {
-                endpoint: ep.redacted.clone(),
-                waited: HEAD_TIMEOUT,
-            }),
-        }
+        let started = Instant::now();
+        let head = match tokio::time::timeout(HEAD_TIMEOUT, p.get_block_number()).await {
+            Ok(head) => head.map_err(|e| rpc_error(ep, "eth_blockNumber", &e))?,
+            Err(_) => {
+                return Err(SourceError::Timeout {
+                    endpoint: ep.redacted.clone(),
+                    waited: HEAD_TIMEOUT,
+                });
+            }
+        };
+        self.endpoints.latency_seen(self.current, started.elapsed());
+        Ok(head)
     }
 
     fn behind(&self, head: u64, checkpoint: u64) -> SourceError {
