@@ -10,7 +10,8 @@ use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::Log;
 use futures::{StreamExt, TryStreamExt};
 
-use super::endpoints::{Endpoint, rpc_error};
+use super::endpoints::Endpoint;
+use super::errors::rpc_error;
 use super::{BLOCKS_IN_FLIGHT, SourceError};
 use crate::model::BlockRef;
 use crate::telemetry;

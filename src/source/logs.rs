@@ -11,7 +11,8 @@ use alloy::rpc::types::{Filter, Log};
 
 use super::blocks::{Block, fetch_blocks, fill_timestamps};
 use super::calls::watch_calls;
-use super::endpoints::{Endpoint, ErrorClass, backoff};
+use super::endpoints::{Endpoint, backoff};
+use super::errors::ErrorClass;
 use super::traces::{fetch_traces, trace_outcomes};
 use super::{MAX_FULL_RANGE_BLOCKS, MAX_RANGE_BLOCKS, SourceError, Watch};
 use crate::config::ChainConfig;
@@ -52,7 +53,7 @@ pub(super) async fn get_logs_split(
                 }
             }
             Err(e) => {
-                let e = super::endpoints::rpc_error(ep, "eth_getLogs", &e);
+                let e = super::errors::rpc_error(ep, "eth_getLogs", &e);
                 if e.class() != ErrorClass::RangeTooLarge || a == b {
                     return Err(e);
                 }
@@ -69,7 +70,7 @@ pub(super) async fn get_logs_split(
 
 /// The monitored logs of one block, by its hash: a node that does not have
 /// the block answers with an error, never with an empty list.
-pub(super) async fn get_logs_by_hash(
+async fn get_logs_by_hash(
     p: &DynProvider,
     ep: &Endpoint,
     filter: &Filter,
@@ -78,7 +79,25 @@ pub(super) async fn get_logs_by_hash(
     telemetry::rpc_request(&ep.redacted, "eth_getLogs");
     p.get_logs(&filter.clone().at_block_hash(hash))
         .await
-        .map_err(|e| super::endpoints::rpc_error(ep, "eth_getLogs", &e))
+        .map_err(|e| super::errors::rpc_error(ep, "eth_getLogs", &e))
+}
+
+/// The monitored logs of `blocks`, each read by its hash, a few at once, in
+/// the blocks' order.
+pub(super) async fn get_logs_by_hashes(
+    p: &DynProvider,
+    ep: &Endpoint,
+    filter: &Filter,
+    blocks: &[Block],
+) -> Result<Vec<Log>, SourceError> {
+    use futures::{StreamExt, TryStreamExt};
+    let hashes: Vec<B256> = blocks.iter().map(|b| b.block.hash).collect();
+    let per_block: Vec<Vec<Log>> = futures::stream::iter(hashes)
+        .map(|hash| get_logs_by_hash(p, ep, filter, hash))
+        .buffered(super::BLOCKS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    Ok(per_block.into_iter().flatten().collect())
 }
 
 /// The first block whose bloom says it may hold a monitored log while the

@@ -27,8 +27,10 @@
 mod blocks;
 mod calls;
 mod endpoints;
+mod errors;
 mod health;
 mod logs;
+mod replay;
 mod step;
 mod throttle;
 mod traces;
@@ -43,7 +45,7 @@ use alloy::rpc::types::Filter;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
-pub use endpoints::{ErrorClass, classify_text};
+pub use errors::{ErrorClass, classify_text};
 pub use logs::{Fetched, LogFetcher};
 
 use crate::config::ChainConfig;
@@ -439,7 +441,7 @@ impl ChainSource {
                 telemetry::rpc_request(&ep.redacted, "eth_blockNumber");
                 p.get_block_number()
                     .await
-                    .map_err(|e| endpoints::rpc_error(ep, "eth_blockNumber", &e))
+                    .map_err(|e| errors::rpc_error(ep, "eth_blockNumber", &e))
             })
             .await;
             match read {

@@ -14,8 +14,8 @@ use super::blocks::{
     Block, fetch_blocks, fetch_full_block, fetch_header, fetch_headers_batch, fill_timestamps,
 };
 use super::calls::{run_probes, watch_calls};
-use super::endpoints::rpc_error;
-use super::logs::{LIVE_MAX_SPAN, get_logs_by_hash, get_logs_split, unindexed};
+use super::errors::rpc_error;
+use super::logs::{LIVE_MAX_SPAN, get_logs_by_hashes, get_logs_split, unindexed};
 use super::traces::{fetch_traces, trace_outcomes};
 use super::{
     BLOOM_ATTEMPTS, ChainSource, HEAD_REUSE, HEAD_TIMEOUT, MAX_FULL_RANGE_BLOCKS, NEAR_HEAD_BLOCKS,
@@ -102,27 +102,27 @@ impl ChainSource {
         let to = target.min(from + max_range - 1);
         let near = full || to - from < NEAR_HEAD_BLOCKS;
         let numbers = header_numbers(from, to, near, target.saturating_sub(self.window_blocks));
-        // A range of one block (the usual round at the head) is read by the
-        // block's hash: a node that lacks the block answers with an error,
-        // never with an empty list. Pushed over ws, its header is at hand;
-        // polled, it is read first (with its transactions when they are
-        // watched, so they need no second request).
-        let single = match pushed.filter(|b| b.block.number == from && from == to) {
-            Some(b) => Some((b, false)),
-            None if from == to && !traced => fetch_blocks(&p, ep, &[from], full)
-                .await?
-                .pop()
-                .map(|b| (b, full)),
+        // Near the head, every block's logs are read by its hash: a node that
+        // lacks the block answers with an error, never with an empty list.
+        // A block pushed over ws is the whole range with its header at hand;
+        // polled, the headers (with the transactions when they are watched)
+        // are read first.
+        let at_head = to - from < NEAR_HEAD_BLOCKS;
+        let pushed = pushed.filter(|b| b.block.number == from && from == to);
+        let by_hash = match pushed {
+            Some(b) => Some((vec![b], false)),
+            None if at_head => Some((fetch_blocks(&p, ep, &numbers, full).await?, full)),
             None => None,
         };
-        let (logs, blocks, traces) = match single {
-            Some((b, has_txs)) => {
-                let logs = get_logs_by_hash(&p, ep, &self.filter, b.block.hash);
-                let block = async {
+        let (logs, blocks, traces) = match by_hash {
+            Some((blocks, has_txs)) => {
+                let logs = get_logs_by_hashes(&p, ep, &self.filter, &blocks);
+                let blocks = async {
                     if !full || has_txs {
-                        return Ok(vec![b.clone()]);
+                        return Ok(blocks.clone());
                     }
-                    fetch_full_block(&p, ep, BlockId::hash(b.block.hash))
+                    let hash = blocks[0].block.hash;
+                    fetch_full_block(&p, ep, BlockId::hash(hash))
                         .await?
                         .map(|b| vec![b])
                         .ok_or_else(|| SourceError::MissingBlock {
@@ -130,8 +130,8 @@ impl ChainSource {
                             number: from,
                         })
                 };
-                let (logs, block) = tokio::join!(logs, block);
-                (logs, block, Ok(Some(Vec::new())))
+                let (logs, blocks) = tokio::join!(logs, blocks);
+                (logs, blocks, Ok(Some(Vec::new())))
             }
             None => {
                 let logs = get_logs_split(

@@ -10,8 +10,9 @@ use alloy::rpc::types::Log;
 use futures::StreamExt;
 
 use super::blocks::{BlockTimes, TxCall};
-use super::calls::replay;
-use super::endpoints::{Endpoint, ErrorClass, classify, rpc_error};
+use super::endpoints::Endpoint;
+use super::errors::{ErrorClass, classify, rpc_error};
+use super::replay::replay;
 use super::{BLOCKS_IN_FLIGHT, SourceError, Watch};
 use crate::model::{BlockRef, CallOutcome};
 use crate::telemetry;
