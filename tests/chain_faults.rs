@@ -712,3 +712,49 @@ async fn an_endpoint_that_answers_503_hangs_or_crawls_is_left_for_the_next() {
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_stall_closes_even_when_the_first_header_reads_after_it_fail() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    // After the stall, the first 1-3 header reads are answered 503.
+    let fail = Arc::new(AtomicUsize::new(0));
+    let f = fail.clone();
+    let proxy = spawn_with(
+        upstream(&node),
+        Arc::new(move |req: &Value| {
+            let headers =
+                req["method"] == "eth_getBlockByNumber" || req["method"] == "eth_getBlockByHash";
+            if headers && f.load(SeqCst) > 0 {
+                f.fetch_sub(1, SeqCst);
+                return Action::Status {
+                    code: 503,
+                    headers: Vec::new(),
+                    body: b"upstream unavailable".to_vec(),
+                };
+            }
+            Action::Forward
+        }),
+    );
+    let _: Value = chain
+        .provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let edit = |text: String| {
+        text.replace(
+            "poll_interval_ms = 50",
+            "poll_interval_ms = 50\nstall_after_seconds = 1",
+        )
+    };
+    let (running, _dir) = monitor(&proxy, vault, edit).await;
+    let stalled = wait_state(&running.store, IncidentState::Open).await;
+    assert_eq!(stalled.scopes, ["chain anvil"]);
+    fail.store(draw(9, 1, 3) as usize, SeqCst);
+    mine(&chain, 1).await;
+    let resolved = wait_state(&running.store, IncidentState::Resolved).await;
+    assert_eq!(resolved.id, stalled.id, "the stall itself closed");
+    assert_eq!(fail.load(SeqCst), 0, "the header reads did fail");
+    running.stop().await;
+}
