@@ -248,9 +248,16 @@ impl Endpoints {
     }
 
     /// Endpoint `i` failed: it backs off (as long as the server asked, or
-    /// exponentially with jitter), and its connection is dropped unless it
-    /// only throttled. Returns how long it backs off.
-    pub fn failed(&mut self, i: usize, class: ErrorClass, now: Instant) -> Duration {
+    /// exponentially with jitter), and with `reconnect` its connection is
+    /// dropped (a transport failure; not for an answer that was merely
+    /// behind, or throttled). Returns how long it backs off.
+    pub fn failed(
+        &mut self,
+        i: usize,
+        class: ErrorClass,
+        reconnect: bool,
+        now: Instant,
+    ) -> Duration {
         let ep = &mut self.list[i];
         ep.health.failures += 1;
         let wait = match class {
@@ -259,7 +266,7 @@ impl Endpoints {
             } => d.min(MAX_BACKOFF),
             _ => jittered(backoff(ep.health.failures), rand::random()),
         };
-        if !matches!(class, ErrorClass::RateLimited { .. }) {
+        if reconnect && !matches!(class, ErrorClass::RateLimited { .. }) {
             ep.provider = None;
         }
         ep.health.retry_at = Some(now + wait);
@@ -307,14 +314,14 @@ mod tests {
         let mut eps = Endpoints::new(&urls(2));
         let t0 = Instant::now();
         assert_eq!(eps.pick(t0), Some(Ok(0)));
-        let wait = eps.failed(0, ErrorClass::Transient, t0);
+        let wait = eps.failed(0, ErrorClass::Transient, true, t0);
         assert_eq!(eps.pick(t0), Some(Ok(1)), "fails over while 0 backs off");
         assert_eq!(eps.pick(t0 + wait), Some(Ok(0)), "and comes back after");
         for _ in 0..5 {
-            eps.failed(0, ErrorClass::Transient, t0);
+            eps.failed(0, ErrorClass::Transient, true, t0);
         }
         eps.succeeded(0);
-        let wait = eps.failed(0, ErrorClass::Transient, t0);
+        let wait = eps.failed(0, ErrorClass::Transient, true, t0);
         assert!(
             wait <= MIN_BACKOFF,
             "a success resets the backoff: {wait:?}"
@@ -328,7 +335,7 @@ mod tests {
         let class = ErrorClass::RateLimited {
             retry_after: Some(Duration::from_secs(7)),
         };
-        assert_eq!(eps.failed(0, class, t0), Duration::from_secs(7));
+        assert_eq!(eps.failed(0, class, true, t0), Duration::from_secs(7));
         assert_eq!(
             eps.pick(t0 + Duration::from_secs(6)),
             Some(Err(Duration::from_secs(1)))

@@ -123,6 +123,16 @@ impl SourceError {
         )
     }
 
+    /// The connection itself may be bad (a transport error, no answer):
+    /// worth a new one. A node that answered, however badly, keeps its own.
+    pub fn transport_failed(&self) -> bool {
+        match self {
+            SourceError::Rpc { class, .. } => *class == ErrorClass::Transient,
+            SourceError::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+
     /// What the error says about the endpoint.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -363,7 +373,9 @@ impl ChainSource {
             self.status.endpoint_broken(&self.chain.name, e.to_string());
             return true;
         }
-        let wait = self.endpoints.failed(self.current, class, Instant::now());
+        let wait = self
+            .endpoints
+            .failed(self.current, class, e.transport_failed(), Instant::now());
         self.head_read = None;
         self.pushed = None;
         self.status.chain_error(&self.chain.name, e.to_string());
@@ -456,12 +468,13 @@ impl ChainSource {
                         telemetry::endpoint_broken(&name);
                         self.status.endpoint_broken(&name, e.to_string());
                     } else {
-                        self.endpoints.failed(i, e.class(), Instant::now());
+                        self.endpoints
+                            .failed(i, e.class(), e.transport_failed(), Instant::now());
                     }
                 }
                 Err(_) => {
                     self.endpoints
-                        .failed(i, ErrorClass::Transient, Instant::now());
+                        .failed(i, ErrorClass::Transient, true, Instant::now());
                 }
             }
         }
