@@ -603,6 +603,15 @@ async fn a_websocket_that_goes_silent_is_left_for_the_http_endpoint() {
         &incidents(&running.store).await,
         paused.block_number.unwrap(),
     );
+    // Still silent while the ws endpoint is tried again (its backoff is
+    // over): new connections hang too, and following goes on over http.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    chain.call(vault, selector("unpause()")).await.unwrap();
+    mine(&chain, 1).await;
+    wait_caught_up(&running.store, &chain).await;
+    let list = incidents(&running.store).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].state, IncidentState::Resolved, "{list:#?}");
     running.stop().await;
 }
 

@@ -218,7 +218,7 @@ impl Endpoints {
     /// then). `None` when every one is broken.
     pub fn pick(&self, now: Instant) -> Option<Result<usize, Duration>> {
         let usable = || (0..self.list.len()).filter(|&i| self.list[i].health.broken.is_none());
-        let ready = |i: &usize| self.list[*i].health.retry_at.is_none_or(|t| t <= now);
+        let ready = |i: &usize| self.ready(*i, now);
         let healthy = |i: &usize| ready(i) && !self.lagging(*i) && !self.slow(*i);
         if let Some(i) = usable().find(healthy) {
             return Some(Ok(i));
@@ -230,6 +230,11 @@ impl Endpoints {
             .filter_map(|i| self.list[i].health.retry_at.map(|t| (t, i)))
             .min()
             .map(|(t, _)| Err(t.saturating_duration_since(now)))
+    }
+
+    /// True when `i` is not backing off at `now`.
+    pub fn ready(&self, i: usize, now: Instant) -> bool {
+        self.list[i].health.retry_at.is_none_or(|t| t <= now)
     }
 
     /// A head reported by endpoint `i`.

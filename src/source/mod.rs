@@ -292,7 +292,16 @@ impl ChainSource {
                 Some(Ok(_)) => {}
             }
             if heads.is_none() {
-                heads = self.subscribe_heads().await;
+                heads = match self.subscribe_heads().await {
+                    Ok(heads) => heads,
+                    Err(e) if e.is_fatal() => return Err(e),
+                    Err(e) => {
+                        if !self.failed(&tx, &e).await {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                };
             }
             self.sample_others().await;
             // A node that hangs is as blind as one that refuses.
@@ -443,7 +452,10 @@ impl ChainSource {
         let (name, chain_id) = (self.chain.name.clone(), self.chain.chain_id);
         let current = self.current;
         for i in (0..self.endpoints.len()).filter(|&i| i != current) {
-            if self.endpoints.get(i).broken().is_some() {
+            // A broken endpoint is never asked; one backing off is asked
+            // when its backoff is over, not before (it may hang each time).
+            if self.endpoints.get(i).broken().is_some() || !self.endpoints.ready(i, Instant::now())
+            {
                 continue;
             }
             let ep = self.endpoints.get_mut(i);
@@ -480,21 +492,34 @@ impl ChainSource {
         }
     }
 
-    async fn subscribe_heads(&mut self) -> Option<HeadStream> {
+    /// The current endpoint's `newHeads`, if it is a ws endpoint that
+    /// subscribes. `Err` when connecting or subscribing hangs past
+    /// [`HEAD_TIMEOUT`] (a WebSocket that takes connections and answers
+    /// nothing): the endpoint has failed.
+    async fn subscribe_heads(&mut self) -> Result<Option<HeadStream>, SourceError> {
+        let (name, chain_id) = (self.chain.name.clone(), self.chain.chain_id);
         let ep = self.endpoints.get_mut(self.current);
         if !ep.ws {
-            return None;
+            return Ok(None);
         }
-        let provider = ep
-            .provider(&self.chain.name, self.chain.chain_id)
-            .await
-            .ok()?;
-        match provider.subscribe_blocks().await {
-            Ok(sub) => Some(sub.into_stream().map(|h| Block::of_header(&h)).boxed()),
-            Err(e) => {
-                tracing::warn!(chain = %self.chain.name, endpoint = %ep.redacted,
+        let subscribed = tokio::time::timeout(HEAD_TIMEOUT, async {
+            let provider = ep.provider(&name, chain_id).await?;
+            Ok::<_, SourceError>(provider.subscribe_blocks().await)
+        })
+        .await;
+        match subscribed {
+            Err(_) => Err(SourceError::Timeout {
+                endpoint: ep.redacted.clone(),
+                waited: HEAD_TIMEOUT,
+            }),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(Ok(sub))) => Ok(Some(
+                sub.into_stream().map(|h| Block::of_header(&h)).boxed(),
+            )),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(chain = %name, endpoint = %ep.redacted,
                     error = %crate::redact_urls_in(&e.to_string()), "newHeads subscription failed; polling");
-                None
+                Ok(None)
             }
         }
     }
