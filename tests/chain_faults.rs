@@ -40,6 +40,37 @@ fn draw(salt: u64, lo: u64, hi: u64) -> u64 {
     lo + z % (hi - lo + 1)
 }
 
+/// A node (`block_time_secs`, 0: automine) with the demo vault deployed.
+async fn vault_node(
+    block_time_secs: u64,
+) -> (
+    alloy::node_bindings::AnvilInstance,
+    haltwatch::demo::Chain,
+    alloy::primitives::Address,
+) {
+    let node = anvil(block_time_secs);
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    (node, chain, vault)
+}
+
+/// Pauses the vault, mines `then` more blocks, and checks that the monitor
+/// caught up and recorded exactly that pause.
+async fn pause_is_recorded(
+    chain: &haltwatch::demo::Chain,
+    vault: alloy::primitives::Address,
+    running: &Running,
+    then: u64,
+) {
+    let paused = chain.call(vault, selector("pause()")).await.unwrap();
+    mine(chain, then).await;
+    wait_caught_up(&running.store, chain).await;
+    the_pause(
+        &incidents(&running.store).await,
+        paused.block_number.unwrap(),
+    );
+}
+
 /// The vault monitored as protocol "Vault" through `rpc`, with `edit`
 /// applied to the config text; the folder holds the config and the store.
 async fn monitor(
@@ -88,9 +119,7 @@ fn the_pause(list: &[IncidentRecord], block: u64) -> &IncidentRecord {
 
 #[tokio::test]
 async fn a_node_answering_blocks_behind_withdraws_nothing() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let (node, chain, vault) = vault_node(0).await;
     // While `lag_at` is set, the proxy is a node whose head is 1-3 blocks
     // below it: a lower eth_blockNumber, no header and no logs above that.
     let lag = draw(1, 1, 3);
@@ -139,9 +168,7 @@ async fn a_node_answering_blocks_behind_withdraws_nothing() {
 
 #[tokio::test]
 async fn an_empty_log_answer_for_a_block_whose_bloom_matches_is_read_again() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let (node, chain, vault) = vault_node(0).await;
     // The backend has the headers but answers `[]` for logs, 1-4 times.
     let hide = Arc::new(AtomicUsize::new(0));
     let h = hide.clone();
@@ -171,9 +198,7 @@ async fn an_empty_log_answer_for_a_block_whose_bloom_matches_is_read_again() {
 
 #[tokio::test]
 async fn a_frozen_head_is_left_for_an_endpoint_whose_head_moves_and_no_stall_is_declared() {
-    let node = anvil(1);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let (node, chain, vault) = vault_node(1).await;
     // From `frozen_at` on, the first endpoint's head stays there.
     let frozen_at = Arc::new(AtomicU64::new(0));
     let f = frozen_at.clone();
@@ -221,9 +246,7 @@ async fn a_frozen_head_is_left_for_an_endpoint_whose_head_moves_and_no_stall_is_
 
 #[tokio::test]
 async fn rate_limits_with_retry_after_slow_the_monitor_down_but_miss_nothing() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let (node, chain, vault) = vault_node(0).await;
     // Every second (or third) request: HTTP 429 with Retry-After: 1.
     let every = draw(4, 2, 3) as usize;
     let count = Arc::new(AtomicUsize::new(0));
@@ -261,9 +284,7 @@ async fn rate_limits_with_retry_after_slow_the_monitor_down_but_miss_nothing() {
 
 #[tokio::test]
 async fn a_provider_range_cap_is_split_by_the_live_follower() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let (node, chain, vault) = vault_node(0).await;
     mine_blocks(&chain, draw(5, 250, 350)).await;
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
     mine_blocks(&chain, 300).await;
@@ -298,9 +319,7 @@ async fn a_provider_range_cap_is_split_by_the_live_follower() {
 
 #[tokio::test]
 async fn a_fallback_endpoint_on_another_chain_is_marked_broken_and_following_goes_on() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let (node, chain, vault) = vault_node(0).await;
     let other = spawn_with(
         upstream(&node),
         Arc::new(|req: &Value| match req["method"].as_str() {
@@ -311,13 +330,7 @@ async fn a_fallback_endpoint_on_another_chain_is_marked_broken_and_following_goe
     let direct = node.endpoint();
     let entries = format!("\"{direct}\", \"{other}\"");
     let (running, _dir) = monitor(&direct, vault, rpc_list(&direct, &entries)).await;
-    let paused = chain.call(vault, selector("pause()")).await.unwrap();
-    mine(&chain, 1).await;
-    wait_caught_up(&running.store, &chain).await;
-    the_pause(
-        &incidents(&running.store).await,
-        paused.block_number.unwrap(),
-    );
+    pause_is_recorded(&chain, vault, &running, 1).await;
     // The standby is sampled within a second or so; its chain id is read then.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -365,9 +378,7 @@ async fn reorg(
 
 #[tokio::test]
 async fn after_a_catch_up_a_reorg_of_depth_d_reverts_exactly_d_blocks() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let (node, chain, vault) = vault_node(0).await;
     let (running, dir) = monitor(&node.endpoint(), vault, |t| t).await;
     wait_caught_up(&running.store, &chain).await;
     running.stop().await;
@@ -399,9 +410,7 @@ async fn after_a_catch_up_a_reorg_of_depth_d_reverts_exactly_d_blocks() {
 
 #[tokio::test]
 async fn a_reorg_deeper_than_the_window_is_repaired_and_recorded_as_a_gap() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let (node, chain, vault) = vault_node(0).await;
     let smtp = SmtpServer::start(&[]);
     let (running, _dir) = monitor(&node.endpoint(), vault, with_email(smtp.port)).await;
     let paused = chain.call(vault, selector("pause()")).await.unwrap();
@@ -583,9 +592,7 @@ async fn a_provider_flapping_between_branches_withdraws_then_reinstates_the_same
 
 #[tokio::test]
 async fn a_websocket_that_goes_silent_is_left_for_the_http_endpoint() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let (node, chain, vault) = vault_node(0).await;
     let mode = Arc::new(AtomicU8::new(WS_PASS));
     let ws = spawn_ws(
         node.ws_endpoint().trim_start_matches("ws://").to_string(),
@@ -596,13 +603,7 @@ async fn a_websocket_that_goes_silent_is_left_for_the_http_endpoint() {
     wait_caught_up(&running.store, &chain).await;
     // The connection stays open; neither heads nor answers arrive.
     mode.store(WS_SILENT, SeqCst);
-    let paused = chain.call(vault, selector("pause()")).await.unwrap();
-    mine(&chain, 1).await;
-    wait_caught_up(&running.store, &chain).await;
-    the_pause(
-        &incidents(&running.store).await,
-        paused.block_number.unwrap(),
-    );
+    pause_is_recorded(&chain, vault, &running, 1).await;
     // Still silent while the ws endpoint is tried again (its backoff is
     // over): new connections hang too, and following goes on over http.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -617,9 +618,7 @@ async fn a_websocket_that_goes_silent_is_left_for_the_http_endpoint() {
 
 #[tokio::test]
 async fn max_requests_per_second_holds_the_monitor_to_the_rate() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let (node, chain, vault) = vault_node(0).await;
     mine_blocks(&chain, 50).await;
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
@@ -648,9 +647,7 @@ async fn max_requests_per_second_holds_the_monitor_to_the_rate() {
 
 #[tokio::test]
 async fn a_websocket_that_drops_is_reconnected_and_nothing_from_the_gap_is_missed() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let (node, chain, vault) = vault_node(0).await;
     let mode = Arc::new(AtomicU8::new(WS_PASS));
     let ws = spawn_ws(
         node.ws_endpoint().trim_start_matches("ws://").to_string(),
@@ -675,9 +672,7 @@ async fn a_websocket_that_drops_is_reconnected_and_nothing_from_the_gap_is_misse
 
 #[tokio::test]
 async fn an_endpoint_that_answers_503_hangs_or_crawls_is_left_for_the_next() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let (node, chain, vault) = vault_node(0).await;
     // From `broken` on, the first endpoint answers every request with one of
     // a failing load balancer's habits, drawn from the seed.
     let habit = draw(8, 0, 2);
@@ -712,21 +707,13 @@ async fn an_endpoint_that_answers_503_hangs_or_crawls_is_left_for_the_next() {
     let (running, _dir) = monitor(&first, vault, edit).await;
     wait_caught_up(&running.store, &chain).await;
     broken.store(true, SeqCst);
-    let paused = chain.call(vault, selector("pause()")).await.unwrap();
-    mine(&chain, 1).await;
-    wait_caught_up(&running.store, &chain).await;
-    the_pause(
-        &incidents(&running.store).await,
-        paused.block_number.unwrap(),
-    );
+    pause_is_recorded(&chain, vault, &running, 1).await;
     running.stop().await;
 }
 
 #[tokio::test]
 async fn a_stall_closes_even_when_the_first_header_reads_after_it_fail() {
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let (node, chain, vault) = vault_node(0).await;
     // After the stall, the first 1-3 header reads are answered 503.
     let fail = Arc::new(AtomicUsize::new(0));
     let f = fail.clone();
