@@ -180,6 +180,47 @@ fn init_tracing(json: bool) {
     }
 }
 
+/// How long a stop may take after SIGTERM or SIGINT: the round in hand, the
+/// write in flight and one pass of the outbox.
+const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `haltwatch run` until SIGTERM (orchestrators: Kubernetes, systemd,
+/// Docker) or SIGINT (Ctrl-C): the pipeline stops reading the chain, lands
+/// what it holds and gives the outbox one pass, within [`SHUTDOWN_TIMEOUT`].
+/// A second signal exits at once.
+async fn run_until_signalled(config: config::Config, store: Store) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Listening from the start: from here on SIGTERM no longer kills.
+    let mut term = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let run = pipeline::run(config, store, async {
+        let _ = stopping.await;
+    });
+    tokio::pin!(run);
+    tokio::select! {
+        result = &mut run => return result.map(|()| ExitCode::SUCCESS).map_err(Into::into),
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+    }
+    let _ = stop.send(());
+    tokio::select! {
+        result = &mut run => result.map(|()| ExitCode::SUCCESS).map_err(Into::into),
+        _ = term.recv() => {
+            tracing::warn!("second signal: exiting at once");
+            Ok(ExitCode::from(130))
+        }
+        _ = int.recv() => {
+            tracing::warn!("second signal: exiting at once");
+            Ok(ExitCode::from(130))
+        }
+        _ = tokio::time::sleep(SHUTDOWN_TIMEOUT) => {
+            tracing::error!(limit_seconds = SHUTDOWN_TIMEOUT.as_secs(), "shutdown did not finish in time; exiting");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::CheckConfig => Ok(check_config(&cli.config)),
@@ -188,14 +229,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = Store::open(&config.store).await?;
             tracing::info!(config = %cli.config.display(), chains = config.chains.len(),
                 protocols = config.protocols.len(), "haltwatch running");
-            pipeline::run(config, store, async {
-                if let Err(e) = tokio::signal::ctrl_c().await {
-                    tracing::error!(error = %e, "cannot listen for Ctrl-C; stopping");
-                }
-                tracing::info!("shutting down");
-            })
-            .await?;
-            Ok(ExitCode::SUCCESS)
+            run_until_signalled(config, store).await
         }
         Command::Incidents { command } => incidents(&cli.config, command).await,
         Command::Backfill {

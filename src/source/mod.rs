@@ -68,6 +68,8 @@ const NEAR_HEAD_BLOCKS: u64 = 16;
 /// unread: catching up from a remote node, an `eth_blockNumber` round trip
 /// per range would double the requests' latency.
 const HEAD_REUSE: Duration = Duration::from_secs(1);
+/// How long the round in hand may still take once shutdown is asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// A head read that takes longer is a hung endpoint (a silent WebSocket).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reads of a block whose bloom matches but whose logs answer is empty,
@@ -306,11 +308,19 @@ impl ChainSource {
             self.sample_others().await;
             // A node that hangs is as blind as one that refuses.
             let limit = self.chain.stall_after.max(Duration::from_secs(5));
-            // A round in flight is abandoned at shutdown: it commits
-            // nothing until its very end, and the checkpoint stays behind it.
-            let round = tokio::select! {
-                round = tokio::time::timeout(limit, self.step(&tx)) => round,
-                _ = shutdown.changed() => return Ok(()),
+            // At shutdown the round in hand may finish (and commit) within
+            // SHUTDOWN_GRACE; past it, it is abandoned: it commits nothing
+            // until its very end, so the checkpoint stays behind it.
+            let round = {
+                let step = tokio::time::timeout(limit, self.step(&tx));
+                tokio::pin!(step);
+                tokio::select! {
+                    round = &mut step => round,
+                    _ = shutdown.changed() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut step).await {
+                        Ok(round) => round,
+                        Err(_) => return Ok(()),
+                    },
+                }
             };
             let outcome = match round {
                 Ok(o) => o,
