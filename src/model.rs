@@ -337,6 +337,35 @@ pub struct IncidentUpdate {
 /// Makes untrusted on-chain text safe to print on a terminal or in a log:
 /// control characters (CR, LF, ESC, …) become `\u{..}` escapes and the text is
 /// capped at `max_chars` characters.
+/// Unicode format characters (general category Cf): invisible, and some
+/// (the bidi embeddings, overrides and isolates) reorder the text around
+/// them, so an on-chain string could make a table or a subject read as
+/// something else.
+fn is_format(c: char) -> bool {
+    matches!(c,
+        '\u{ad}'
+        | '\u{600}'..='\u{605}'
+        | '\u{61c}'
+        | '\u{6dd}'
+        | '\u{70f}'
+        | '\u{890}'..='\u{891}'
+        | '\u{8e2}'
+        | '\u{180e}'
+        | '\u{200b}'..='\u{200f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206f}'
+        | '\u{feff}'
+        | '\u{fff9}'..='\u{fffb}'
+        | '\u{110bd}'
+        | '\u{110cd}'
+        | '\u{13430}'..='\u{1343f}'
+        | '\u{1bca0}'..='\u{1bca3}'
+        | '\u{1d173}'..='\u{1d17a}'
+        | '\u{e0001}'
+        | '\u{e0020}'..='\u{e007f}')
+}
+
 pub fn sanitize_text(s: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max_chars));
     for (count, c) in s.chars().enumerate() {
@@ -344,7 +373,7 @@ pub fn sanitize_text(s: &str, max_chars: usize) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}') {
+        if c.is_control() || is_format(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);
@@ -356,6 +385,26 @@ pub fn sanitize_text(s: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bidi_isolates_and_other_format_characters_are_escaped() {
+        for c in [
+            '\u{202e}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{feff}',
+            '\u{ad}',
+            '\u{e0041}',
+        ] {
+            let text = format!("paused{c}by admin");
+            let out = sanitize_text(&text, 100);
+            assert!(!out.contains(c), "{:?} passed through: {out}", c);
+            assert!(out.contains(&c.escape_unicode().to_string()), "{out}");
+        }
+        assert_eq!(sanitize_text("plain text é ü 中", 100), "plain text é ü 中");
+    }
 
     #[test]
     fn transition_kinds() {
