@@ -20,14 +20,17 @@ pub fn parse_time(s: &str, now: u64) -> Option<u64> {
     }
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = number.parse().ok()?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        "w" => n * 604_800,
+    let unit_seconds: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
         _ => return None,
     };
+    // A span that does not fit in 64 bits of seconds (`999999999999999d`)
+    // is not a time; one before 1970 is the beginning.
+    let seconds = n.checked_mul(unit_seconds)?;
     Some(now.saturating_sub(seconds))
 }
 
@@ -492,6 +495,16 @@ mod tests {
         assert_eq!(parse_time("2026-11-01T00:00:00Z", now), Some(1_793_491_200));
         assert_eq!(parse_time("soon", now), None);
         assert_eq!(parse_time("5y", now), None);
+        assert_eq!(
+            parse_time("999999999999d", now),
+            Some(0),
+            "before 1970: the beginning"
+        );
+        assert_eq!(
+            parse_time("99999999999999999w", now),
+            None,
+            "overflows: an error, not a panic"
+        );
     }
 
     #[test]
