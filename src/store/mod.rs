@@ -27,6 +27,9 @@ use crate::model::{
 pub use notices::Notice;
 pub use write::Rows;
 
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_history.sql"),
@@ -287,7 +290,7 @@ impl Store {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             // A checkpoint copies the WAL into the database and syncs it:
             // tens of milliseconds on a commit that happens to cross the
@@ -298,23 +301,55 @@ impl Store {
         // Connections live as long as the store: re-opening one every 30
         // minutes (sqlx's default) rebuilds its page cache and statement
         // cache, and a long soak showed the RSS step up by ~2 MB each time.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .max_lifetime(None)
-            .idle_timeout(None)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        // Switching a fresh file to WAL takes an exclusive lock that
+        // SQLite's busy handler does not wait for: another process opening
+        // or reading the same file at that moment makes it fail at once
+        // (`run` starting while `incidents list` reads). It is waited for
+        // here, as long as any other lock would be.
+        let waited = std::time::Instant::now();
+        let pool = loop {
+            let connected = SqlitePoolOptions::new()
+                .max_connections(4)
+                .max_lifetime(None)
+                .idle_timeout(None)
+                .connect_with(options.clone())
+                .await;
+            match connected {
+                Ok(pool) => break pool,
+                Err(e) if is_busy(&e) && waited.elapsed() < BUSY_TIMEOUT => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(source) => {
+                    return Err(StoreError::Open {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            }
+        };
         let store = Store { pool };
         store.migrate(&path).await?;
         Ok(store)
     }
 
+    /// Brings the schema up to date. A store already up to date is only
+    /// read (a reader never takes the write lock for it); otherwise the
+    /// migration takes the write lock first (`BEGIN IMMEDIATE`, which waits
+    /// for other writers), so it never fails half-way on a lock upgrade.
     async fn migrate(&self, path: &std::path::Path) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(q("begin migration"))?;
+        let current: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("read schema version"))?;
+        if current as usize == MIGRATIONS.len() {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(q("begin migration"))?;
+        // Another process may have migrated while this one waited.
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut *tx)
             .await
@@ -527,13 +562,24 @@ async fn write_state(
     Ok(())
 }
 
+/// SQLite's "database is locked" (`SQLITE_BUSY`).
+fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("5"))
+}
+
 impl Store {
     /// Undoes everything above block `ancestor` of a chain: its evidence and
     /// transitions are marked retracted, the incidents they touched are
     /// re-derived (withdrawn when nothing remains), and the window and
     /// tracker snapshots above it are dropped.
     pub async fn revert(&self, chain_id: u64, protocols: &[&str], ancestor: u64) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(q("begin revert"))?;
+        // The write lock first: a deferred transaction would fail at once
+        // where its first write meets another writer.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(q("begin revert"))?;
         let touched: Vec<i64> = sqlx::query_scalar(
             "SELECT DISTINCT incident_id FROM evidence
              WHERE chain_id = ? AND block_number > ? AND retracted = 0",

@@ -28,7 +28,11 @@ impl Store {
         reason: &str,
         notify: bool,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(q("begin deep reorg"))?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(q("begin deep reorg"))?;
         super::insert_gap(&mut *tx, chain, chain_id, since, reason).await?;
         if notify {
             let now = now_ms();
