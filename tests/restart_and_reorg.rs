@@ -3,25 +3,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use alloy::providers::Provider;
 use common::*;
 use haltwatch::demo::selector;
 use haltwatch::store::{IncidentFilter, IncidentState, Store};
-
-fn spawn_monitor(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_haltwatch"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start haltwatch run")
-}
 
 async fn wait_for_state(store: &Store, want: IncidentState) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -4,23 +4,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
 use haltwatch::demo::selector;
 use haltwatch::store::{IncidentState, Store};
-
-fn spawn_monitor(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_haltwatch"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start haltwatch run")
-}
 
 /// Sends `signal` and waits for the exit (at most 15 s): its status and how long it took.
 fn stop(child: &mut Child, signal: &str) -> (std::process::ExitStatus, Duration) {

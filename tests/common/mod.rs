@@ -235,6 +235,18 @@ pub async fn block_hash(chain: &Chain, number: u64) -> B256 {
         .hash
 }
 
+/// `haltwatch run --config CONFIG` as its own process (warnings on stderr).
+pub fn spawn_monitor(config: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start haltwatch run")
+}
+
 pub mod smtp;
 
 /// anvil (automine) with the demo vault deployed, and a config in a temp
