@@ -1,0 +1,236 @@
+//! Verifying the ledger: the chain of hashes recomputed from the rows as
+//! they are now, so an edited, deleted or inserted row, or an edited
+//! ledger, is named by its position.
+
+use std::collections::BTreeSet;
+
+use alloy::primitives::B256;
+use serde::Serialize;
+use sqlx::{Row, SqliteConnection};
+
+use super::{EvidenceValues, RecordKind, TransitionValues, chain};
+use crate::store::{Result, StoreError, parse_b256, q};
+
+/// One way the history differs from what the ledger recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum Tamper {
+    /// The row behind ledger record `seq` no longer has the content it was written with.
+    Edited { seq: i64, kind: RecordKind, id: i64 },
+    /// The row behind ledger record `seq` is gone.
+    Deleted { seq: i64, kind: RecordKind, id: i64 },
+    /// A row that no ledger record covers.
+    Inserted { kind: RecordKind, id: i64 },
+    /// Ledger records are missing between `after` and `found`.
+    LedgerGap { after: i64, found: i64 },
+    /// Ledger record `seq` does not link to its predecessor, or its hash was changed.
+    LedgerEdited { seq: i64 },
+    /// A row's retracted flag disagrees with the retraction records.
+    RetractedFlag { kind: RecordKind, id: i64 },
+}
+
+impl std::fmt::Display for Tamper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tamper::Edited { seq, kind, id } => {
+                write!(f, "record {seq}: {} {id} was edited", kind.as_str())
+            }
+            Tamper::Deleted { seq, kind, id } => {
+                write!(f, "record {seq}: {} {id} was deleted", kind.as_str())
+            }
+            Tamper::Inserted { kind, id } => write!(
+                f,
+                "{} {id} was inserted without a ledger record",
+                kind.as_str()
+            ),
+            Tamper::LedgerGap { after, found } => write!(
+                f,
+                "ledger records {}..{} were deleted",
+                after + 1,
+                found - 1
+            ),
+            Tamper::LedgerEdited { seq } => write!(f, "ledger record {seq} was edited"),
+            Tamper::RetractedFlag { kind, id } => {
+                write!(f, "{} {id}: its retracted flag was changed", kind.as_str())
+            }
+        }
+    }
+}
+
+/// The outcome of walking the ledger.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryReport {
+    pub records: i64,
+    /// The last record's hash: pin it to detect a rewrite of the whole ledger.
+    pub head: B256,
+    /// In ledger order; the first is the earliest point of tampering.
+    pub problems: Vec<Tamper>,
+}
+
+/// The canonical encoding of a row's immutable fields as stored now; `None` if the row is gone.
+async fn canonical(
+    conn: &mut SqliteConnection,
+    kind: RecordKind,
+    id: i64,
+) -> Result<Option<String>> {
+    match kind {
+        RecordKind::Evidence => {
+            let row = sqlx::query(
+                "SELECT i.key, e.chain_id, e.contract, e.contract_name, e.tx_hash, e.block_number,
+                        e.block_hash, e.block_timestamp, e.log_index, e.event, e.args, e.changes,
+                        e.log_hash, e.kind
+                 FROM evidence e JOIN incidents i ON i.id = e.incident_id WHERE e.id = ?",
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(q("read history row"))?;
+            Ok(row.map(|r| {
+                let v = EvidenceValues {
+                    chain_id: r.get(1),
+                    contract: r.get(2),
+                    contract_name: r.get(3),
+                    tx_hash: r.get(4),
+                    block_number: r.get(5),
+                    block_hash: r.get(6),
+                    block_timestamp: r.get(7),
+                    log_index: r.get(8),
+                    event: r.get(9),
+                    args: r.get(10),
+                    changes: r.get(11),
+                    log_hash: r.get(12),
+                    kind: r.get(13),
+                };
+                v.canonical(&r.get::<String, _>(0))
+            }))
+        }
+        RecordKind::Transition => {
+            let row = sqlx::query(
+                "SELECT i.key, t.kind, t.from_state, t.to_state, t.at, t.block_number, t.block_hash, t.log_index
+                 FROM transitions t JOIN incidents i ON i.id = t.incident_id WHERE t.id = ?",
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(q("read history row"))?;
+            Ok(row.map(|r| {
+                let v = TransitionValues {
+                    kind: r.get(1),
+                    from: r.get(2),
+                    to: r.get(3),
+                    at: r.get(4),
+                    block_number: r.get(5),
+                    block_hash: r.get(6),
+                    log_index: r.get(7),
+                };
+                v.canonical(&r.get::<String, _>(0))
+            }))
+        }
+        RecordKind::Retraction | RecordKind::Reinstatement => Ok(None),
+    }
+}
+
+/// Walks the whole ledger against the rows as they are now.
+pub(in crate::store) async fn verify(conn: &mut SqliteConnection) -> Result<HistoryReport> {
+    let rows =
+        sqlx::query("SELECT seq, kind, ref_id, payload, prev_hash, hash FROM ledger ORDER BY seq")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(q("read ledger"))?;
+    let mut problems = Vec::new();
+    let mut prev = B256::ZERO;
+    let mut last_seq = 0;
+    let mut covered: [BTreeSet<i64>; 2] = Default::default();
+    let mut retracted: [BTreeSet<i64>; 2] = Default::default();
+    for r in &rows {
+        let seq: i64 = r.get(0);
+        let kind_text: String = r.get(1);
+        let kind = RecordKind::parse(&kind_text).ok_or(StoreError::Corrupt {
+            what: "ledger record kind",
+            value: kind_text,
+        })?;
+        let ref_id: Option<i64> = r.get(2);
+        let payload: Option<String> = r.get(3);
+        let stored_prev = parse_b256(&r.get::<String, _>(4))?;
+        let stored_hash = parse_b256(&r.get::<String, _>(5))?;
+        if seq != last_seq + 1 {
+            problems.push(Tamper::LedgerGap {
+                after: last_seq,
+                found: seq,
+            });
+        }
+        if stored_prev != prev {
+            problems.push(Tamper::LedgerEdited { seq });
+        }
+        let canonical = match (kind, ref_id) {
+            (RecordKind::Retraction | RecordKind::Reinstatement, _) => {
+                let text = payload.unwrap_or_default();
+                if let Ok(serde_json::Value::Array(parts)) = serde_json::from_str(&text) {
+                    for (slot, part) in [(0, 3), (1, 4)] {
+                        let ids = parts.get(part).and_then(|v| v.as_array());
+                        for id in ids.into_iter().flatten().filter_map(|v| v.as_i64()) {
+                            if kind == RecordKind::Retraction {
+                                retracted[slot].insert(id);
+                            } else {
+                                retracted[slot].remove(&id);
+                            }
+                        }
+                    }
+                }
+                Some(text)
+            }
+            (_, Some(id)) => {
+                covered[slot_of(kind)].insert(id);
+                canonical(conn, kind, id).await?
+            }
+            (_, None) => None,
+        };
+        match canonical {
+            None => problems.push(Tamper::Deleted {
+                seq,
+                kind,
+                id: ref_id.unwrap_or_default(),
+            }),
+            Some(c) if chain(stored_prev, &c) != stored_hash => {
+                problems.push(match ref_id {
+                    Some(id) => Tamper::Edited { seq, kind, id },
+                    None => Tamper::LedgerEdited { seq },
+                });
+            }
+            Some(_) => {}
+        }
+        prev = stored_hash;
+        last_seq = seq;
+    }
+    for (slot, kind, table) in [
+        (0, RecordKind::Transition, "transitions"),
+        (1, RecordKind::Evidence, "evidence"),
+    ] {
+        let sql = format!("SELECT id, retracted FROM {table} ORDER BY id");
+        let all = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(q("read history rows"))?;
+        for row in all {
+            let id: i64 = row.get(0);
+            if !covered[slot].contains(&id) {
+                problems.push(Tamper::Inserted { kind, id });
+            }
+            if row.get::<bool, _>(1) != retracted[slot].contains(&id) {
+                problems.push(Tamper::RetractedFlag { kind, id });
+            }
+        }
+    }
+    Ok(HistoryReport {
+        records: last_seq,
+        head: prev,
+        problems,
+    })
+}
+
+fn slot_of(kind: RecordKind) -> usize {
+    match kind {
+        RecordKind::Transition => 0,
+        _ => 1,
+    }
+}
