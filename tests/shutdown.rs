@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use haltwatch::demo::selector;
-use haltwatch::store::{IncidentState, Store};
+use haltwatch::store::IncidentState;
 
 /// Sends `signal` and waits for the exit (at most 15 s): its status and how long it took.
 fn stop(child: &mut Child, signal: &str) -> (std::process::ExitStatus, Duration) {
@@ -32,18 +32,11 @@ fn stop(child: &mut Child, signal: &str) -> (std::process::ExitStatus, Duration)
 }
 
 async fn run_and_stop(signal: &str) {
-    let VaultChain {
-        chain,
-        vault,
-        path,
-        node: _node,
-        dir: _dir,
-    } = vault_chain(true, "").await;
-    let config = haltwatch::config::load(&path).unwrap();
-    let store = Store::open(&config.store).await.unwrap();
-    let mut monitor = spawn_monitor(&path);
-    let paused = chain.call(vault, selector("pause()")).await.unwrap();
-    wait_caught_up(&store, &chain).await;
+    let w = vault_chain(true, "").await;
+    let store = w.store().await;
+    let mut monitor = spawn_monitor(&w.path);
+    let paused = w.chain.call(w.vault, selector("pause()")).await.unwrap();
+    wait_caught_up(&store, &w.chain).await;
     let (status, took) = stop(&mut monitor, signal);
     assert!(status.success(), "{signal}: exit {status:?}");
     assert!(

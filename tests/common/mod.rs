@@ -260,6 +260,14 @@ pub struct VaultChain {
     pub path: PathBuf,
 }
 
+impl VaultChain {
+    /// The store the config names: the SQLite file a monitor process writes.
+    pub async fn store(&self) -> Store {
+        let config = haltwatch::config::load(&self.path).expect("load the config");
+        Store::open(&config.store).await.expect("open the store")
+    }
+}
+
 pub async fn vault_chain(ws: bool, extra: &str) -> VaultChain {
     let node = anvil(0);
     let chain = chain(&node).await;

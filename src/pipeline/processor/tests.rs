@@ -133,75 +133,63 @@ fn blocks(range: std::ops::RangeInclusive<u64>, fork: u8) -> Vec<BlockRef> {
     range.map(|n| block(n, fork)).collect()
 }
 
-#[tokio::test]
-async fn a_burst_reorged_out_for_a_quiet_branch_leaves_no_incident_and_later_bursts_count() {
+/// One update of a scripted chain: blocks `range` of branch `fork`, two
+/// calls into the vault in each (failing in a `burst`), or a revert.
+enum Scripted {
+    Calls(std::ops::RangeInclusive<u64>, u8, bool),
+    Revert(u64),
+}
+
+/// The states of the incidents a live processor records from `script`.
+async fn spike_states(script: Vec<Scripted>) -> Vec<IncidentState> {
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(&dir).await;
     let processor = live(store.clone(), Status::default()).await;
-    let (tx, rx) = mpsc::channel(8);
-    let quiet = blocks(541..=550, 0);
-    tx.send(range_with_calls(
-        quiet.clone(),
-        vec![],
-        calls(&quiet, false),
-    ))
-    .await
-    .unwrap();
-    let burst = blocks(551..=556, 0);
-    tx.send(range_with_calls(burst.clone(), vec![], calls(&burst, true)))
-        .await
-        .unwrap();
-    tx.send(ChainUpdate::Reverted { ancestor: 550 })
-        .await
-        .unwrap();
-    let branch = blocks(551..=570, 1);
-    tx.send(range_with_calls(
-        branch.clone(),
-        vec![],
-        calls(&branch, false),
-    ))
-    .await
-    .unwrap();
-    let later = blocks(571..=576, 1);
-    tx.send(range_with_calls(later.clone(), vec![], calls(&later, true)))
-        .await
-        .unwrap();
+    let (tx, rx) = mpsc::channel(script.len());
+    for step in script {
+        let update = match step {
+            Scripted::Calls(range, fork, burst) => {
+                let b = blocks(range, fork);
+                let c = calls(&b, burst);
+                range_with_calls(b, vec![], c)
+            }
+            Scripted::Revert(ancestor) => ChainUpdate::Reverted { ancestor },
+        };
+        tx.send(update).await.unwrap();
+    }
     drop(tx);
     processor.run(rx).await.unwrap();
+    states(&store).await
+}
+
+#[tokio::test]
+async fn a_burst_reorged_out_for_a_quiet_branch_leaves_no_incident_and_later_bursts_count() {
+    use Scripted::*;
+    let states = spike_states(vec![
+        Calls(541..=550, 0, false),
+        Calls(551..=556, 0, true),
+        Revert(550),
+        Calls(551..=570, 1, false),
+        Calls(571..=576, 1, true),
+    ])
+    .await;
     // The orphaned burst's spike is withdrawn; its calls and its
     // "spiking" no longer count, so the new branch's burst opens one.
-    assert_eq!(
-        states(&store).await,
-        vec![IncidentState::Withdrawn, IncidentState::Open]
-    );
+    assert_eq!(states, vec![IncidentState::Withdrawn, IncidentState::Open]);
 }
 
 #[tokio::test]
 async fn a_quiet_branch_replaced_by_a_burst_opens_a_spike_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_in(&dir).await;
-    let processor = live(store.clone(), Status::default()).await;
-    let (tx, rx) = mpsc::channel(8);
-    let quiet = blocks(541..=560, 0);
-    tx.send(range_with_calls(
-        quiet.clone(),
-        vec![],
-        calls(&quiet, false),
-    ))
-    .await
-    .unwrap();
-    tx.send(ChainUpdate::Reverted { ancestor: 550 })
-        .await
-        .unwrap();
-    // The new branch ends at the old tip: its blocks are evaluated,
-    // though the windows had closed blocks up to 560 before.
-    let burst = blocks(551..=560, 1);
-    tx.send(range_with_calls(burst.clone(), vec![], calls(&burst, true)))
-        .await
-        .unwrap();
-    drop(tx);
-    processor.run(rx).await.unwrap();
-    assert_eq!(states(&store).await, vec![IncidentState::Open]);
+    use Scripted::*;
+    // The new branch ends at the old tip: its blocks are evaluated, though
+    // the windows had closed blocks up to 560 before.
+    let states = spike_states(vec![
+        Calls(541..=560, 0, false),
+        Revert(550),
+        Calls(551..=560, 1, true),
+    ])
+    .await;
+    assert_eq!(states, vec![IncidentState::Open]);
 }
 
 /// A reorg arriving while the range before it is still being written
