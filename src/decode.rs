@@ -87,6 +87,16 @@ impl RevertReason {
     }
 }
 
+/// True when raw revert data says "paused" the way [`RevertReason::is_pause`]
+/// reads it, without an ABI: `EnforcedPause()`'s selector alone, or
+/// `Error(string)` with `"Pausable: paused"`.
+pub fn looks_like_pause(data: &[u8]) -> bool {
+    use alloy::sol_types::SolError;
+    const ENFORCED_PAUSE: [u8; 4] = [0xd9, 0x3c, 0x06, 0x65];
+    data == ENFORCED_PAUSE
+        || alloy::sol_types::Revert::abi_decode(data).is_ok_and(|r| r.reason == "Pausable: paused")
+}
+
 /// Resolved decoders for the monitored contracts of one chain.
 #[derive(Debug, Default)]
 pub struct AbiRegistry {

@@ -58,6 +58,11 @@ pub struct CallOutcome {
     pub revert: Option<alloy::primitives::Bytes>,
     /// Found by tracing inside another transaction.
     pub nested: bool,
+    /// For a failed call: whether the contract called raised the revert
+    /// itself (`Some(true)`) or passed on one raised by a contract it called
+    /// (`Some(false)`); `None` when nobody asked. Only a pause revert the
+    /// contract raised itself halts it.
+    pub raised_here: Option<bool>,
 }
 
 impl CallOutcome {

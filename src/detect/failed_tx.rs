@@ -1,6 +1,9 @@
 //! Failed calls into a monitored contract. A revert that says the contract
-//! is paused (`EnforcedPause()`, `"Pausable: paused"`) is evidence of a halt
-//! of that contract in its own right; other failures feed the spike detector.
+//! is paused (`EnforcedPause()`, `"Pausable: paused"`) and that the contract
+//! raised itself (the source asks its call tree, or `paused()`) is evidence
+//! of a halt of that contract in its own right; other failures, pause
+//! reverts passed on from a contract it called included, feed the spike
+//! detector.
 
 use alloy::primitives::keccak256;
 
@@ -67,6 +70,7 @@ mod tests {
             success: false,
             revert: None,
             nested,
+            raised_here: Some(true),
         }
     }
 

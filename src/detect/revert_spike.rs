@@ -302,6 +302,7 @@ mod tests {
             success,
             revert: None,
             nested: false,
+            raised_here: None,
         }
     }
 

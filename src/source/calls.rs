@@ -7,6 +7,7 @@ use alloy::eips::BlockId;
 use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider};
 
+use super::attribution::attribute_pauses;
 use super::blocks::{Block, TxCall};
 use super::endpoints::Endpoint;
 use super::errors::{ErrorClass, classify, rpc_error};
@@ -16,7 +17,9 @@ use super::{ProbeCall, SourceError, Watch};
 use crate::model::{BlockRef, CallOutcome, ProbeResult};
 use crate::telemetry;
 
-/// tracer, which also sees nested calls.
+/// The calls of `blocks` into watched contracts: from receipts (failed ones
+/// replayed for their revert data), or from each block's call tracer, which
+/// also sees nested calls.
 pub(super) async fn watch_calls(
     p: &DynProvider,
     ep: &Endpoint,
@@ -56,9 +59,11 @@ pub(super) async fn watch_calls(
                 success,
                 revert,
                 nested: false,
+                raised_here: None,
             });
         }
     }
+    attribute_pauses(p, ep, &mut out).await?;
     Ok(out)
 }
 

@@ -46,6 +46,9 @@ pub(super) struct Endpoint {
     /// Answers `eth_getBlockReceipts` (until it says it does not): a block's
     /// receipts in one request instead of one per failed-call candidate.
     pub block_receipts: std::sync::atomic::AtomicBool,
+    /// Answers `debug_traceTransaction` (until it says it does not): who
+    /// raised a pause revert, read from the call tree.
+    pub debug_trace: std::sync::atomic::AtomicBool,
     /// Blocks per `eth_getLogs` range; shrinks to what the node accepts.
     pub log_span: std::sync::atomic::AtomicU64,
     /// `max_requests_per_second`, enforced below every request.
@@ -80,6 +83,7 @@ impl Endpoint {
             trace_filter: true.into(),
             trace_span: MAX_RANGE_BLOCKS.into(),
             block_receipts: true.into(),
+            debug_trace: true.into(),
             log_span: MAX_RANGE_BLOCKS.into(),
             health: Health::default(),
         }

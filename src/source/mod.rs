@@ -22,8 +22,10 @@
 //! hash. Calls into monitored contracts (failed transactions, revert spikes)
 //! come from every block's body and receipts (or call traces) near the
 //! head, and from `trace_filter` over whole ranges further behind, where
-//! the node serves it.
+//! the node serves it. A failed call whose revert says "paused" is traced
+//! to the contract that raised it ([`attribution`]).
 
+mod attribution;
 mod blocks;
 mod calls;
 mod endpoints;

@@ -9,6 +9,7 @@ use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::Log;
 use futures::StreamExt;
 
+use super::attribution::{attribute_pauses, raisers};
 use super::blocks::{BlockTimes, TxCall};
 use super::endpoints::Endpoint;
 use super::errors::{ErrorClass, classify, rpc_error};
@@ -216,8 +217,10 @@ pub(super) async fn trace_outcomes(
             success: t.success,
             revert,
             nested: t.nested,
+            raised_here: None,
         });
     }
+    attribute_pauses(p, ep, &mut out).await?;
     Ok(out)
 }
 
@@ -245,11 +248,20 @@ pub(super) async fn trace_block(
             .as_str()
             .and_then(|h| h.parse::<B256>().ok())
             .unwrap_or_default();
+        let raised = raisers(&trace["result"]);
         let mut stack = vec![(&trace["result"], false)];
         while let Some((frame, nested)) = stack.pop() {
             let addr = |k: &str| frame[k].as_str().and_then(|a| a.parse::<Address>().ok());
             if let Some(to) = addr("to").filter(|a| watched.contains(a)) {
                 let failed = frame.get("error").is_some_and(|e| !e.is_null());
+                let revert = failed
+                    .then(|| {
+                        frame["output"]
+                            .as_str()
+                            .and_then(|o| o.parse::<Bytes>().ok())
+                    })
+                    .flatten();
+                let raised_here = revert.as_ref().map(|r| raised.contains(&(to, r.clone())));
                 out.push(CallOutcome {
                     block_number: block.number,
                     block_hash: block.hash,
@@ -259,14 +271,9 @@ pub(super) async fn trace_block(
                     from: addr("from").unwrap_or_default(),
                     to,
                     success: !failed,
-                    revert: failed
-                        .then(|| {
-                            frame["output"]
-                                .as_str()
-                                .and_then(|o| o.parse::<Bytes>().ok())
-                        })
-                        .flatten(),
+                    revert,
                     nested,
+                    raised_here,
                 });
             }
             if let Some(calls) = frame["calls"].as_array() {

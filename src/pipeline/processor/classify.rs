@@ -188,7 +188,9 @@ impl Processor {
                 window.record(call);
             }
             let Some(reason) = &reason else { continue };
-            if reason.is_pause() {
+            // Only a pause the contract raised itself halts it: one passed
+            // on from a contract it called is anybody's to forge.
+            if reason.is_pause() && call.raised_here == Some(true) {
                 let name = &self.config.protocols[p].contracts[c].name;
                 let e = detect::failed_tx::evidence(self.chain_id(), name, call, reason);
                 telemetry::signal("failed_call");

@@ -82,6 +82,7 @@ mod tests {
                 success: false,
                 revert: None,
                 nested: false,
+                raised_here: None,
             });
         }
         HashMap::from([((0, 0), w)])

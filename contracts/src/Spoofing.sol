@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.20;
+
+import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
+
+/// A flash-loan-style OpenZeppelin 5 vault: anyone may call `flashLoan` with
+/// a receiver of their choosing, and the receiver's revert bubbles up
+/// unchanged through `Address.functionCall`, as in many real vaults.
+contract FlashVault is Pausable, Ownable {
+    constructor() Ownable(msg.sender) {}
+
+    function pause() external onlyOwner {
+        _pause();
+    }
+
+    function unpause() external onlyOwner {
+        _unpause();
+    }
+
+    function flashLoan(address receiver, bytes calldata data) external whenNotPaused {
+        Address.functionCall(receiver, data);
+    }
+}
+
+/// An attacker's flash-loan receiver: reverts the way a paused contract
+/// does, so the monitored vault's transaction fails with a pause revert it
+/// did not raise.
+contract PauseSpoofer {
+    error EnforcedPause();
+
+    function spoofEnforcedPause() external pure {
+        revert EnforcedPause();
+    }
+
+    function spoofPausableString() external pure {
+        revert("Pausable: paused");
+    }
+}
