@@ -198,6 +198,18 @@ fn spawn_on(upstream: Upstream, rule: Rule, hang_drops: bool) -> String {
     format!("http://{addr}")
 }
 
+/// The request head with its target made `/`: like a provider's gateway,
+/// the proxy takes any path (an API key in it) to the node's one endpoint.
+fn at_root(head: &str) -> String {
+    let (line, rest) = head.split_once("\r\n").unwrap_or((head, ""));
+    let mut parts = line.splitn(3, ' ');
+    let (method, _target, version) = (parts.next(), parts.next(), parts.next());
+    match (method, version) {
+        (Some(m), Some(v)) => format!("{m} / {v}\r\n{rest}"),
+        _ => head.to_string(),
+    }
+}
+
 fn serve(client: TcpStream, upstream: &Upstream, rule: &Rule, hang_drops: bool) {
     // Without NODELAY, Nagle's algorithm holds answers for 40 ms.
     let _ = client.set_nodelay(true);
@@ -255,7 +267,7 @@ fn serve(client: TcpStream, upstream: &Upstream, rule: &Rule, hang_drops: bool) 
         let Some((_, conn, up_reader)) = up.as_mut() else {
             return;
         };
-        if send(conn, &head, &body).is_err() {
+        if send(conn, &at_root(&head), &body).is_err() {
             return;
         }
         let Some((rhead, rbody)) = read_message(up_reader) else {

@@ -5,6 +5,7 @@ in an X-Envelope-To header. `--fail 451,451` answers DATA with those codes,
 one per message, before accepting; `--always 550` rejects every message.
 `--tls-cert PEM --tls-key KEY` offers STARTTLS and requires it before mail;
 with `--implicit-tls` the server speaks TLS from the first byte instead (SMTPS).
+`--auth USER:PASSWORD` requires that login (AUTH PLAIN or LOGIN, over TLS) before mail.
 Prints "READY" once listening; stops on SIGTERM.
 """
 import argparse
@@ -14,6 +15,7 @@ import signal
 import threading
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Handler:
@@ -52,6 +54,7 @@ def main():
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--implicit-tls", action="store_true")
+    p.add_argument("--auth")
     a = p.parse_args()
     fail = [c for c in a.fail.split(",") if c]
     tls = {}
@@ -62,6 +65,19 @@ def main():
             tls = {"ssl_context": context}
         else:
             tls = {"tls_context": context, "require_starttls": True}
+    if a.auth:
+        user, password = a.auth.split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = (
+                isinstance(auth_data, LoginPassword)
+                and auth_data.login == user.encode()
+                and auth_data.password == password.encode()
+            )
+            return AuthResult(success=ok)
+
+        tls["authenticator"] = authenticator
+        tls["auth_required"] = True
     controller = Controller(
         Handler(a.dir, fail, a.always), hostname="127.0.0.1", port=a.port, **tls
     )
