@@ -8,17 +8,14 @@
 //! catch-up benchmark, no mail is queued (no `[email]`).
 //! `RUST_LOG=haltwatch=debug` adds the store's stage timings.
 
-use std::sync::OnceLock;
-
-use alloy::primitives::{Address, B256, keccak256};
 use divan::Bencher;
 use divan::counter::ItemsCount;
 use haltwatch::config::StoreConfig;
-use haltwatch::model::{
-    BlockRef, EventArg, Evidence, EvidenceKind, IncidentUpdate, ProtocolState, Scope, ScopeChange,
-    Transition, TransitionKind,
-};
 use haltwatch::store::{Batch, Rows, Store, StoredUpdate};
+
+#[path = "common/history.rs"]
+mod history;
+use history::{block_refs, runtime, updates};
 
 fn main() {
     if std::env::var_os("RUST_LOG").is_some() {
@@ -28,100 +25,6 @@ fn main() {
             .init();
     }
     divan::main();
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-}
-
-/// The updates of blocks `first..first + count`: a pause in even blocks,
-/// the unpause in the next.
-fn updates(first: u64, count: u64) -> Vec<IncidentUpdate> {
-    let contract = Address::repeat_byte(0x5f);
-    let mut out = Vec::with_capacity(count as usize);
-    let mut key = String::new();
-    for n in first..first + count {
-        let paused = n % 2 == 0;
-        let evidence = Evidence {
-            kind: EvidenceKind::Log,
-            chain_id: 31337,
-            contract,
-            contract_name: "vault".into(),
-            tx_hash: keccak256(n.to_be_bytes()),
-            block_number: n,
-            block_hash: block_hash(n),
-            block_timestamp: 1_700_000_000 + n,
-            log_index: 0,
-            event: if paused {
-                "Paused(address)"
-            } else {
-                "Unpaused(address)"
-            }
-            .into(),
-            args: vec![EventArg {
-                name: "account".into(),
-                ty: "address".into(),
-                value: "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266".into(),
-            }],
-            changes: vec![ScopeChange {
-                scope: Scope::whole("vault"),
-                halted: paused,
-            }],
-            log_hash: keccak256(n.to_le_bytes()),
-            at: None,
-        };
-        if paused {
-            key = haltwatch::classify::incident_key("Vault", &evidence);
-        }
-        let (kind, from, to) = if paused {
-            (
-                TransitionKind::Opened,
-                ProtocolState::Operational,
-                ProtocolState::Halted,
-            )
-        } else {
-            (
-                TransitionKind::Resolved,
-                ProtocolState::Halted,
-                ProtocolState::Operational,
-            )
-        };
-        out.push(IncidentUpdate {
-            key: key.clone(),
-            protocol: 0,
-            transition: Some(Transition {
-                kind,
-                from,
-                to,
-                at: evidence.block_timestamp,
-                block_number: n,
-            }),
-            evidence: vec![evidence],
-        });
-    }
-    out
-}
-
-fn block_hash(n: u64) -> B256 {
-    keccak256([b"block".as_slice(), &n.to_be_bytes()].concat())
-}
-
-fn block_refs(first: u64, count: u64) -> Vec<BlockRef> {
-    (first..first + count)
-        .map(|n| BlockRef {
-            number: n,
-            hash: block_hash(n),
-            parent_hash: block_hash(n.saturating_sub(1)),
-            timestamp: 1_700_000_000 + n,
-        })
-        .collect()
 }
 
 /// `blocks`: the range one commit covers (the catch-up's range size).
@@ -139,7 +42,7 @@ fn commit_catch_up_range(bencher: Bencher, blocks: u64) {
         .with_inputs(|| {
             let first = next;
             next += blocks;
-            let updates = updates(first, blocks);
+            let updates = updates(first, blocks, |n| 1_700_000_000 + n);
             // Built ahead of the commit, as the processor does (`rows_of` below).
             let rows: Vec<Rows> = updates.iter().map(Rows::of).collect();
             (first, updates, rows, block_refs(first, blocks))
@@ -176,7 +79,7 @@ fn commit_catch_up_range(bencher: Bencher, blocks: u64) {
 /// addresses, JSON arguments and the ledger's canonical encodings.
 #[divan::bench(args = [2000])]
 fn rows_of(bencher: Bencher, blocks: u64) {
-    let updates = updates(2, blocks);
+    let updates = updates(2, blocks, |n| 1_700_000_000 + n);
     bencher
         .counter(ItemsCount::new(blocks))
         .bench(|| updates.iter().map(Rows::of).collect::<Vec<_>>());

@@ -322,7 +322,7 @@ fn check_config(path: &Path) -> ExitCode {
 
 async fn incidents(path: &Path, command: IncidentsCommand) -> anyhow::Result<ExitCode> {
     let store_config = config::load_store(path)?;
-    let store = Store::open(&store_config).await?;
+    let store = Store::open_read_only(&store_config).await?;
     // Explorer links are a nicety: a config with other problems still lists the history.
     let explorers: Explorers = config::load(path)
         .map(|c| {
@@ -442,7 +442,7 @@ async fn report(
     format: ReportFormat,
 ) -> anyhow::Result<ExitCode> {
     let config = config::load(path)?;
-    let store = Store::open(&config.store).await?;
+    let store = Store::open_read_only(&config.store).await?;
     let now = now_secs();
     let since = parse_time(since, now)
         .with_context(|| format!("bad --since `{since}`: expected RFC 3339 or a span like 30d"))?;
@@ -504,7 +504,7 @@ async fn verify(
     history: bool,
 ) -> anyhow::Result<ExitCode> {
     if history {
-        let store = Store::open(&config::load_store(path)?).await?;
+        let store = Store::open_read_only(&config::load_store(path)?).await?;
         let report = store.verify_history().await?;
         if report.problems.is_empty() {
             println!(
@@ -527,7 +527,7 @@ async fn verify(
         "name an incident ID, or --all, or --history"
     );
     let config = config::load(path)?;
-    let store = Store::open(&config.store).await?;
+    let store = Store::open_read_only(&config.store).await?;
     let incidents = match id {
         Some(id) => vec![
             store

@@ -43,6 +43,8 @@ struct Inner {
     chains: BTreeMap<String, ChainStatus>,
     protocols: BTreeMap<String, ProtocolStatus>,
     api_addr: Option<std::net::SocketAddr>,
+    /// Store operations failing now, by who is retrying them.
+    store_problems: BTreeMap<String, String>,
 }
 
 /// Shared, cheap to clone.
@@ -116,6 +118,25 @@ impl Status {
         self.write()
             .protocols
             .insert(status.protocol.clone(), status);
+    }
+
+    /// `who` (a chain's writer, the mail sender) cannot reach the store
+    /// and is retrying (`Some(reason)`), or can again (`None`).
+    pub fn store_problem(&self, who: &str, reason: Option<String>) {
+        let mut inner = self.write();
+        match reason {
+            Some(r) => inner.store_problems.insert(who.to_string(), r),
+            None => inner.store_problems.remove(who),
+        };
+    }
+
+    /// Every store operation failing now: `who: reason`.
+    pub fn store_problems(&self) -> Vec<String> {
+        self.read()
+            .store_problems
+            .iter()
+            .map(|(who, reason)| format!("{who}: {reason}"))
+            .collect()
     }
 
     pub fn set_api_addr(&self, addr: std::net::SocketAddr) {

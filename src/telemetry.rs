@@ -108,6 +108,15 @@ pub fn chain_position(chain: &str, head: Option<u64>, processed: Option<(u64, u6
     }
 }
 
+/// Store operations that found the store unavailable, per operation: an
+/// attempt that failed (busy, locked, disk full) and was retried, or one
+/// still waiting for a lock after a while.
+pub const STORE_UNAVAILABLE_TOTAL: &str = "haltwatch_store_unavailable_total";
+
+pub fn store_unavailable(operation: &'static str) {
+    metrics::counter!(STORE_UNAVAILABLE_TOTAL, "operation" => operation).increment(1);
+}
+
 /// Reorgs deeper than the reorg window, per chain.
 pub const DEEP_REORGS_TOTAL: &str = "haltwatch_deep_reorgs_total";
 /// Endpoints found serving another chain, per chain.

@@ -552,3 +552,67 @@ async fn the_status_page_renders_in_a_real_browser_and_hostile_strings_stay_text
     assert!(!page.body.contains("<script>"));
     running.stop().await;
 }
+
+/// Reads until the server closes the connection (at most `within`); how long
+/// that took, or `None` if it stayed open.
+fn closed_within(s: &mut std::net::TcpStream, within: Duration) -> Option<Duration> {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut sink = [0u8; 4096];
+    loop {
+        match s.read(&mut sink) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(started.elapsed());
+            }
+            Err(_) => return None, // timed out: still open
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_or_oversized_request_is_cut_off_and_others_are_still_served() {
+    use std::io::Write;
+    let (_w, running) = history().await;
+    let addr = running.api().await;
+    let limit = haltwatch::api::serve::HEADER_READ_TIMEOUT;
+    // Half a request line, then nothing: a slowloris.
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.write_all(b"GET /api/v1/incid").unwrap();
+    // A connection that sends nothing at all.
+    let mut idle = std::net::TcpStream::connect(addr).unwrap();
+    // Meanwhile the surface answers others.
+    let reply = tokio::task::spawn_blocking(move || get(addr, "/healthz", &[]))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    let bound = limit + Duration::from_secs(5);
+    let slow_took = tokio::task::spawn_blocking(move || closed_within(&mut slow, bound));
+    let idle_took = tokio::task::spawn_blocking(move || closed_within(&mut idle, bound));
+    let (slow_took, idle_took) = (slow_took.await.unwrap(), idle_took.await.unwrap());
+    let slow_took = slow_took.expect("the half request line was not cut off");
+    let idle_took = idle_took.expect("the silent connection was not cut off");
+    eprintln!(
+        "header timeout {limit:?}: half a request line closed after {slow_took:?}, a silent connection after {idle_took:?}"
+    );
+    assert!(slow_took >= limit - Duration::from_secs(1), "{slow_took:?}");
+    assert!(idle_took >= limit - Duration::from_secs(1), "{idle_took:?}");
+
+    // A body over the cap is refused before any handler runs.
+    let mut big = std::net::TcpStream::connect(addr).unwrap();
+    let body = vec![b'x'; 64 * 1024];
+    write!(
+        big,
+        "POST /api/v1/incidents HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let _ = big.write_all(&body);
+    let mut answer = String::new();
+    use std::io::Read;
+    let _ = big.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    running.stop().await;
+}

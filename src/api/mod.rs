@@ -4,9 +4,11 @@
 //!
 //! With `[api] token_env` set, `/api/*` needs `Authorization: Bearer <token>`
 //! (compared in constant time); the status pages too unless
-//! `public_status_page`, and `/metrics` when `metrics_token`.
+//! `public_status_page`, and `/metrics` when `metrics_token`. The server
+//! under it ([`serve`]) bounds header reads, requests, connections and bodies.
 
 mod page;
+pub mod serve;
 
 use std::sync::{Arc, OnceLock};
 
@@ -158,6 +160,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .collect();
     if let Err(e) = state.store.ping().await {
         problems.push(serde_json::json!({"part": "store", "reason": e.to_string()}));
+    }
+    for reason in state.status.store_problems() {
+        problems.push(serde_json::json!({"part": "store", "reason": reason}));
     }
     if problems.is_empty() {
         (StatusCode::OK, Json(serde_json::json!({"ready": true}))).into_response()

@@ -137,16 +137,25 @@ pub fn domain_of(address: &str) -> &str {
     address.rsplit_once('@').map_or("?", |(_, d)| d)
 }
 
+/// Who reports the sender's store problems on `/readyz`.
+const SENDER: &str = "mail sender";
+
 /// Drains the outbox until every wake-up sender is gone.
 pub struct Notifier {
     config: Arc<Config>,
     email: EmailConfig,
     store: Store,
     transport: Transport,
+    /// Where a store that cannot be read or written is reported.
+    status: crate::status::Status,
 }
 
 impl Notifier {
-    pub fn new(config: Arc<Config>, store: Store) -> Result<Option<Self>, NotifyError> {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        status: crate::status::Status,
+    ) -> Result<Option<Self>, NotifyError> {
         let Some(email) = config.email.clone() else {
             return Ok(None);
         };
@@ -156,6 +165,7 @@ impl Notifier {
             email,
             store,
             transport,
+            status,
         }))
     }
 
@@ -164,14 +174,50 @@ impl Notifier {
     /// pending then stays in the outbox for the next start.
     pub async fn run(self, mut wake: mpsc::Receiver<()>) -> Result<(), NotifyError> {
         loop {
-            self.pass().await?;
+            self.pass_or_wait().await?;
             tokio::select! {
                 woken = wake.recv() => if woken.is_none() {
-                    return self.pass().await;
+                    return self.pass_or_wait().await;
                 },
                 _ = tokio::time::sleep(IDLE_POLL) => {}
             }
         }
+    }
+
+    /// One pass; a store that cannot be read now is reported and tried
+    /// again at the next pass (what is due stays due), not an end.
+    async fn pass_or_wait(&self) -> Result<(), NotifyError> {
+        match self.pass().await {
+            Err(NotifyError::Store(e)) if e.is_transient() => {
+                crate::telemetry::store_unavailable("read outbox");
+                tracing::warn!(error = %e, "the outbox cannot be read now; trying again at the next pass");
+                self.status
+                    .store_problem(SENDER, Some(format!("read outbox: {e}")));
+                Ok(())
+            }
+            other => {
+                if other.is_ok() {
+                    self.status.store_problem(SENDER, None);
+                }
+                other
+            }
+        }
+    }
+
+    /// Records what became of a mail: retried until the store takes it,
+    /// since a mail accepted but not marked sent would be sent again.
+    async fn record<F, Fut>(&self, operation: &'static str, op: F) -> Result<(), NotifyError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>>,
+    {
+        crate::store::retry::until_stored(
+            operation,
+            |reason| self.status.store_problem(SENDER, reason),
+            op,
+        )
+        .await
+        .map_err(NotifyError::Store)
     }
 
     /// One look at the outbox: sends every group that is due.
@@ -253,23 +299,29 @@ impl Notifier {
         match self.transport.send(message).await {
             Ok(_) => {
                 tracing::info!(chain = %notice.chain, kind = %notice.kind, recipients = recipients.len(), "notice sent");
-                self.store.notice_attempted(notice.id, None, None).await?;
+                self.record("mark notice sent", || {
+                    self.store.notice_attempted(notice.id, None, None)
+                })
+                .await?;
             }
             Err(e) if e.is_permanent() => {
                 let reply = smtp_reply(&e);
                 tracing::error!(chain = %notice.chain, reply = %reply, "notice rejected permanently");
-                self.store
-                    .notice_attempted(notice.id, Some(&reply), None)
-                    .await?;
+                self.record("mark notice failed", || {
+                    self.store.notice_attempted(notice.id, Some(&reply), None)
+                })
+                .await?;
             }
             Err(e) => {
                 let reply = smtp_reply(&e);
                 let retry_at = now_ms()
                     + retry_delay(self.email.retry_initial, notice.attempts).as_millis() as i64;
                 tracing::warn!(chain = %notice.chain, reply = %reply, "notice delivery failed; will retry");
-                self.store
-                    .notice_attempted(notice.id, Some(&reply), Some(retry_at))
-                    .await?;
+                self.record("schedule notice retry", || {
+                    self.store
+                        .notice_attempted(notice.id, Some(&reply), Some(retry_at))
+                })
+                .await?;
             }
         }
         Ok(())
@@ -400,14 +452,18 @@ impl Notifier {
         let incident_id = incident.map(|i| i.id);
         match self.transport.send(message).await {
             Ok(response) => {
-                self.store.outbox_sent(ids, &message_id).await?;
+                self.record("mark mail sent", || {
+                    self.store.outbox_sent(ids, &message_id)
+                })
+                .await?;
                 telemetry::email_sent(protocol);
                 tracing::info!(protocol, incident = ?incident_id, recipients = recipients.len(),
                     domains = ?domains, code = %response.code(), "mail sent");
             }
             Err(e) if e.is_permanent() => {
                 let reply = smtp_reply(&e);
-                self.store.outbox_failed(ids, &reply).await?;
+                self.record("mark mail failed", || self.store.outbox_failed(ids, &reply))
+                    .await?;
                 telemetry::email_failed(protocol);
                 tracing::error!(protocol, incident = ?incident_id, domains = ?domains, reply = %reply,
                     "mail rejected permanently; marked failed, not retried");
@@ -415,9 +471,11 @@ impl Notifier {
             Err(e) => {
                 let reply = smtp_reply(&e);
                 let delay = retry_delay(self.email.retry_initial, attempts);
-                self.store
-                    .outbox_retry(ids, now_ms() + delay.as_millis() as i64, &reply)
-                    .await?;
+                let retry_at = now_ms() + delay.as_millis() as i64;
+                self.record("schedule mail retry", || {
+                    self.store.outbox_retry(ids, retry_at, &reply)
+                })
+                .await?;
                 telemetry::email_retried(protocol);
                 tracing::warn!(protocol, incident = ?incident_id, attempt = attempts + 1,
                     retry_in_ms = delay.as_millis() as u64, reply = %reply, "mail delivery failed; will retry");

@@ -109,13 +109,10 @@ pub async fn run_with(
         store.clone(),
         status.clone(),
     ));
-    let mut api_stop = stop_rx.clone();
+    let api_stop = stop_rx.clone();
     let addr = config.api.listen;
     tasks.spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = api_stop.wait_for(|stop| *stop).await;
-            })
+        crate::api::serve::serve(listener, app, api_stop)
             .await
             .map_err(|source| PipelineError::Api { addr, source })
     });
@@ -138,7 +135,7 @@ pub async fn run_with(
     // Processors wake the sender after committing a transition; when they
     // all end, the sender makes a last pass and ends too.
     let (wake, woken) = mpsc::channel(1);
-    if let Some(notifier) = Notifier::new(config.clone(), store.clone())? {
+    if let Some(notifier) = Notifier::new(config.clone(), store.clone(), status.clone())? {
         tasks.spawn(async move { notifier.run(woken).await.map_err(PipelineError::from) });
     }
     for (c, chain) in config.chains.iter().enumerate() {

@@ -3,7 +3,6 @@
 //! written in one transaction together with the new checkpoint, so a crash
 //! leaves either all of it or none of it.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,6 +18,8 @@ pub use ledger::{HistoryReport, RecordKind, Tamper};
 mod bulk;
 pub mod ledger;
 mod notices;
+mod read;
+pub mod retry;
 mod write;
 
 use crate::model::{
@@ -63,6 +64,16 @@ pub enum StoreError {
         found: i64,
         known: usize,
     },
+    #[error("there is no halt history at {path} yet: `haltwatch run` creates it")]
+    Missing { path: PathBuf },
+    #[error(
+        "the history {path} is at schema {found}, this build needs {known}: `haltwatch run` (or `backfill`) brings it up to date"
+    )]
+    NotMigrated {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
     #[error("store query failed: {what}")]
     Query {
         what: &'static str,
@@ -84,6 +95,21 @@ pub enum StoreError {
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Read-only connections to the history at `path`, waiting on locks like
+/// the writer's.
+async fn read_pool(path: &std::path::Path) -> std::result::Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_with(options)
+        .await
+}
 
 fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { what, source }
@@ -267,7 +293,11 @@ const AUTOCHECKPOINT_PAGES: u32 = 8_192;
 /// The SQLite store. Cheap to clone; every clone shares one pool.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// The writer's connections (read-only ones in a read-only store).
     pool: SqlitePool,
+    /// Read-only connections for the API, pages and commands: readers never
+    /// take a connection the writer needs.
+    reads: SqlitePool,
 }
 
 impl Store {
@@ -327,9 +357,51 @@ impl Store {
                 }
             }
         };
-        let store = Store { pool };
+        let reads = pool.clone();
+        let mut store = Store { pool, reads };
         store.migrate(&path).await?;
+        store.reads = read_pool(&path).await.map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
         Ok(store)
+    }
+
+    /// Opens the history only to read it (the CLI's `incidents`, `report`
+    /// and `verify`): it never creates, migrates or writes the file, so it
+    /// never takes a lock `run` waits for. A history that `run` has not
+    /// created or brought up to date yet is a clear error.
+    pub async fn open_read_only(config: &StoreConfig) -> Result<Self> {
+        let path = config.sqlite_path.clone();
+        if !path.is_file() {
+            return Err(StoreError::Missing { path });
+        }
+        let reads = read_pool(&path).await.map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let found: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&reads)
+            .await
+            .map_err(q("read schema version"))?;
+        if found as usize > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                path,
+                found,
+                known: MIGRATIONS.len(),
+            });
+        }
+        if (found as usize) < MIGRATIONS.len() {
+            return Err(StoreError::NotMigrated {
+                path,
+                found,
+                known: MIGRATIONS.len(),
+            });
+        }
+        Ok(Store {
+            pool: reads.clone(),
+            reads,
+        })
     }
 
     /// Brings the schema up to date. A store already up to date is only
@@ -472,13 +544,13 @@ impl Store {
 
     /// The history's tamper-evidence: walks the ledger against the rows.
     pub async fn verify_history(&self) -> Result<HistoryReport> {
-        let mut conn = self.pool.acquire().await.map_err(q("connect"))?;
+        let mut conn = self.reads.acquire().await.map_err(q("connect"))?;
         ledger::verify(&mut conn).await
     }
 
     /// The ledger head: (records, hash). Pin it to detect a rewritten history.
     pub async fn ledger_head(&self) -> Result<(i64, B256)> {
-        let mut conn = self.pool.acquire().await.map_err(q("connect"))?;
+        let mut conn = self.reads.acquire().await.map_err(q("connect"))?;
         ledger::head(&mut conn).await
     }
 }
@@ -705,7 +777,7 @@ impl Store {
         )
         .bind(until as i64)
         .bind(since as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await
         .map_err(q("read gaps"))?;
         Ok(rows
@@ -826,166 +898,6 @@ impl Store {
                 sent_as: r.get(7),
             })
             .collect())
-    }
-
-    /// Incidents matching `filter`, newest first, with transitions and evidence.
-    pub async fn list(&self, filter: &IncidentFilter) -> Result<Vec<IncidentRecord>> {
-        Ok(self.page(filter, 0, usize::MAX).await?.0)
-    }
-
-    /// One page of [`Store::list`]: `limit` incidents from `offset`, and how many match in all.
-    pub async fn page(
-        &self,
-        filter: &IncidentFilter,
-        offset: usize,
-        limit: usize,
-    ) -> Result<(Vec<IncidentRecord>, usize)> {
-        let ids = self.ids(filter).await?;
-        let mut out = Vec::new();
-        for &id in ids.iter().skip(offset).take(limit) {
-            if let Some(r) = self.incident(id).await? {
-                out.push(r);
-            }
-        }
-        Ok((out, ids.len()))
-    }
-
-    async fn ids(&self, filter: &IncidentFilter) -> Result<Vec<i64>> {
-        let (open_only, include_withdrawn) = match filter.state {
-            Some(_) => (false, true),
-            None => (filter.open_only, filter.include_withdrawn),
-        };
-        sqlx::query_scalar(
-            "SELECT id FROM incidents
-             WHERE (?1 IS NULL OR protocol = ?1) AND (?2 IS NULL OR chain = ?2)
-               AND (?3 = 0 OR state = 'open') AND (?4 = 1 OR state != 'withdrawn')
-               AND (?5 IS NULL OR started_at < ?5) AND (?6 IS NULL OR ended_at IS NULL OR ended_at > ?6)
-               AND (?7 IS NULL OR state = ?7)
-             ORDER BY started_at DESC, id DESC",
-        )
-        .bind(&filter.protocol)
-        .bind(&filter.chain)
-        .bind(open_only)
-        .bind(include_withdrawn)
-        .bind(filter.until.map(|t| t as i64))
-        .bind(filter.since.map(|t| t as i64))
-        .bind(filter.state.map(IncidentState::as_str))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(q("list incidents"))
-    }
-
-    /// One incident with its transitions and evidence.
-    pub async fn incident(&self, id: i64) -> Result<Option<IncidentRecord>> {
-        let Some(row) = sqlx::query(
-            "SELECT id, key, protocol, chain, chain_id, state, severity, started_at, ended_at,
-                    start_block, end_block, planned FROM incidents WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(q("read incident"))?
-        else {
-            return Ok(None);
-        };
-        let transitions = sqlx::query(
-            "SELECT kind, from_state, to_state, at, block_number, block_hash, retracted
-             FROM transitions WHERE incident_id = ? ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(q("read transitions"))?
-        .iter()
-        .map(|r| {
-            Ok(TransitionRecord {
-                kind: parse_kind(&r.get::<String, _>(0))?,
-                from: parse_state(&r.get::<String, _>(1))?,
-                to: parse_state(&r.get::<String, _>(2))?,
-                at: r.get::<i64, _>(3) as u64,
-                block_number: r.get::<i64, _>(4) as u64,
-                block_hash: parse_b256(&r.get::<String, _>(5))?,
-                retracted: r.get::<bool, _>(6),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let evidence = sqlx::query(
-            "SELECT chain_id, contract, contract_name, tx_hash, block_number, block_hash,
-                    block_timestamp, log_index, event, args, changes, retracted, log_hash, kind
-             FROM evidence WHERE incident_id = ? ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(q("read evidence"))?
-        .iter()
-        .map(|r| {
-            Ok(EvidenceRecord {
-                chain_id: r.get::<i64, _>(0) as u64,
-                contract: Address::from_str(&r.get::<String, _>(1)).map_err(|_| {
-                    StoreError::Corrupt {
-                        what: "contract address",
-                        value: r.get(1),
-                    }
-                })?,
-                contract_name: r.get(2),
-                tx_hash: parse_b256(&r.get::<String, _>(3))?,
-                block_number: r.get::<i64, _>(4) as u64,
-                block_hash: parse_b256(&r.get::<String, _>(5))?,
-                block_time: r.get::<i64, _>(6) as u64,
-                log_index: r.get::<i64, _>(7) as u64,
-                event: r.get(8),
-                args: parse_json("evidence args", &r.get::<String, _>(9))?,
-                changes: parse_json("evidence changes", &r.get::<String, _>(10))?,
-                retracted: r.get::<bool, _>(11),
-                log_hash: parse_b256(&r.get::<String, _>(12))?,
-                kind: EvidenceKind::parse(&r.get::<String, _>(13)).ok_or_else(|| {
-                    StoreError::Corrupt {
-                        what: "evidence kind",
-                        value: r.get(13),
-                    }
-                })?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let state = match row.get::<String, _>(5).as_str() {
-            "open" => IncidentState::Open,
-            "resolved" => IncidentState::Resolved,
-            "withdrawn" => IncidentState::Withdrawn,
-            other => {
-                return Err(StoreError::Corrupt {
-                    what: "incident state",
-                    value: other.into(),
-                });
-            }
-        };
-        let scopes: BTreeSet<String> = evidence
-            .iter()
-            .filter(|e| !e.retracted || state == IncidentState::Withdrawn)
-            .flat_map(|e| &e.changes)
-            .filter(|c| c.halted)
-            .map(|c| c.scope.to_string())
-            .collect();
-        let started_at = row.get::<i64, _>(7) as u64;
-        let ended_at = row.get::<Option<i64>, _>(8).map(|v| v as u64);
-        Ok(Some(IncidentRecord {
-            id: row.get(0),
-            key: row.get(1),
-            protocol: row.get(2),
-            chain: row.get(3),
-            chain_id: row.get::<i64, _>(4) as u64,
-            state,
-            severity: parse_state(&row.get::<String, _>(6))?,
-            started_at,
-            ended_at,
-            duration_seconds: ended_at.map(|e| e.saturating_sub(started_at)),
-            start_block: row.get::<i64, _>(9) as u64,
-            end_block: row.get::<Option<i64>, _>(10).map(|v| v as u64),
-            planned: row.get::<bool, _>(11),
-            scopes: scopes.into_iter().collect(),
-            transitions,
-            evidence,
-        }))
     }
 }
 

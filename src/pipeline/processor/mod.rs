@@ -143,14 +143,29 @@ impl Processor {
         move |source| PipelineError::Store { chain, source }
     }
 
+    /// A store operation of this chain's, retried while the store is busy,
+    /// locked or full (reported on `/readyz`); other errors end the chain.
+    async fn stored<T, F, Fut>(&self, operation: &'static str, op: F) -> Result<T, PipelineError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    {
+        let who = format!("chain {} writer", self.chain_name());
+        crate::store::retry::until_stored(
+            operation,
+            |reason| self.status.store_problem(&who, reason),
+            op,
+        )
+        .await
+        .map_err(self.store_error())
+    }
+
     async fn load_trackers(&mut self) -> Result<(), PipelineError> {
         self.trackers.clear();
         for m in &self.models {
             let json = self
-                .store
-                .tracker(&m.name)
-                .await
-                .map_err(self.store_error())?;
+                .stored("read tracker", || self.store.tracker(&m.name))
+                .await?;
             let tracker = match json {
                 Some(j) => serde_json::from_str(&j).map_err(|source| PipelineError::Snapshot {
                     protocol: m.name.clone(),
@@ -229,10 +244,10 @@ impl Processor {
             // spike windows as of the ancestor.
             ChainUpdate::Reverted { ancestor } => {
                 let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
-                self.store
-                    .revert(self.chain_id(), &names, ancestor)
-                    .await
-                    .map_err(self.store_error())?;
+                self.stored("revert", || {
+                    self.store.revert(self.chain_id(), &names, ancestor)
+                })
+                .await?;
                 self.spikes = self.spike_history.restore(ancestor);
                 self.load_trackers().await?;
                 self.publish();
@@ -242,24 +257,29 @@ impl Processor {
             ChainUpdate::Stalled { head, since } => self.chain_state(head, since, true).await?,
             ChainUpdate::Resumed { head, at } => self.chain_state(head, at, false).await?,
             ChainUpdate::GapOpened { since, reason } => {
-                self.store
-                    .gap_opened(self.chain_name(), self.chain_id(), since, &reason)
-                    .await
-                    .map_err(self.store_error())?;
+                self.stored("open gap", || {
+                    self.store
+                        .gap_opened(self.chain_name(), self.chain_id(), since, &reason)
+                })
+                .await?;
             }
             ChainUpdate::DeepReorg { since, reason } => {
                 let notify = self.config.email.is_some() && !self.models.is_empty();
-                self.store
-                    .deep_reorg(self.chain_name(), self.chain_id(), since, &reason, notify)
-                    .await
-                    .map_err(self.store_error())?;
+                self.stored("record deep reorg", || {
+                    self.store.deep_reorg(
+                        self.chain_name(),
+                        self.chain_id(),
+                        since,
+                        &reason,
+                        notify,
+                    )
+                })
+                .await?;
                 self.wake_sender();
             }
             ChainUpdate::GapClosed { at } => {
-                self.store
-                    .gap_closed(self.chain_id(), at)
-                    .await
-                    .map_err(self.store_error())?;
+                self.stored("close gap", || self.store.gap_closed(self.chain_id(), at))
+                    .await?;
             }
         }
         Ok(())

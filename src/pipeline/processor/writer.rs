@@ -51,7 +51,9 @@ impl Processor {
         let writer = self.writer();
         let task = tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let result = writer.commit(&updates, rows, snapshots, &blocks).await;
+            let result = writer
+                .commit_until_stored(&updates, rows, snapshots, &blocks)
+                .await;
             (result, updates, blocks, started.elapsed())
         });
         Writing {
@@ -78,6 +80,7 @@ impl Processor {
             config: self.config.clone(),
             chain: self.chain,
             live: !self.backfill,
+            status: self.status.clone(),
         }
     }
 
@@ -202,9 +205,37 @@ struct Writer {
     chain: usize,
     /// A live range (not a backfill): mails, trackers, window and checkpoint.
     live: bool,
+    /// Where a store that cannot be written is reported while retrying.
+    status: crate::status::Status,
 }
 
 impl Writer {
+    /// [`Self::commit`] until it lands: a busy, locked or full store is
+    /// retried (the range is one transaction, so a failed attempt left
+    /// nothing behind). Retries rebuild the rows from the updates, so the
+    /// first attempt copies nothing.
+    async fn commit_until_stored(
+        &self,
+        updates: &[IncidentUpdate],
+        rows: Vec<Rows>,
+        snapshots: Vec<(usize, u64, String)>,
+        blocks: &[BlockRef],
+    ) -> Result<(), crate::store::StoreError> {
+        let who = format!("chain {} writer", self.config.chains[self.chain].name);
+        let mut first = Some(rows);
+        crate::store::retry::until_stored(
+            "commit",
+            |reason| self.status.store_problem(&who, reason),
+            || {
+                let rows = first
+                    .take()
+                    .unwrap_or_else(|| updates.iter().map(Rows::of).collect());
+                self.commit(updates, rows, snapshots.clone(), blocks)
+            },
+        )
+        .await
+    }
+
     /// Writes one classified range: the history, the trackers that changed
     /// and, for a live range, the window and the checkpoint.
     async fn commit(
@@ -219,6 +250,7 @@ impl Writer {
             config,
             chain,
             live,
+            ..
         } = self;
         let live = *live;
         let chain = &config.chains[*chain];
