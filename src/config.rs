@@ -379,7 +379,13 @@ pub struct Config {
     pub email: Option<EmailConfig>,
     pub maintenance: Vec<MaintenanceWindow>,
     pub api: ApiConfig,
+    /// `shutdown_timeout_seconds`: how long `run` may take to stop after
+    /// SIGTERM or SIGINT before it exits anyway (code 1).
+    pub shutdown_timeout: Duration,
 }
+
+/// `shutdown_timeout_seconds` unless set.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `[api]`, validated. The token is not here: only the variable's name.
 #[derive(Debug, Clone)]
@@ -669,7 +675,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             v.problem(
                 key,
                 format!(
-                    "unknown section, expected one of `{}`",
+                    "unknown section or key, expected one of `{}`",
                     SECTIONS.join("`, `")
                 ),
             );
@@ -684,6 +690,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Some(a) => v.api(a),
         None => Some(ApiConfig::default()),
     };
+    let shutdown_timeout = match table.remove(SHUTDOWN_TIMEOUT_KEY) {
+        None => DEFAULT_SHUTDOWN_TIMEOUT,
+        Some(toml::Value::Integer(n)) if (1..=3_600).contains(&n) => Duration::from_secs(n as u64),
+        Some(other) => {
+            v.problem(
+                SHUTDOWN_TIMEOUT_KEY,
+                format!("expected whole seconds from 1 to 3600, found {other}"),
+            );
+            DEFAULT_SHUTDOWN_TIMEOUT
+        }
+    };
     let config = store.zip(api).map(|(store, api)| Config {
         path: path.to_path_buf(),
         store,
@@ -692,9 +709,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         email,
         maintenance,
         api,
+        shutdown_timeout,
     });
     v.finish(config)
 }
+
+/// The one top-level key that is not a section.
+const SHUTDOWN_TIMEOUT_KEY: &str = "shutdown_timeout_seconds";
 
 const SECTIONS: &[&str] = &[
     "store",
@@ -703,6 +724,7 @@ const SECTIONS: &[&str] = &[
     "email",
     "maintenance",
     "api",
+    SHUTDOWN_TIMEOUT_KEY,
 ];
 
 struct Validator {

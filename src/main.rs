@@ -181,19 +181,17 @@ fn init_tracing(json: bool) {
     }
 }
 
-/// How long a stop may take after SIGTERM or SIGINT: the round in hand, the
-/// write in flight and one pass of the outbox.
-const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// `haltwatch run` until SIGTERM (orchestrators: Kubernetes, systemd,
 /// Docker) or SIGINT (Ctrl-C): the pipeline stops reading the chain, lands
-/// what it holds and gives the outbox one pass, within [`SHUTDOWN_TIMEOUT`].
+/// what it holds and gives the outbox one pass, within the config's
+/// `shutdown_timeout_seconds` (past it: exit code 1).
 /// A second signal exits at once.
 async fn run_until_signalled(config: config::Config, store: Store) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
     // Listening from the start: from here on SIGTERM no longer kills.
     let mut term = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
+    let limit = config.shutdown_timeout;
     let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
     let run = pipeline::run(config, store, async {
         let _ = stopping.await;
@@ -215,8 +213,8 @@ async fn run_until_signalled(config: config::Config, store: Store) -> anyhow::Re
             tracing::warn!("second signal: exiting at once");
             Ok(ExitCode::from(130))
         }
-        _ = tokio::time::sleep(SHUTDOWN_TIMEOUT) => {
-            tracing::error!(limit_seconds = SHUTDOWN_TIMEOUT.as_secs(), "shutdown did not finish in time; exiting");
+        _ = tokio::time::sleep(limit) => {
+            tracing::error!(limit_seconds = limit.as_secs(), "shutdown did not finish in time; exiting");
             Ok(ExitCode::FAILURE)
         }
     }

@@ -240,6 +240,11 @@ fn check_config_names_unknown_keys_bad_values_and_broken_toml() {
         ),
         ("[[chains]\nname = 1".into(), "line 1", "not valid TOML"),
         ("[alerts]\nx = 1\n".into(), "alerts", "unknown section"),
+        (
+            format!("shutdown_timeout_seconds = 0\n{CHAIN}"),
+            "shutdown_timeout_seconds",
+            "expected whole seconds from 1 to 3600, found 0",
+        ),
     ];
     for (text, key, message) in cases {
         let (code, out) = check(dir.path(), &text);
@@ -251,6 +256,11 @@ fn check_config_names_unknown_keys_bad_values_and_broken_toml() {
         );
     }
     let (code, out) = check(dir.path(), CHAIN);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = check(
+        dir.path(),
+        &format!("shutdown_timeout_seconds = 30\n{CHAIN}"),
+    );
     assert_eq!(code, 0, "{out}");
     let limited = "[[chains]]\nname = \"x\"\nchain_id = 1\nreorg_rescan_blocks = 512\n\
                    rpc = [\"wss://a.example\", { url = \"https://b.example\", max_requests_per_second = 25 }]\n";

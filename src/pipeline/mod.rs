@@ -171,7 +171,9 @@ pub async fn run_with(
             WINDOW_BLOCKS,
         )
         .with_status(status.clone())
-        .with_watch(watch_plan(&config, c, &processor));
+        .with_watch(watch_plan(&config, c, &processor))
+        // Half the stop's limit: the write and the outbox's pass get the rest.
+        .with_shutdown_grace(config.shutdown_timeout / 2);
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let name = chain.name.clone();
         let stop = stop_rx.clone();

@@ -208,6 +208,8 @@ pub struct ChainSource {
     rescanning: Option<u64>,
     /// When the other endpoints' heads were last sampled.
     sampled: Option<Instant>,
+    /// How long the round in hand may take to finish at shutdown.
+    shutdown_grace: Duration,
 }
 
 impl ChainSource {
@@ -237,7 +239,15 @@ impl ChainSource {
             distrusted: None,
             rescanning: None,
             sampled: None,
+            shutdown_grace: SHUTDOWN_GRACE,
         }
+    }
+
+    /// The round in hand at shutdown may finish within `grace` (at most
+    /// [`SHUTDOWN_GRACE`]), so that the whole stop fits its limit.
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace.min(SHUTDOWN_GRACE);
+        self
     }
 
     /// Also watch calls into contracts and run state probes.
@@ -311,14 +321,15 @@ impl ChainSource {
             // A node that hangs is as blind as one that refuses.
             let limit = self.chain.stall_after.max(Duration::from_secs(5));
             // At shutdown the round in hand may finish (and commit) within
-            // SHUTDOWN_GRACE; past it, it is abandoned: it commits nothing
+            // the shutdown grace; past it, it is abandoned: it commits nothing
             // until its very end, so the checkpoint stays behind it.
+            let grace = self.shutdown_grace;
             let round = {
                 let step = tokio::time::timeout(limit, self.step(&tx));
                 tokio::pin!(step);
                 tokio::select! {
                     round = &mut step => round,
-                    _ = shutdown.changed() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut step).await {
+                    _ = shutdown.changed() => match tokio::time::timeout(grace, &mut step).await {
                         Ok(round) => round,
                         Err(_) => return Ok(()),
                     },
