@@ -185,7 +185,7 @@ impl AbiRegistry {
                 args: vec![EventArg {
                     name: "reason".into(),
                     ty: "string".into(),
-                    value: e.reason,
+                    value: capped(e.reason),
                 }],
             };
         }
@@ -279,7 +279,37 @@ fn in_input_order(
 }
 
 /// Text form of a decoded value: checksummed addresses, decimal integers, 0x-hex bytes.
+/// The most text one argument keeps; the rest is cut at a character
+/// boundary and [`truncated_marker`] says how long it was. Anyone who can
+/// emit a log can make an argument as large as the block's gas allows.
+pub const MAX_ARG_BYTES: usize = 4096;
+
+/// What ends an argument cut to [`MAX_ARG_BYTES`].
+pub fn truncated_marker(total_bytes: usize) -> String {
+    format!("… [truncated: {total_bytes} bytes in all]")
+}
+
+/// An argument as text (addresses checksummed, bytes as hex, arrays and
+/// tuples in brackets), capped at [`MAX_ARG_BYTES`].
 pub fn format_value(v: &DynSolValue) -> String {
+    capped(format_uncapped(v))
+}
+
+/// `text` cut to [`MAX_ARG_BYTES`] with a marker, if longer.
+fn capped(mut text: String) -> String {
+    if text.len() > MAX_ARG_BYTES {
+        let total = text.len();
+        let mut cut = MAX_ARG_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(&truncated_marker(total));
+    }
+    text
+}
+
+fn format_uncapped(v: &DynSolValue) -> String {
     match v {
         DynSolValue::Address(a) => a.to_checksum(None),
         DynSolValue::Bool(b) => b.to_string(),
@@ -290,7 +320,7 @@ pub fn format_value(v: &DynSolValue) -> String {
         DynSolValue::String(s) => s.clone(),
         DynSolValue::Function(f) => alloy::hex::encode_prefixed(f.as_slice()),
         DynSolValue::Array(items) | DynSolValue::FixedArray(items) | DynSolValue::Tuple(items) => {
-            let inner: Vec<String> = items.iter().map(format_value).collect();
+            let inner: Vec<String> = items.iter().map(format_uncapped).collect();
             format!("[{}]", inner.join(", "))
         }
     }
@@ -300,6 +330,23 @@ pub fn format_value(v: &DynSolValue) -> String {
 mod tests {
     use super::*;
     use alloy::primitives::{LogData, U256, address, b256};
+
+    #[test]
+    fn long_strings_and_bytes_are_capped_with_a_marker() {
+        let long = "é".repeat(3_000); // 6,000 bytes, two per character
+        let text = format_value(&DynSolValue::String(long));
+        let kept = text.strip_suffix(&truncated_marker(6_000)).expect("marked");
+        assert!(kept.len() <= MAX_ARG_BYTES && kept.chars().all(|c| c == 'é'));
+        let bytes = format_value(&DynSolValue::Bytes(vec![0xab; 3_000]));
+        assert!(
+            bytes.ends_with(&truncated_marker(6_002)),
+            "0x + 6,000 hex digits"
+        );
+        assert!(bytes.len() <= MAX_ARG_BYTES + truncated_marker(6_002).len());
+        let array = DynSolValue::Array(vec![DynSolValue::Bool(true); 2_000]);
+        assert!(format_value(&array).contains("[truncated:"));
+        assert_eq!(format_value(&DynSolValue::String("short".into())), "short");
+    }
 
     fn registry() -> (Config, AbiRegistry) {
         let dir = env!("CARGO_MANIFEST_DIR");

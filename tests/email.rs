@@ -556,3 +556,98 @@ async fn responders_told_of_an_incident_a_reorg_removed_are_told_it_was_withdraw
     running.stop().await;
     assert_eq!(smtp.mails().len(), 2);
 }
+
+/// An event string with a right-to-left override (U+202E), a bidi isolate
+/// (U+2066) and 5,000 bytes more: escaped in the mail, the CLI table and the
+/// CSV export, and stored capped at 4 KiB with a marker.
+#[tokio::test]
+async fn bidi_controls_and_oversized_event_strings_are_escaped_and_capped_everywhere() {
+    let smtp = SmtpServer::start(&[]);
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let comptroller = chain.deploy(&bin("ComptrollerMock")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &node.endpoint(),
+        &format!(
+            "{}\n{}",
+            protocol(
+                "Compound",
+                "comptroller",
+                comptroller,
+                "compound-comptroller.json",
+                "compound-comptroller"
+            ),
+            email_section(smtp.port, "")
+        ),
+    );
+    let path = write_config(dir.path(), &text);
+    let running = start(&path).await;
+    let evil = format!("Mint\u{202e}fdp.exe\u{2066}x{}", "A".repeat(5_000));
+    chain
+        .call(
+            comptroller,
+            setGlobalPausedCall {
+                action: evil.clone(),
+                state: true,
+            }
+            .abi_encode(),
+        )
+        .await
+        .unwrap();
+    let raw = ['\u{202e}', '\u{2066}'];
+    let escaped = ["\\u{202e}", "\\u{2066}"];
+
+    // The mail: subject and body escape both; the decoded body holds neither.
+    let mails = smtp.wait_mails(1).await;
+    let m = &mails[0];
+    let subject = m.decoded_subject();
+    for e in escaped {
+        assert!(subject.contains(e), "{subject}");
+    }
+    assert!(!subject.contains(raw), "{subject}");
+    let bytes: Vec<u8> = m.text().chars().map(|c| c as u32 as u8).collect();
+    let body = String::from_utf8_lossy(&bytes);
+    assert!(!body.contains(raw), "a raw bidi control in the mail body");
+    assert!(body.contains(escaped[0]) && body.contains(escaped[1]));
+
+    // Stored capped, with the marker.
+    let list = incidents(&running.store).await;
+    let action = &list[0].evidence[0].args[0].value;
+    assert!(
+        action.len() <= haltwatch::decode::MAX_ARG_BYTES + 64
+            && action.ends_with(&haltwatch::decode::truncated_marker(evil.len())),
+        "stored {} bytes: …{}",
+        action.len(),
+        &action[action.len().saturating_sub(60)..]
+    );
+    running.stop().await;
+
+    // The CLI table and the CSV export.
+    for args in [
+        &["incidents", "list"][..],
+        &["incidents", "show", "1"],
+        &["incidents", "export", "--format", "csv"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            !text.contains(raw),
+            "{args:?} prints a raw bidi control:\n{text}"
+        );
+        assert!(
+            text.contains(escaped[0]),
+            "{args:?} shows the string, escaped:\n{text}"
+        );
+    }
+}

@@ -135,6 +135,26 @@ impl Mail {
         self.header("Subject").unwrap_or("")
     }
 
+    /// The subject with RFC 2047 encoded words (`=?utf-8?b?…?=`) decoded.
+    pub fn decoded_subject(&self) -> String {
+        let mut out = Vec::new();
+        for word in self.subject().split(' ') {
+            match word
+                .strip_prefix("=?utf-8?b?")
+                .and_then(|w| w.strip_suffix("?="))
+            {
+                Some(b64) => out.extend(base64_decode(b64)),
+                None => {
+                    if !out.is_empty() {
+                        out.push(b' ');
+                    }
+                    out.extend(word.as_bytes());
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// The body with quoted-printable soft breaks and escapes undone, enough to search it.
     pub fn text(&self) -> String {
         let joined = self.body.replace("=\n", "");
@@ -155,4 +175,23 @@ impl Mail {
         }
         out
     }
+}
+
+/// Standard base64, enough for encoded words.
+fn base64_decode(text: &str) -> Vec<u8> {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let Some(v) = T.iter().position(|t| *t == c) else {
+            continue;
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
 }
