@@ -168,8 +168,14 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The WebSocket client traces its whole handshake request: the URL's
+    // path and query (an API key) and Basic auth from its user info, with no
+    // scheme the redacting writer could know them by. Never below DEBUG.
+    if let Ok(quiet) = "tungstenite::handshake=debug".parse() {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -22,6 +22,9 @@ const DEAD_QUERY_SECRET: &str = "DEADQUERYKEY9d1f77a0";
 const PATH_SECRET: &str = "PATHKEY3c6d0e1b2a";
 const QUERY_SECRET: &str = "QUERYKEY8e4f2a9c71";
 const SMTP_PASSWORD: &str = "SMTPPASSWORD4a2b6c8d";
+const WS_USER_SECRET: &str = "WSUSERPASS61c0de4f";
+const WS_PATH_SECRET: &str = "WSPATHKEY2e9b7d13a5";
+const WS_QUERY_SECRET: &str = "WSQUERYKEY0f3c8a6b92";
 
 /// What the secrets look like once encoded: AUTH PLAIN and LOGIN send them in
 /// base64, and a URL may be printed percent-encoded.
@@ -52,6 +55,9 @@ fn forms() -> Vec<(String, String)> {
         PATH_SECRET,
         QUERY_SECRET,
         SMTP_PASSWORD,
+        WS_USER_SECRET,
+        WS_PATH_SECRET,
+        WS_QUERY_SECRET,
     ]
     .iter()
     .map(|s| (s.to_string(), s.to_string()))
@@ -60,6 +66,9 @@ fn forms() -> Vec<(String, String)> {
     forms.push(("AUTH PLAIN".into(), b64(plain.as_bytes())));
     forms.push(("AUTH LOGIN".into(), b64(SMTP_PASSWORD.as_bytes())));
     forms.push(("hex".into(), hex::encode(SMTP_PASSWORD)));
+    // Basic auth from a ws URL's user info.
+    let basic = format!("bob:{WS_USER_SECRET}");
+    forms.push(("Basic auth".into(), b64(basic.as_bytes())));
     forms
 }
 
@@ -130,11 +139,19 @@ timeout_seconds = 5
         free_port()
     );
     let live = format!("{proxied}/v2/{PATH_SECRET}?apikey={QUERY_SECRET}&chain=1");
+    // A WebSocket endpoint whose handshake carries the key in its request
+    // line (and user info as Basic auth); anvil may refuse the path.
+    let ws = common::proxy::spawn_ws(
+        w.node.ws_endpoint().trim_start_matches("ws://").to_string(),
+        Arc::new(std::sync::atomic::AtomicU8::new(common::proxy::WS_PASS)),
+    );
+    let ws = ws.replacen("ws://", &format!("ws://bob:{WS_USER_SECRET}@"), 1)
+        + &format!("/v1/{WS_PATH_SECRET}?apikey={WS_QUERY_SECRET}");
     let text = std::fs::read_to_string(&w.path)
         .unwrap()
         .replace(
             &format!("rpc = [\"{}\"]", w.node.endpoint()),
-            &format!("rpc = [\"{dead}\", \"{live}\"]"),
+            &format!("rpc = [\"{ws}\", \"{dead}\", \"{live}\"]"),
         )
         .replace("127.0.0.1:0", &format!("127.0.0.1:{api_port}"));
     assert!(text.contains(PATH_SECRET), "the endpoints are configured");
