@@ -2,7 +2,9 @@
 //! write lock for 5 s while a pause is mined, then for 12 s (past the busy
 //! timeout: `database is locked`) while the unpause is. `haltwatch run`
 //! waits instead of exiting, `/readyz` says why, both are recorded once the
-//! lock is released, and each is mailed once, also across a restart.
+//! lock is released, and each is mailed once, also across a restart. And
+//! the disk fills up (every write fails, as SQLite sees a full disk) while
+//! a pause is mined: the same.
 
 mod common;
 
@@ -45,21 +47,20 @@ async fn readyz(api: std::net::SocketAddr) -> common::http::Reply {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_locked_by_another_process_is_waited_for_and_nothing_is_lost_or_sent_twice() {
-    let smtp = SmtpServer::start(&[]);
+/// anvil + the demo vault + a config mailing through `smtp_port`, its API on
+/// a known port.
+async fn monitored_vault(smtp_port: u16) -> (VaultChain, std::net::SocketAddr) {
     let email = format!(
         r#"
 [email]
 smtp_host = "127.0.0.1"
-smtp_port = {}
+smtp_port = {smtp_port}
 tls = "none"
 from = "haltwatch <alerts@haltwatch.test>"
 group_wait_seconds = 0
 retry_initial_ms = 100
 timeout_seconds = 5
-"#,
-        smtp.port
+"#
     );
     let w = vault_chain(false, &email).await;
     let api_port = free_port();
@@ -67,7 +68,13 @@ timeout_seconds = 5
         .unwrap()
         .replace("127.0.0.1:0", &format!("127.0.0.1:{api_port}"));
     std::fs::write(&w.path, text).unwrap();
-    let api = std::net::SocketAddr::from(([127, 0, 0, 1], api_port));
+    (w, std::net::SocketAddr::from(([127, 0, 0, 1], api_port)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_locked_by_another_process_is_waited_for_and_nothing_is_lost_or_sent_twice() {
+    let smtp = SmtpServer::start(&[]);
+    let (w, api) = monitored_vault(smtp.port).await;
     let db = w.dir.path().join("history.db");
 
     let mut monitor = spawn_monitor(&w.path);
@@ -160,4 +167,80 @@ timeout_seconds = 5
     assert!(outbox.iter().all(|r| r.status == "sent"), "{outbox:#?}");
     let _ = monitor.kill();
     let _ = monitor.wait();
+}
+
+/// Sets the file-size limit (`RLIMIT_FSIZE`, soft) of process `pid`: with
+/// `Some(1)`, every write it makes to a file fails as on a full disk.
+fn file_size_limit(pid: u32, bytes: Option<u64>) {
+    let soft = bytes.map_or("unlimited".to_string(), |b| b.to_string());
+    let status = Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--fsize={soft}:unlimited"),
+        ])
+        .status()
+        .expect("prlimit (util-linux) is needed: apt-get install util-linux");
+    assert!(status.success(), "prlimit failed");
+}
+
+/// The disk fills up under a running monitor: every write to the store
+/// fails (SQLite: disk full or I/O error) while a pause is mined. It stays
+/// up, `/readyz` names the store, and once there is room again the pause is
+/// recorded and mailed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_waited_out_and_nothing_is_lost_or_sent_twice() {
+    let smtp = SmtpServer::start(&[]);
+    let (w, api) = monitored_vault(smtp.port).await;
+    // Writes past the file-size limit fail with EFBIG instead of killing
+    // the process with SIGXFSZ: a full disk, as SQLite sees it.
+    let mut monitor = Command::new("sh")
+        .args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_haltwatch"))
+        .args(["run", "--config"])
+        .arg(&w.path)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let store = w.store().await;
+    wait_caught_up(&store, &w.chain).await;
+
+    file_size_limit(monitor.id(), Some(1));
+    let paused = w.chain.call(w.vault, selector("pause()")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let said = loop {
+        assert!(
+            monitor.try_wait().unwrap().is_none(),
+            "haltwatch exited on a full disk"
+        );
+        let reply = readyz(api).await;
+        if reply.status == 503 && reply.body.contains("\"store\"") {
+            break reply.body;
+        }
+        assert!(Instant::now() < deadline, "/readyz did not name the store");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("/readyz on a full disk: {said}");
+    assert!(said.contains("full") || said.contains("I/O"), "{said}");
+    // A while on a full disk: still up, nothing recorded or mailed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(monitor.try_wait().unwrap().is_none());
+    assert!(smtp.mails().is_empty());
+
+    file_size_limit(monitor.id(), None);
+    let mails = smtp.wait_mails(1).await;
+    assert!(mails[0].subject().starts_with("[HALTED] Vault"));
+    let list = incidents(&store).await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert_eq!(list[0].start_block, paused.block_number.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while readyz(api).await.status != 200 {
+        assert!(Instant::now() < deadline, "not ready again after the disk");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &monitor.id().to_string()])
+        .status();
+    assert!(monitor.wait().unwrap().success());
+    assert_eq!(smtp.mails().len(), 1, "mailed twice");
 }

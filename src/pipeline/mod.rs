@@ -122,13 +122,21 @@ pub async fn run_with(
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Warned once per outage (the store reports it on /readyz), not
+        // on every tick.
+        let mut failing = false;
         loop {
             tokio::select! {
                 _ = checkpoint_stop.wait_for(|stop| *stop) => return Ok(()),
                 _ = tick.tick() => {}
             }
-            if let Err(e) = checkpointer.checkpoint().await {
-                tracing::warn!(error = %e, "background WAL checkpoint failed; commits will checkpoint");
+            match checkpointer.checkpoint().await {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "background WAL checkpoint failed; commits will checkpoint");
+                }
+                Err(e) => tracing::debug!(error = %e, "background WAL checkpoint failed again"),
             }
         }
     });

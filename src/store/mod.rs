@@ -342,6 +342,14 @@ impl Store {
                 .max_connections(4)
                 .max_lifetime(None)
                 .idle_timeout(None)
+                // A transaction whose COMMIT failed on a full disk or an I/O
+                // error was rolled back by SQLite itself; sqlx's ROLLBACK on
+                // drop then fails and the connection stays "in a
+                // transaction" for good, refusing every BEGIN. It is closed
+                // rather than handed out again.
+                .before_acquire(|conn, _| {
+                    Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+                })
                 .connect_with(options.clone())
                 .await;
             match connected {
