@@ -154,17 +154,24 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say_error(&format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say_error(&format!("{e:#}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error that ends the process, on stderr if it can be written (on a
+/// full disk it may not: the exit code still says it).
+fn say_error(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "error: {text}");
 }
 
 fn init_tracing(json: bool) {
@@ -179,6 +186,10 @@ fn init_tracing(json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr redirected to a file on
+        // a full disk) is dropped: by default the subscriber reports it
+        // with eprintln!, which panics when stderr fails.
+        .log_internal_errors(false)
         .with_writer(|| haltwatch::redact::Redacting(std::io::stderr()));
     if json {
         builder.json().init();
