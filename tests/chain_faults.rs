@@ -473,15 +473,12 @@ async fn a_reorg_deeper_than_the_window_is_repaired_and_recorded_as_a_gap() {
 
 /// Mail to an SMTP server on `port`, without waiting to group.
 fn with_email(port: u16) -> impl FnOnce(String) -> String {
-    move |text| text.replace("[api]", &format!("{}\n[api]", email_section(port)))
-}
-
-fn email_section(port: u16) -> String {
-    format!(
-        "[email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\ntls = \"none\"\n\
-         from = \"haltwatch <alerts@haltwatch.test>\"\ngroup_wait_seconds = 0\n\
-         retry_initial_ms = 100\ntimeout_seconds = 5\n"
-    )
+    move |text| {
+        text.replace(
+            "[api]",
+            &format!("{}\n[api]", common::smtp::email_section(port, "")),
+        )
+    }
 }
 
 /// A second node that forks `node` at its current head: from the next block

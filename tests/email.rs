@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use alloy::sol;
 use alloy::sol_types::SolCall;
-use common::smtp::{SmtpServer, free_port};
+use common::smtp::{SmtpServer, email_section, free_port};
 use common::*;
 use haltwatch::demo::selector;
 use haltwatch::store::{IncidentState, OutboxRecord, Store};
@@ -19,22 +19,6 @@ sol! {
 async fn outbox_in(store: &Store, status: &str) -> Vec<OutboxRecord> {
     let rows = store.outbox().await.unwrap();
     rows.into_iter().filter(|r| r.status == status).collect()
-}
-
-fn email_section(port: u16, extra: &str) -> String {
-    format!(
-        r#"
-[email]
-smtp_host = "127.0.0.1"
-smtp_port = {port}
-tls = "none"
-from = "haltwatch <alerts@haltwatch.test>"
-group_wait_seconds = 0
-retry_initial_ms = 100
-timeout_seconds = 5
-{extra}
-"#
-    )
 }
 
 /// anvil + the demo vault + a config mailing oncall@example.org via `port`.
@@ -200,9 +184,19 @@ async fn a_mail_pending_at_shutdown_is_sent_once_after_restart_with_the_same_mes
     assert_eq!(smtp.mails().len(), 1);
 }
 
-#[tokio::test]
-async fn hostile_event_strings_cannot_inject_headers_or_html() {
-    let smtp = SmtpServer::start(&[]);
+/// anvil + Compound's comptroller mock, monitored with its preset and
+/// mailing through `smtp_port`, running. Bind `_node` and `_dir`: they
+/// keep the node and the folder alive.
+struct Compound {
+    _node: alloy::node_bindings::AnvilInstance,
+    chain: haltwatch::demo::Chain,
+    comptroller: alloy::primitives::Address,
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    running: Running,
+}
+
+async fn compound(smtp_port: u16) -> Compound {
     let node = anvil(0);
     let chain = chain(&node).await;
     let comptroller = chain.deploy(&bin("ComptrollerMock")).await.unwrap();
@@ -218,11 +212,32 @@ async fn hostile_event_strings_cannot_inject_headers_or_html() {
                 "compound-comptroller.json",
                 "compound-comptroller"
             ),
-            email_section(smtp.port, "")
+            email_section(smtp_port, "")
         ),
     );
     let path = write_config(dir.path(), &text);
     let running = start(&path).await;
+    Compound {
+        _node: node,
+        chain,
+        comptroller,
+        _dir: dir,
+        path,
+        running,
+    }
+}
+
+#[tokio::test]
+async fn hostile_event_strings_cannot_inject_headers_or_html() {
+    let smtp = SmtpServer::start(&[]);
+    let Compound {
+        _node,
+        chain,
+        comptroller,
+        _dir,
+        running,
+        ..
+    } = compound(smtp.port).await;
     let evil = "Mint\r\nBcc: evil@attacker.example\r\nX-Injected: 1\r\n<script>alert(1)</script>";
     chain
         .call(
@@ -563,26 +578,14 @@ async fn responders_told_of_an_incident_a_reorg_removed_are_told_it_was_withdraw
 #[tokio::test]
 async fn bidi_controls_and_oversized_event_strings_are_escaped_and_capped_everywhere() {
     let smtp = SmtpServer::start(&[]);
-    let node = anvil(0);
-    let chain = chain(&node).await;
-    let comptroller = chain.deploy(&bin("ComptrollerMock")).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let text = config_text(
-        &node.endpoint(),
-        &format!(
-            "{}\n{}",
-            protocol(
-                "Compound",
-                "comptroller",
-                comptroller,
-                "compound-comptroller.json",
-                "compound-comptroller"
-            ),
-            email_section(smtp.port, "")
-        ),
-    );
-    let path = write_config(dir.path(), &text);
-    let running = start(&path).await;
+    let Compound {
+        _node,
+        chain,
+        comptroller,
+        _dir,
+        path,
+        running,
+    } = compound(smtp.port).await;
     let evil = format!("Mint\u{202e}fdp.exe\u{2066}x{}", "A".repeat(5_000));
     chain
         .call(

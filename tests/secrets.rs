@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use alloy::primitives::Bytes;
 use common::proxy::Action;
-use common::smtp::{SmtpServer, free_port};
+use common::smtp::{SmtpServer, email_section, free_port};
 use common::*;
 use haltwatch::demo::selector;
 
@@ -99,23 +99,14 @@ async fn no_secret_reaches_a_log_line_a_page_a_row_or_a_mail_even_at_trace_level
         &auth,
     ]);
     let api_port = free_port();
-    let email = format!(
-        r#"
-[email]
-smtp_host = "127.0.0.1"
-smtp_port = {port}
-tls = "starttls"
-ca_file = "{ca}"
-username = "alerts"
-password_env = "HALTWATCH_TEST_SMTP_PASSWORD"
-from = "haltwatch <alerts@haltwatch.test>"
-group_wait_seconds = 0
-retry_initial_ms = 100
-timeout_seconds = 5
-"#,
-        port = smtp.port,
-        ca = tls.join("ca.pem").display()
-    );
+    let email = email_section(
+        smtp.port,
+        &format!(
+            "ca_file = \"{}\"\nusername = \"alerts\"\npassword_env = \"HALTWATCH_TEST_SMTP_PASSWORD\"",
+            tls.join("ca.pem").display()
+        ),
+    )
+    .replace("tls = \"none\"", "tls = \"starttls\"");
     let w = vault_chain(false, &email).await;
 
     // One request in ten through the proxy fails: a 503, or a rate limit.

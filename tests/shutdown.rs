@@ -133,18 +133,7 @@ async fn a_second_signal_exits_at_once() {
 #[tokio::test]
 async fn a_mail_pending_at_sigterm_is_sent_once_after_the_restart() {
     let port = smtp::free_port();
-    let email = format!(
-        r#"
-[email]
-smtp_host = "127.0.0.1"
-smtp_port = {port}
-tls = "none"
-from = "haltwatch <alerts@haltwatch.test>"
-group_wait_seconds = 0
-retry_initial_ms = 100
-timeout_seconds = 2
-"#
-    );
+    let email = smtp::email_section(port, "").replace("timeout_seconds = 5", "timeout_seconds = 2");
     let w = vault_chain(false, &email).await;
     let store = w.store().await;
     let mut monitor = spawn_monitor(&w.path);

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::smtp::{SmtpServer, free_port};
+use common::smtp::{SmtpServer, email_section, free_port};
 use common::*;
 use haltwatch::demo::selector;
 
@@ -50,18 +50,7 @@ async fn readyz(api: std::net::SocketAddr) -> common::http::Reply {
 /// anvil + the demo vault + a config mailing through `smtp_port`, its API on
 /// a known port.
 async fn monitored_vault(smtp_port: u16) -> (VaultChain, std::net::SocketAddr) {
-    let email = format!(
-        r#"
-[email]
-smtp_host = "127.0.0.1"
-smtp_port = {smtp_port}
-tls = "none"
-from = "haltwatch <alerts@haltwatch.test>"
-group_wait_seconds = 0
-retry_initial_ms = 100
-timeout_seconds = 5
-"#
-    );
+    let email = email_section(smtp_port, "");
     let w = vault_chain(false, &email).await;
     let api_port = free_port();
     let text = std::fs::read_to_string(&w.path)

@@ -33,6 +33,24 @@ fn python() -> PathBuf {
     p
 }
 
+/// An `[email]` section mailing through a plain SMTP server on `port`,
+/// sending at once and retrying fast; `extra` keys are appended.
+pub fn email_section(port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[email]
+smtp_host = "127.0.0.1"
+smtp_port = {port}
+tls = "none"
+from = "haltwatch <alerts@haltwatch.test>"
+group_wait_seconds = 0
+retry_initial_ms = 100
+timeout_seconds = 5
+{extra}
+"#
+    )
+}
+
 impl SmtpServer {
     /// Starts on a free port; `args` are `--fail 451,451` or `--always 550`.
     pub fn start(args: &[&str]) -> Self {
