@@ -80,6 +80,11 @@ enum Command {
         /// Walk the tamper-evident ledger instead of the chain.
         #[arg(long, conflicts_with_all = ["id", "all"])]
         history: bool,
+        /// With --history: a head pinned earlier, as a mail's
+        /// X-Haltwatch-History-Head (`N 0xHASH`) or its hash alone; fails
+        /// unless the ledger still holds that record.
+        #[arg(long, requires = "history")]
+        head: Option<String>,
     },
     /// Send one test mail with the [email] settings and print the server's reply.
     SendTestEmail {
@@ -290,7 +295,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             protocol,
             format,
         } => report(&cli.config, &since, &until, protocol, format).await,
-        Command::Verify { id, all, history } => verify(&cli.config, id, all, history).await,
+        Command::Verify {
+            id,
+            all,
+            history,
+            head,
+        } => verify(&cli.config, id, all, history, head.as_deref()).await,
         Command::SendTestEmail { to } => {
             let config = config::load(&cli.config)?;
             let email = config.email.context("the config has no [email] section")?;
@@ -390,8 +400,17 @@ async fn incidents(path: &Path, command: IncidentsCommand) -> anyhow::Result<Exi
                 until: time(until)?,
                 ..Default::default()
             };
+            // The head as of the export (read just before its rows).
+            let head = store.ledger_head().await?;
             let mut list = store.list(&filter).await?;
             list.reverse(); // oldest first: the natural order of an export
+            // On stderr, so the export itself stays plain CSV or JSON.
+            eprintln!(
+                "{}: pin it, then `haltwatch verify --history --head '{} {}'` shows whether this history was rewritten since",
+                haltwatch::notify::history_head_line(head),
+                head.0,
+                head.1
+            );
             match format {
                 ExportFormat::Csv => print!("{}", haltwatch::report::csv(&list)),
                 ExportFormat::Json => println!("{}", render::json(&list)),
@@ -512,14 +531,48 @@ async fn report(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A pinned head: `0xHASH`, or `N 0xHASH` / `N:0xHASH` as mails carry it.
+fn parse_head(text: &str) -> anyhow::Result<(Option<i64>, alloy::primitives::B256)> {
+    let text = text.trim();
+    let (record, hash) = match text.split_once([' ', ':']) {
+        Some((n, h)) => (
+            Some(n.trim().parse::<i64>().with_context(|| {
+                format!("bad --head `{text}`: expected `N 0xHASH` or `0xHASH`")
+            })?),
+            h.trim(),
+        ),
+        None => (None, text),
+    };
+    let hash = hash
+        .parse()
+        .with_context(|| format!("bad --head `{text}`: expected a 32-byte hash, 0x…"))?;
+    Ok((record, hash))
+}
+
 async fn verify(
     path: &Path,
     id: Option<i64>,
     all: bool,
     history: bool,
+    head: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     if history {
         let store = Store::open_read_only(&config::load_store(path)?).await?;
+        if let Some(pinned) = head {
+            let (record, hash) = parse_head(pinned)?;
+            let at = store.ledger_record(record, hash).await?;
+            let Some(at) = at else {
+                let (records, now) = store.ledger_head().await?;
+                println!(
+                    "history TRUNCATED OR REWRITTEN: it no longer holds head {hash}{} (its head is now {now}, record {records})",
+                    record
+                        .map(|r| format!(" at record {r}"))
+                        .unwrap_or_default()
+                );
+                return Ok(ExitCode::from(1));
+            };
+            println!("the history still holds head {hash} (record {at})");
+        }
         let report = store.verify_history().await?;
         if report.problems.is_empty() {
             println!(

@@ -493,3 +493,83 @@ async fn editing_deleting_or_inserting_history_rows_is_caught_by_verify_history(
     .await;
     check(false, "was inserted without a ledger record");
 }
+
+/// Every mail carries the history head (header, text and HTML): each
+/// responder's mailbox is a witness. Erasing the newest incident with its
+/// rows and ledger records leaves a consistent prefix that `verify
+/// --history` accepts; against the head of the last mail it fails.
+#[tokio::test]
+async fn every_mail_carries_the_history_head_and_a_truncated_history_fails_against_it() {
+    let smtp = common::smtp::SmtpServer::start(&[]);
+    let w = vault_chain(false, &common::smtp::email_section(smtp.port, "")).await;
+    let running = start(&w.path).await;
+    for call in ["pause()", "unpause()", "pause()"] {
+        w.chain.call(w.vault, selector(call)).await.unwrap();
+        // One mail per transition, each written after the one before.
+        let sent = smtp.mails().len();
+        smtp.wait_mails(sent + 1).await;
+    }
+    wait_caught_up(&running.store, &w.chain).await;
+    running.stop().await;
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 3);
+    let mut heads = Vec::new();
+    for m in &mails {
+        let head = m
+            .header("X-Haltwatch-History-Head")
+            .expect("the head header")
+            .to_string();
+        let (n, hash) = head.split_once(' ').expect("`N 0xHASH`");
+        let line = format!("History head: {hash} (record {n})");
+        assert_eq!(
+            m.text().matches(&line).count(),
+            2,
+            "in the text and the HTML part: {}",
+            m.text()
+        );
+        heads.push((n.parse::<i64>().unwrap(), head));
+    }
+    assert!(
+        heads.windows(2).all(|h| h[0].0 < h[1].0),
+        "the head moves with the history: {heads:?}"
+    );
+    let verify = |head: &str| {
+        let out = haltwatch(&w.path, &["verify", "--history", "--head", head]);
+        (out.status.success(), stdout(&out))
+    };
+    let last = heads[2].1.clone();
+    let (ok, text) = verify(&last);
+    assert!(ok && text.contains("still holds head"), "{text}");
+    // The hash alone is enough.
+    let (ok, text) = verify(last.split_once(' ').unwrap().1);
+    assert!(ok, "{text}");
+
+    // Erase the newest incident: its rows, its mail, its ledger records.
+    let kept = heads[1].0;
+    for statement in [
+        format!("DELETE FROM ledger WHERE seq > {kept}"),
+        "DELETE FROM evidence WHERE incident_id = 2".into(),
+        "DELETE FROM transitions WHERE incident_id = 2".into(),
+        "DELETE FROM outbox WHERE incident_id = 2".into(),
+        "DELETE FROM incidents WHERE id = 2".into(),
+    ] {
+        sql(&w.path, &statement).await;
+    }
+    let out = haltwatch(&w.path, &["verify", "--history"]);
+    assert!(
+        out.status.success(),
+        "a consistent prefix passes on its own: {}",
+        stdout(&out)
+    );
+    let (ok, text) = verify(&last);
+    assert!(
+        !ok && text.contains("TRUNCATED OR REWRITTEN"),
+        "the last mail's head catches it: {text}"
+    );
+    let (ok, text) = verify(&heads[1].1);
+    assert!(ok, "an older head is still there: {text}");
+    // A head that names the wrong record is not taken for the right one.
+    let (n, hash) = heads[1].1.split_once(' ').unwrap();
+    let (ok, _) = verify(&format!("{} {hash}", n.parse::<i64>().unwrap() - 1));
+    assert!(!ok);
+}

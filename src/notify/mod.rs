@@ -286,7 +286,15 @@ impl Notifier {
         let names: Vec<&str> = on_chain.iter().map(|p| p.name.as_str()).collect();
         let rendered = email::render_notice(&notice.chain, &names, &notice.body);
         let message_id = self.message_id(&notice.message_id);
-        let message = match build(&self.email.from, &recipients, &message_id, None, rendered) {
+        let head = self.store.ledger_head().await?;
+        let message = match build(
+            &self.email.from,
+            &recipients,
+            &message_id,
+            None,
+            head,
+            rendered,
+        ) {
             Ok(m) => m,
             Err(e) => {
                 let why = e.to_string();
@@ -440,7 +448,15 @@ impl Notifier {
             }
             return Ok(());
         }
-        let message = match build(&self.email.from, &recipients, &message_id, thread, rendered) {
+        let head = self.store.ledger_head().await?;
+        let message = match build(
+            &self.email.from,
+            &recipients,
+            &message_id,
+            thread,
+            head,
+            rendered,
+        ) {
             Ok(m) => m,
             Err(e) => {
                 self.store.outbox_failed(ids, &e.to_string()).await?;
@@ -505,17 +521,55 @@ pub fn retry_delay(initial: Duration, attempts: i64) -> Duration {
     base.mul_f64(rand::rng().random_range(0.8..1.2))
 }
 
+/// `X-Haltwatch-History-Head: N 0x…`: the history's ledger head when the
+/// mail was written. Every responder's mailbox keeps a copy, so a later
+/// truncation or rewrite of the history is caught by
+/// `haltwatch verify --history --head 0x…`.
+#[derive(Debug, Clone)]
+struct HistoryHeadHeader(String);
+
+impl lettre::message::header::Header for HistoryHeadHeader {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("X-Haltwatch-History-Head")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(HistoryHeadHeader(s.to_string()))
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// The history head as mails print it: `History head: 0x… (record N)`.
+pub fn history_head_line((records, hash): (i64, alloy::primitives::B256)) -> String {
+    format!("History head: {hash} (record {records})")
+}
+
 fn build(
     from: &Mailbox,
     recipients: &[String],
     message_id: &str,
     thread: Option<String>,
-    rendered: email::Rendered,
+    head: (i64, alloy::primitives::B256),
+    mut rendered: email::Rendered,
 ) -> Result<Message, NotifyError> {
+    let line = history_head_line(head);
+    rendered.text = format!("{}\n\n{line}\n", rendered.text.trim_end());
+    let footer = format!(
+        "<p style=\"color:#57606a;font-size:.8rem\">{}</p>",
+        crate::render::esc(&line)
+    );
+    match rendered.html.rfind("</body>") {
+        Some(at) => rendered.html.insert_str(at, &footer),
+        None => rendered.html.push_str(&footer),
+    }
     let mut builder = Message::builder()
         .from(from.clone())
         .subject(rendered.subject)
-        .message_id(Some(message_id.to_string()));
+        .message_id(Some(message_id.to_string()))
+        .header(HistoryHeadHeader(format!("{} {}", head.0, head.1)));
     for r in recipients {
         let mailbox: Mailbox = r.parse().map_err(|_| NotifyError::Recipient(r.clone()))?;
         builder = builder.to(mailbox);

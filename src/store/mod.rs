@@ -556,6 +556,21 @@ impl Store {
         ledger::verify(&mut conn).await
     }
 
+    /// Where ledger record `hash` stands now (its number), if it is still
+    /// there; with `record`, only at that number. A head pinned earlier (from
+    /// a mail, a report) that is gone means the history was truncated or
+    /// rewritten since.
+    pub async fn ledger_record(&self, record: Option<i64>, hash: B256) -> Result<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT seq FROM ledger WHERE hash = ?1 AND (?2 IS NULL OR seq = ?2) LIMIT 1",
+        )
+        .bind(hash.to_string())
+        .bind(record)
+        .fetch_optional(&self.reads)
+        .await
+        .map_err(q("find ledger record"))
+    }
+
     /// The ledger head: (records, hash). Pin it to detect a rewritten history.
     pub async fn ledger_head(&self) -> Result<(i64, B256)> {
         let mut conn = self.reads.acquire().await.map_err(q("connect"))?;
