@@ -574,6 +574,12 @@ async fn verify(
             println!("the history still holds head {hash} (record {at})");
         }
         let report = store.verify_history().await?;
+        if report.identities_not_covered > 0 {
+            println!(
+                "note: {} incident(s) were recorded before their protocol, chain and planned flag went into the ledger; those columns of theirs are not covered",
+                report.identities_not_covered
+            );
+        }
         if report.problems.is_empty() {
             println!(
                 "history intact: {} records, head {}",

@@ -16,6 +16,7 @@ use crate::config::StoreConfig;
 pub use ledger::{HistoryReport, RecordKind, Tamper};
 
 mod bulk;
+mod header;
 pub mod ledger;
 mod notices;
 mod read;
@@ -1059,7 +1060,18 @@ async fn rederive(conn: &mut SqliteConnection, id: i64) -> Result<()> {
     .fetch_all(&mut *conn)
     .await
     .map_err(q("read transitions"))?;
-    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+    let steps = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                parse_kind(&r.get::<String, _>(0))?,
+                parse_state(&r.get::<String, _>(1))?,
+                r.get::<i64, _>(2),
+                r.get::<i64, _>(3),
+            ))
+        })
+        .collect::<Result<Vec<header::Step>>>()?;
+    let Some(h) = header::derive(&steps) else {
         sqlx::query("UPDATE incidents SET state = 'withdrawn', ended_at = NULL, end_block = NULL WHERE id = ?")
             .bind(id)
             .execute(&mut *conn)
@@ -1067,30 +1079,16 @@ async fn rederive(conn: &mut SqliteConnection, id: i64) -> Result<()> {
             .map_err(q("withdraw incident"))?;
         return Ok(());
     };
-    let mut severity = ProtocolState::Degraded;
-    for r in &rows {
-        severity = severity.max(parse_state(&r.get::<String, _>(1))?);
-    }
-    let resolved = parse_kind(&last.get::<String, _>(0))? == TransitionKind::Resolved;
-    let (state, ended_at, end_block) = if resolved {
-        (
-            IncidentState::Resolved,
-            Some(last.get::<i64, _>(2)),
-            Some(last.get::<i64, _>(3)),
-        )
-    } else {
-        (IncidentState::Open, None, None)
-    };
     sqlx::query(
         "UPDATE incidents SET state = ?, severity = ?, started_at = ?, start_block = ?,
             ended_at = ?, end_block = ? WHERE id = ?",
     )
-    .bind(state.as_str())
-    .bind(severity.as_str())
-    .bind(first.get::<i64, _>(2))
-    .bind(first.get::<i64, _>(3))
-    .bind(ended_at)
-    .bind(end_block)
+    .bind(h.state.as_str())
+    .bind(h.severity.as_str())
+    .bind(h.started_at)
+    .bind(h.start_block)
+    .bind(h.ended_at)
+    .bind(h.end_block)
     .bind(id)
     .execute(&mut *conn)
     .await

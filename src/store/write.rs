@@ -94,38 +94,17 @@ struct NewIncident<'a> {
 }
 
 impl NewIncident<'_> {
-    /// The header, derived from the transitions exactly as `rederive` does.
-    fn header(
-        &self,
-    ) -> (
-        &'static str,
-        &'static str,
-        i64,
-        i64,
-        Option<i64>,
-        Option<i64>,
-    ) {
-        let severity = self
-            .transitions
-            .iter()
-            .map(|t| t.1)
-            .fold(ProtocolState::Degraded, ProtocolState::max);
-        let (first, last) = (
-            self.transitions[0],
-            self.transitions[self.transitions.len() - 1],
-        );
-        if last.0 == TransitionKind::Resolved {
-            (
-                "resolved",
-                severity.as_str(),
-                first.2,
-                first.3,
-                Some(last.2),
-                Some(last.3),
-            )
-        } else {
-            ("open", severity.as_str(), first.2, first.3, None, None)
-        }
+    /// The header its transitions in this batch give ([`super::header`]).
+    fn header(&self) -> super::header::Header {
+        // A new incident always has its opening transition.
+        super::header::derive(&self.transitions).unwrap_or(super::header::Header {
+            state: super::IncidentState::Open,
+            severity: ProtocolState::Degraded,
+            started_at: 0,
+            start_block: 0,
+            ended_at: None,
+            end_block: None,
+        })
     }
 }
 
@@ -201,7 +180,7 @@ impl<'a> NewRows<'a> {
                             key: update.key.clone(),
                         });
                     }
-                    incidents.push(NewIncident {
+                    let incident = NewIncident {
                         id: take(&mut ids.incident),
                         key: &update.key,
                         protocol: u.protocol,
@@ -210,7 +189,24 @@ impl<'a> NewRows<'a> {
                         planned: u.planned,
                         transitions: Vec::new(),
                         mails: 0,
-                    });
+                    };
+                    // Its identity first, then its evidence and transitions.
+                    // Kept as the record's payload too, so that verify can
+                    // name the column an edit changed.
+                    let identity = super::ledger::incident_canonical(
+                        incident.key,
+                        incident.protocol,
+                        incident.chain,
+                        incident.chain_id,
+                        incident.planned,
+                    );
+                    ledger.push(
+                        RecordKind::Incident,
+                        Some(incident.id),
+                        Some(identity.clone()),
+                        identity,
+                    );
+                    incidents.push(incident);
                     index_of.insert(&update.key, incidents.len() - 1);
                     incidents.len() - 1
                 }
@@ -365,19 +361,19 @@ pub(super) const INSERT_OUTBOX: &str = "INSERT INTO outbox (id, incident_id, kin
 
 /// A new incident's row, in the order of [`INSERT_INCIDENT`].
 fn incident_row<'a>(i: &NewIncident<'a>) -> [Value<'a>; 12] {
-    let (state, severity, started_at, start_block, ended_at, end_block) = i.header();
+    let h = i.header();
     [
         i.id.into(),
         i.key.into(),
         i.protocol.into(),
         i.chain.into(),
         i.chain_id.into(),
-        state.into(),
-        severity.into(),
-        started_at.into(),
-        start_block.into(),
-        ended_at.into(),
-        end_block.into(),
+        h.state.as_str().into(),
+        h.severity.as_str().into(),
+        h.started_at.into(),
+        h.start_block.into(),
+        h.ended_at.into(),
+        h.end_block.into(),
         i.planned.into(),
     ]
 }

@@ -1,12 +1,13 @@
 //! The tamper-evident ledger over the halt history.
 //!
-//! Every history record (a transition, a piece of evidence, a retraction by
-//! a reorg) appends one ledger record in the same transaction that writes it:
+//! Every history record (an incident's identity, a transition, a piece of
+//! evidence, a retraction by a reorg) appends one ledger record in the same transaction that writes it:
 //! `hash = keccak256(prev_hash ‖ canonical)`, where `canonical` is a JSON
 //! array of the record's immutable fields read back from its row. Verifying
 //! recomputes the chain from the rows as they are now, so an edited, deleted
 //! or inserted row, or an edited ledger, is named by its position.
 
+mod incidents;
 mod verify;
 
 use alloy::primitives::{B256, keccak256};
@@ -22,6 +23,8 @@ pub use verify::{HistoryReport, Tamper};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
+    /// An incident's identity: key, protocol, chain, planned.
+    Incident,
     Transition,
     Evidence,
     Retraction,
@@ -33,6 +36,7 @@ pub enum RecordKind {
 impl RecordKind {
     fn as_str(self) -> &'static str {
         match self {
+            RecordKind::Incident => "incident",
             RecordKind::Transition => "transition",
             RecordKind::Evidence => "evidence",
             RecordKind::Retraction => "retraction",
@@ -42,6 +46,7 @@ impl RecordKind {
 
     fn parse(s: &str) -> Option<Self> {
         match s {
+            "incident" => Some(RecordKind::Incident),
             "transition" => Some(RecordKind::Transition),
             "evidence" => Some(RecordKind::Evidence),
             "retraction" => Some(RecordKind::Retraction),
@@ -94,6 +99,19 @@ pub(super) fn reinstatement(
     transitions: &[i64],
 ) -> String {
     serde_json::json!(["reinstatement", chain_id, incident, evidence, transitions]).to_string()
+}
+
+/// The ledger encoding of an incident's identity, the columns its
+/// transitions do not determine.
+pub(super) fn incident_canonical(
+    key: &str,
+    protocol: &str,
+    chain: &str,
+    chain_id: i64,
+    planned: bool,
+) -> String {
+    serde_json::to_string(&("incident", key, protocol, chain, chain_id, planned))
+        .unwrap_or_default()
 }
 
 /// The immutable fields of a piece of evidence, exactly as bound and stored.

@@ -27,6 +27,14 @@ pub enum Tamper {
     LedgerEdited { seq: i64 },
     /// A row's retracted flag disagrees with the retraction records.
     RetractedFlag { kind: RecordKind, id: i64 },
+    /// A column of an incident's row differs from what the ledger says: its
+    /// identity record, or what its covered transitions give.
+    Column {
+        incident: i64,
+        column: &'static str,
+        stored: String,
+        recomputed: String,
+    },
 }
 
 impl std::fmt::Display for Tamper {
@@ -53,6 +61,15 @@ impl std::fmt::Display for Tamper {
             Tamper::RetractedFlag { kind, id } => {
                 write!(f, "{} {id}: its retracted flag was changed", kind.as_str())
             }
+            Tamper::Column {
+                incident,
+                column,
+                stored,
+                recomputed,
+            } => write!(
+                f,
+                "incident {incident}: {column} is {stored} in the incidents table, {recomputed} by the ledger"
+            ),
         }
     }
 }
@@ -64,7 +81,11 @@ pub struct HistoryReport {
     /// The last record's hash: pin it to detect a rewrite of the whole ledger.
     pub head: B256,
     /// In ledger order; the first is the earliest point of tampering.
+    /// Incident rows checked against their transitions come last.
     pub problems: Vec<Tamper>,
+    /// Incidents recorded before their identity (protocol, chain, planned)
+    /// went into the ledger: those columns of theirs are not covered.
+    pub identities_not_covered: usize,
 }
 
 /// The canonical encoding of a row's immutable fields as stored now; `None` if the row is gone.
@@ -74,6 +95,24 @@ async fn canonical(
     id: i64,
 ) -> Result<Option<String>> {
     match kind {
+        RecordKind::Incident => {
+            let row = sqlx::query(
+                "SELECT key, protocol, chain, chain_id, planned FROM incidents WHERE id = ?",
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(q("read history row"))?;
+            Ok(row.map(|r| {
+                super::incident_canonical(
+                    &r.get::<String, _>(0),
+                    &r.get::<String, _>(1),
+                    &r.get::<String, _>(2),
+                    r.get(3),
+                    r.get(4),
+                )
+            }))
+        }
         RecordKind::Evidence => {
             let row = sqlx::query(
                 "SELECT i.key, e.chain_id, e.contract, e.contract_name, e.tx_hash, e.block_number,
@@ -140,7 +179,7 @@ pub(in crate::store) async fn verify(conn: &mut SqliteConnection) -> Result<Hist
     let mut problems = Vec::new();
     let mut prev = B256::ZERO;
     let mut last_seq = 0;
-    let mut covered: [BTreeSet<i64>; 2] = Default::default();
+    let mut covered: [BTreeSet<i64>; 3] = Default::default();
     let mut retracted: [BTreeSet<i64>; 2] = Default::default();
     for r in &rows {
         let seq: i64 = r.get(0);
@@ -164,7 +203,7 @@ pub(in crate::store) async fn verify(conn: &mut SqliteConnection) -> Result<Hist
         }
         let canonical = match (kind, ref_id) {
             (RecordKind::Retraction | RecordKind::Reinstatement, _) => {
-                let text = payload.unwrap_or_default();
+                let text = payload.clone().unwrap_or_default();
                 if let Ok(serde_json::Value::Array(parts)) = serde_json::from_str(&text) {
                     for (slot, part) in [(0, 3), (1, 4)] {
                         let ids = parts.get(part).and_then(|v| v.as_array());
@@ -192,10 +231,20 @@ pub(in crate::store) async fn verify(conn: &mut SqliteConnection) -> Result<Hist
                 id: ref_id.unwrap_or_default(),
             }),
             Some(c) if chain(stored_prev, &c) != stored_hash => {
-                problems.push(match ref_id {
-                    Some(id) => Tamper::Edited { seq, kind, id },
-                    None => Tamper::LedgerEdited { seq },
-                });
+                let named = match (kind, ref_id, &payload) {
+                    (RecordKind::Incident, Some(id), Some(recorded)) => {
+                        super::incidents::identity_columns(id, recorded, &c)
+                    }
+                    _ => Vec::new(),
+                };
+                if named.is_empty() {
+                    problems.push(match ref_id {
+                        Some(id) => Tamper::Edited { seq, kind, id },
+                        None => Tamper::LedgerEdited { seq },
+                    });
+                } else {
+                    problems.extend(named);
+                }
             }
             Some(_) => {}
         }
@@ -221,16 +270,19 @@ pub(in crate::store) async fn verify(conn: &mut SqliteConnection) -> Result<Hist
             }
         }
     }
+    let identities_not_covered = super::incidents::check(conn, &covered[2], &mut problems).await?;
     Ok(HistoryReport {
         records: last_seq,
         head: prev,
         problems,
+        identities_not_covered,
     })
 }
 
 fn slot_of(kind: RecordKind) -> usize {
     match kind {
         RecordKind::Transition => 0,
+        RecordKind::Incident => 2,
         _ => 1,
     }
 }
