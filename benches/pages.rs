@@ -86,6 +86,13 @@ chain = "anvil"
                     .collect(),
                 trackers: Vec::new(),
                 window_blocks: 64,
+                observed: Some(haltwatch::store::Observed {
+                    chain: "anvil",
+                    from_block: first,
+                    to_block: first + chunk.len() as u64 - 1,
+                    first_time: t0 + first * 600,
+                    last_time: t0 + (first + chunk.len() as u64 - 1) * 600,
+                }),
             };
             store.commit(batch).await.expect("commit");
         }

@@ -70,6 +70,14 @@ fn commit_catch_up_range(bencher: Bencher, blocks: u64) {
                     String::from(r#"{"halted":[]}"#),
                 )],
                 window_blocks: 64,
+                // As the processor commits a followed range.
+                observed: Some(haltwatch::store::Observed {
+                    chain: "anvil",
+                    from_block: first,
+                    to_block: first + blocks - 1,
+                    first_time: 1_700_000_000 + first,
+                    last_time: 1_700_000_000 + first + blocks - 1,
+                }),
             };
             runtime().block_on(store.commit(batch)).expect("commit");
         });

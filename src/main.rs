@@ -508,7 +508,8 @@ async fn report(
         })
         .await?;
     let gaps = store.gaps(since, until).await?;
-    let reports = haltwatch::report::report(&protocols, &incidents, &gaps, since, until);
+    let observed = store.observed(since, until).await?;
+    let reports = haltwatch::report::report(&protocols, &incidents, &gaps, &observed, since, until);
     let (records, head) = store.ledger_head().await?;
     match format {
         ReportFormat::Json => println!(

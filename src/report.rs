@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::model::{ProtocolState, sanitize_text};
 use crate::render::duration;
-use crate::store::{GapRecord, IncidentRecord, IncidentState, format_time};
+use crate::store::{GapRecord, IncidentRecord, IncidentState, ObservedSpan, format_time};
 
 /// Parses `2026-11-01T00:00:00Z`, `now`, or a span before `now`: `30d`, `12h`, `90m`, `45s`.
 pub fn parse_time(s: &str, now: u64) -> Option<u64> {
@@ -53,10 +53,18 @@ pub struct ProtocolReport {
     pub until: u64,
     /// Incidents that overlap the period, planned ones excluded.
     pub incidents: usize,
+    /// Halted and degraded time inside the observed time.
     pub halted_seconds: u64,
     pub degraded_seconds: u64,
-    /// `(period − halted) / period`; degraded time and planned maintenance do not count against it.
-    pub uptime_percent: f64,
+    /// Time of the period the monitor observed of the protocol's chain: its
+    /// observed spans, less its monitoring gaps.
+    pub observed_seconds: u64,
+    /// `observed / period`.
+    pub coverage_percent: f64,
+    /// `(observed − halted) / observed`; degraded time and planned
+    /// maintenance do not count against it. `None` when nothing of the
+    /// period was observed: no claim either way.
+    pub uptime_percent: Option<f64>,
     /// Incidents inside maintenance windows, and their halted + degraded time.
     pub planned_incidents: usize,
     pub planned_seconds: u64,
@@ -101,6 +109,7 @@ pub fn report(
     protocols: &[ProtocolInfo],
     incidents: &[IncidentRecord],
     gaps: &[GapRecord],
+    observed: &[ObservedSpan],
     since: u64,
     until: u64,
 ) -> Vec<ProtocolReport> {
@@ -108,6 +117,8 @@ pub fn report(
     protocols
         .iter()
         .map(|p| {
+            let watched = watched_spans(&p.chain, observed, gaps, since, until);
+            let observed_seconds: u64 = watched.iter().map(|(a, b)| b - a).sum();
             let mine = incidents
                 .iter()
                 .filter(|i| i.protocol == p.name && i.state != IncidentState::Withdrawn);
@@ -119,7 +130,9 @@ pub fn report(
                 incidents: 0,
                 halted_seconds: 0,
                 degraded_seconds: 0,
-                uptime_percent: 100.0,
+                observed_seconds,
+                coverage_percent: 100.0 * observed_seconds as f64 / period as f64,
+                uptime_percent: None,
                 planned_incidents: 0,
                 planned_seconds: 0,
                 mttr_seconds: None,
@@ -132,7 +145,11 @@ pub fn report(
             };
             let mut repairs = Vec::new();
             for i in mine {
-                let (halted, degraded) = state_seconds(i, since, until);
+                // Only what was observed counts, for or against.
+                let (halted, degraded) = watched.iter().fold((0, 0), |(h, d), &(a, b)| {
+                    let (x, y) = state_seconds(i, a, b);
+                    (h + x, d + y)
+                });
                 if i.planned {
                     r.planned_incidents += 1;
                     r.planned_seconds += halted + degraded;
@@ -149,13 +166,16 @@ pub fn report(
                     repairs.push(d as f64);
                 }
             }
-            r.uptime_percent =
-                100.0 * (period - r.halted_seconds.min(period)) as f64 / period as f64;
+            r.uptime_percent = (observed_seconds > 0).then(|| {
+                100.0 * (observed_seconds - r.halted_seconds.min(observed_seconds)) as f64
+                    / observed_seconds as f64
+            });
             if !repairs.is_empty() {
                 r.mttr_seconds = Some(repairs.iter().sum::<f64>() / repairs.len() as f64);
             }
             if r.incidents > 0 {
-                let operational = period.saturating_sub(r.halted_seconds + r.degraded_seconds);
+                let operational =
+                    observed_seconds.saturating_sub(r.halted_seconds + r.degraded_seconds);
                 r.mtbf_seconds = Some(operational as f64 / r.incidents as f64);
             }
             for g in gaps.iter().filter(|g| g.chain == p.chain) {
@@ -174,6 +194,48 @@ pub fn report(
         .collect()
 }
 
+/// The parts of `since..until` observed of `chain`: its observed spans,
+/// merged, less its monitoring gaps; sorted, disjoint `(from, to)` pairs.
+pub fn watched_spans(
+    chain: &str,
+    observed: &[ObservedSpan],
+    gaps: &[GapRecord],
+    since: u64,
+    until: u64,
+) -> Vec<(u64, u64)> {
+    let mut spans: Vec<(u64, u64)> = observed
+        .iter()
+        .filter(|o| o.chain == chain)
+        .map(|o| (o.first_time.max(since), o.last_time.min(until)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    spans.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
+    for (a, b) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    for g in gaps.iter().filter(|g| g.chain == chain) {
+        let (ga, gb) = (g.started_at, g.ended_at.unwrap_or(until));
+        merged = merged
+            .into_iter()
+            .flat_map(|(a, b)| {
+                if gb <= a || ga >= b {
+                    vec![(a, b)]
+                } else {
+                    [(a, ga.max(a)), (gb.min(b), b)]
+                        .into_iter()
+                        .filter(|(x, y)| x < y)
+                        .collect()
+                }
+            })
+            .collect();
+    }
+    merged
+}
+
 /// A human table, or Markdown (`markdown = true`) for pasting into a review.
 pub fn report_text(reports: &[ProtocolReport], markdown: bool, head: &str) -> String {
     let header = [
@@ -183,6 +245,7 @@ pub fn report_text(reports: &[ProtocolReport], markdown: bool, head: &str) -> St
         "halted",
         "degraded",
         "uptime",
+        "observed",
         "planned",
         "MTTR",
         "MTBF",
@@ -199,7 +262,13 @@ pub fn report_text(reports: &[ProtocolReport], markdown: bool, head: &str) -> St
                 r.incidents.to_string(),
                 duration(r.halted_seconds),
                 duration(r.degraded_seconds),
-                format!("{:.3}%", r.uptime_percent),
+                r.uptime_percent
+                    .map_or("no data".to_string(), |u| format!("{u:.3}%")),
+                format!(
+                    "{} ({:.1}%)",
+                    duration(r.observed_seconds),
+                    r.coverage_percent
+                ),
                 format!("{} ({})", r.planned_incidents, duration(r.planned_seconds)),
                 r.mttr_seconds
                     .map_or("-".into(), |s| duration(s.round() as u64)),
@@ -455,7 +524,8 @@ mod tests {
                 reason: "refused".into(),
             },
         ];
-        let r = &report(&p, &incidents, &gaps, 0, 100_000)[0];
+        let all = [observed("c", 0, 100_000)];
+        let r = &report(&p, &incidents, &gaps, &all, 0, 100_000)[0];
         assert_eq!(
             (r.monitoring_gaps, r.monitoring_gap_seconds),
             (1, 600),
@@ -464,19 +534,73 @@ mod tests {
         assert_eq!(r.incidents, 3);
         assert_eq!(r.halted_seconds, 2000 + 3600 + 1000);
         assert_eq!(r.degraded_seconds, 1000);
+        // Observed: the whole period less the 600 s gap.
+        assert_eq!(r.observed_seconds, 99_400);
+        let uptime = r.uptime_percent.unwrap();
         assert!(
-            (r.uptime_percent - 93.4).abs() < 1e-9,
-            "{}",
-            r.uptime_percent
+            (uptime - 100.0 * (99_400.0 - 6600.0) / 99_400.0).abs() < 1e-9,
+            "{uptime}"
         );
         assert_eq!((r.planned_incidents, r.planned_seconds), (1, 500));
         assert_eq!(r.mttr_seconds, Some((3000.0 + 3600.0) / 2.0));
-        assert_eq!(r.mtbf_seconds, Some((100_000.0 - 7600.0) / 3.0));
+        assert_eq!(r.mtbf_seconds, Some((99_400.0 - 7600.0) / 3.0));
         assert_eq!(
             (r.longest_halt_seconds, r.longest_halt_incident),
             (3600, Some(2))
         );
         assert_eq!(r.estimated_cost_usd, Some(1000.0 * 6600.0 / 3600.0));
+    }
+
+    fn observed(chain: &str, first_time: u64, last_time: u64) -> ObservedSpan {
+        ObservedSpan {
+            chain: chain.into(),
+            chain_id: 1,
+            first_block: first_time,
+            first_time,
+            last_block: last_time,
+            last_time,
+        }
+    }
+
+    #[test]
+    fn uptime_is_claimed_only_for_observed_time() {
+        let p = [ProtocolInfo {
+            name: "P".into(),
+            chain: "c".into(),
+            revenue_per_hour_usd: None,
+        }];
+        // Halted 6,000 s; the monitor started at 88,000 of a 0..100,000 period.
+        let incidents = vec![incident(
+            1,
+            false,
+            &[(90_000, ProtocolState::Halted)],
+            Some(96_000),
+        )];
+        let spans = [
+            observed("c", 88_000, 100_000),
+            observed("other", 0, 100_000),
+        ];
+        let r = &report(&p, &incidents, &[], &spans, 0, 100_000)[0];
+        assert_eq!(r.observed_seconds, 12_000);
+        assert!((r.coverage_percent - 12.0).abs() < 1e-9);
+        assert_eq!(r.uptime_percent, Some(50.0), "6,000 s of 12,000 observed");
+        // Nothing observed: no claim.
+        let r = &report(&p, &incidents, &[], &[], 0, 100_000)[0];
+        assert_eq!((r.observed_seconds, r.uptime_percent), (0, None));
+        assert_eq!(r.halted_seconds, 0, "nothing counts that was not observed");
+        // Two overlapping spans count once; a gap is a hole.
+        let gaps = [GapRecord {
+            chain: "c".into(),
+            chain_id: 1,
+            started_at: 500,
+            ended_at: Some(600),
+            reason: "r".into(),
+        }];
+        let spans = [observed("c", 0, 1_000), observed("c", 800, 2_000)];
+        assert_eq!(
+            watched_spans("c", &spans, &gaps, 0, 10_000),
+            vec![(0, 500), (600, 2_000)]
+        );
     }
 
     #[test]

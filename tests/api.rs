@@ -382,6 +382,12 @@ async fn the_json_api_filters_and_pages_the_history() {
         .unwrap();
     assert_eq!(vault["incidents"], 2);
     assert!(uptime["history_head"]["records"].as_i64().unwrap() > 0);
+    // Coverage: a few seconds of chain observed, out of a period of centuries.
+    assert!(vault["observed_seconds"].is_u64(), "{vault}");
+    assert!(vault["coverage_percent"].as_f64().unwrap() < 1.0, "{vault}");
+    let spans = uptime["observed"].as_array().unwrap();
+    assert_eq!(spans.len(), 1, "one span, followed from genesis: {spans:?}");
+    assert_eq!(spans[0]["first_block"], 0);
     running.stop().await;
 }
 
@@ -502,6 +508,9 @@ async fn the_status_page_renders_in_a_real_browser_and_hostile_strings_stay_text
         .await
         .unwrap();
     chain.call(vault, selector("pause()")).await.unwrap();
+    // Some chain time observed after the pause (blocks a second apart).
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    mine(&chain, 1).await;
     wait_caught_up(&running.store, &chain).await;
 
     let url = format!("http://{api}/");
@@ -528,6 +537,18 @@ async fn the_status_page_renders_in_a_real_browser_and_hostile_strings_stay_text
         2 * 90,
         "a 90-day bar per protocol"
     );
+    // Monitoring began today: the 89 days before are grey, not green.
+    assert_eq!(
+        dom.matches("<rect class=\"day nodata\"").count(),
+        2 * 89,
+        "days before the first observed block have no data: {dom}"
+    );
+    assert!(dom.contains("no data (not observed)"), "{dom}");
+    assert!(
+        dom.contains("<rect class=\"day halted\"") && dom.contains("of the day</title>"),
+        "today: halted, partly observed: {dom}"
+    );
+    assert!(!dom.contains("<rect class=\"day operational\""), "{dom}");
     assert!(
         !dom.contains("data-pwned=\"1\""),
         "the hostile string ran: {dom}"

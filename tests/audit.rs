@@ -306,15 +306,29 @@ async fn report_figures_match_hand_computed_durations() {
     let w = world().await;
     let live = w.config("live.db", None);
     let r = report_json(&live);
-    let period = 3600.0 + 86_400.0;
+    // Observed: from the period's start (followed since genesis) to the
+    // newest block; the rest of the day after it was not watched.
+    let last = w
+        .chain
+        .provider
+        .get_block_by_number(w.head.into())
+        .await
+        .unwrap()
+        .unwrap()
+        .header
+        .timestamp;
+    let observed = (last - (T0 - 3600)) as f64;
     let a = &r["protocols"][0];
     assert_eq!(a["protocol"], "Vault A");
     assert_eq!(a["incidents"], 2);
     assert_eq!(a["halted_seconds"], 3600 + 300);
     assert_eq!(a["degraded_seconds"], 0);
+    assert_eq!(a["observed_seconds"].as_f64(), Some(observed));
+    let coverage = a["coverage_percent"].as_f64().unwrap();
+    assert!((coverage - 100.0 * observed / (3600.0 + 86_400.0)).abs() < 1e-9);
     let uptime = a["uptime_percent"].as_f64().unwrap();
     assert!(
-        (uptime - 100.0 * (period - 3900.0) / period).abs() < 1e-9,
+        (uptime - 100.0 * (observed - 3900.0) / observed).abs() < 1e-9,
         "{uptime}"
     );
     assert_eq!(a["mttr_seconds"], 1950.0);
@@ -639,5 +653,59 @@ async fn editing_any_column_of_an_incident_row_is_named_by_verify_history() {
     assert!(
         !ok && text.contains("was inserted without a ledger record"),
         "{text}"
+    );
+}
+
+/// A report over a period that starts before monitoring began claims
+/// uptime only for what was observed: a monitor started at Vault A's first
+/// pause saw it halted 3,900 s of ~7,500 s, about 48%, not 96%.
+#[tokio::test]
+async fn uptime_is_claimed_only_for_the_time_that_was_observed() {
+    let w = world().await;
+    let live = w.config("live.db", None);
+    let first_pause = store(&live)
+        .await
+        .incident(1)
+        .await
+        .unwrap()
+        .unwrap()
+        .start_block;
+    let late = w.config("late.db", None);
+    let text = std::fs::read_to_string(&late)
+        .unwrap()
+        .replace("start_block = 0", &format!("start_block = {first_pause}"));
+    std::fs::write(&late, text).unwrap();
+    let running = start(&late).await;
+    wait_caught_up(&running.store, &w.chain).await;
+    running.stop().await;
+    let (since, until) = (
+        haltwatch::store::format_time(T0 - 86_400),
+        haltwatch::store::format_time(T0 + 7_500),
+    );
+    let out = haltwatch(
+        &late,
+        &[
+            "report", "--since", &since, "--until", &until, "--format", "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &r["protocols"][0];
+    assert_eq!(a["halted_seconds"], 3900);
+    assert_eq!(a["observed_seconds"], 7_500, "from the first pause on");
+    let coverage = a["coverage_percent"].as_f64().unwrap();
+    assert!(coverage < 100.0 && (coverage - 100.0 * 7_500.0 / 93_900.0).abs() < 1e-9);
+    let uptime = a["uptime_percent"].as_f64().unwrap();
+    assert!(
+        (uptime - 100.0 * 3_600.0 / 7_500.0).abs() < 1e-9,
+        "48%, not 96%: {uptime}"
+    );
+    let table = stdout(&haltwatch(
+        &late,
+        &["report", "--since", &since, "--until", &until],
+    ));
+    assert!(
+        table.contains("(8.0%)"),
+        "the table shows the coverage: {table}"
     );
 }

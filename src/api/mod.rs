@@ -320,8 +320,13 @@ async fn uptime(State(state): State<AppState>, Query(q): Query<UptimeQuery>) -> 
         Ok(g) => g,
         Err(e) => return internal(e),
     };
+    let observed = match state.store.observed(since, until).await {
+        Ok(o) => o,
+        Err(e) => return internal(e),
+    };
     Json(serde_json::json!({
-        "protocols": crate::report::report(&state.protocols(), &incidents, &gaps, since, until),
+        "protocols": crate::report::report(&state.protocols(), &incidents, &gaps, &observed, since, until),
+        "observed": observed,
         "monitoring_gaps": gaps,
         "history_head": {"records": head.0, "hash": head.1},
     }))

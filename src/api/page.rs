@@ -46,8 +46,18 @@ fn day_label(start: u64) -> String {
     format_time(start).get(..10).unwrap_or_default().to_string()
 }
 
-/// The 90-day bar of one protocol: one cell per UTC day, coloured by the worst state that day.
-fn uptime_bar(protocol: &str, incidents: &[IncidentRecord], now: u64) -> (String, f64) {
+/// The 90-day bar of one protocol: one cell per UTC day, coloured by the
+/// worst state observed that day, grey ("no data") where nothing of the day
+/// was observed; a partly observed day says how much in its hover text.
+/// `watched` is what was observed of the protocol's chain
+/// ([`crate::report::watched_spans`]). Returns the bar and the uptime over
+/// the observed time (`None` when none was).
+fn uptime_bar(
+    protocol: &str,
+    incidents: &[IncidentRecord],
+    watched: &[(u64, u64)],
+    now: u64,
+) -> (String, Option<f64>) {
     let today = now - now % DAY;
     let first = today - (DAYS - 1) * DAY;
     let mine: Vec<&IncidentRecord> = incidents
@@ -61,15 +71,35 @@ fn uptime_bar(protocol: &str, incidents: &[IncidentRecord], now: u64) -> (String
         DAYS * (cell + gap),
         DAYS * (cell + gap)
     );
-    let mut halted_total = 0;
+    let (mut halted_total, mut observed_total) = (0, 0);
     for d in 0..DAYS {
         let start = first + d * DAY;
         let end = (start + DAY).min(now.max(start + 1));
-        let (halted, degraded) = mine.iter().fold((0, 0), |(h, g), i| {
-            let (a, b) = state_seconds(i, start, end);
-            (h + a, g + b)
+        // The observed parts of this day.
+        let parts: Vec<(u64, u64)> = watched
+            .iter()
+            .map(|&(a, b)| (a.max(start), b.min(end)))
+            .filter(|(a, b)| a < b)
+            .collect();
+        let observed: u64 = parts.iter().map(|(a, b)| b - a).sum();
+        let (halted, degraded) = parts.iter().fold((0, 0), |(h, g), &(a, b)| {
+            mine.iter().fold((h, g), |(h, g), i| {
+                let (x, y) = state_seconds(i, a, b);
+                (h + x, g + y)
+            })
         });
         halted_total += halted;
+        observed_total += observed;
+        let x = d * (cell + gap);
+        let label = day_label(start);
+        if observed == 0 {
+            let _ = write!(
+                svg,
+                "<rect class=\"day nodata\" x=\"{x}\" y=\"0\" width=\"{cell}\" height=\"34\" rx=\"1\" fill=\"#d0d7de\">\
+                 <title>{label}: no data (not observed)</title></rect>"
+            );
+            continue;
+        }
         let (colour, worst) = if halted > 0 {
             ("#c62828", "halted")
         } else if degraded > 0 {
@@ -77,20 +107,25 @@ fn uptime_bar(protocol: &str, incidents: &[IncidentRecord], now: u64) -> (String
         } else {
             ("#2e7d32", "operational")
         };
-        let up = 100.0 * (DAY.saturating_sub(halted)) as f64 / DAY as f64;
+        let up = 100.0 * observed.saturating_sub(halted) as f64 / observed as f64;
+        let share = 100.0 * observed as f64 / (end - start) as f64;
+        let seen = if share < 99.95 {
+            format!("; observed {share:.1}% of the day")
+        } else {
+            String::new()
+        };
         let _ = write!(
             svg,
-            "<rect class=\"day {worst}\" x=\"{}\" y=\"0\" width=\"{cell}\" height=\"34\" rx=\"1\" fill=\"{colour}\">\
-             <title>{}: {worst}; {up:.2}% up; halted {}, degraded {}</title></rect>",
-            d * (cell + gap),
-            day_label(start),
+            "<rect class=\"day {worst}\" x=\"{x}\" y=\"0\" width=\"{cell}\" height=\"34\" rx=\"1\" fill=\"{colour}\">\
+             <title>{label}: {worst}; {up:.2}% up; halted {}, degraded {}{seen}</title></rect>",
             duration(halted),
             duration(degraded)
         );
     }
     svg.push_str("</svg>");
-    let period = (now - first).max(1);
-    let uptime = 100.0 * period.saturating_sub(halted_total) as f64 / period as f64;
+    let uptime = (observed_total > 0).then(|| {
+        100.0 * observed_total.saturating_sub(halted_total) as f64 / observed_total as f64
+    });
     (svg, uptime)
 }
 
@@ -104,13 +139,25 @@ pub(super) async fn status_page(State(state): State<AppState>) -> Response {
         Ok(l) => l,
         Err(e) => return internal(e),
     };
+    let since = now - DAYS * DAY;
+    let (gaps, observed) = match (
+        state.store.gaps(since, now).await,
+        state.store.observed(since, now).await,
+    ) {
+        (Ok(g), Ok(o)) => (g, o),
+        (Err(e), _) | (_, Err(e)) => return internal(e),
+    };
     let statuses = state.status.protocols();
     let mut body = String::from("<h1>Protocol status</h1>");
     for p in &state.config.protocols {
         let chain = &state.config.chains[p.chain].name;
         let live = statuses.iter().find(|s| s.protocol == p.name);
         let current = live.map_or(ProtocolState::Operational, |s| s.state);
-        let (bar, uptime) = uptime_bar(&p.name, &incidents, now);
+        let watched = crate::report::watched_spans(chain, &observed, &gaps, since, now);
+        let (bar, uptime) = uptime_bar(&p.name, &incidents, &watched, now);
+        let uptime = uptime.map_or("nothing observed".to_string(), |u| {
+            format!("{u:.3}% uptime over the observed time")
+        });
         let scopes = live
             .filter(|s| !s.halted_scopes.is_empty())
             .map(|s| format!(" — halted: {}", esc(&s.halted_scopes.join(", "))))
@@ -118,7 +165,7 @@ pub(super) async fn status_page(State(state): State<AppState>) -> Response {
         let _ = write!(
             body,
             "<section class=\"protocol\" id=\"protocol-{}\"><h2>{} {}</h2>\
-             <p class=\"meta\">on {}{scopes}</p>{bar}<p class=\"meta\">{uptime:.3}% uptime over {DAYS} days</p></section>",
+             <p class=\"meta\">on {}{scopes}</p>{bar}<p class=\"meta\">{uptime} of the last {DAYS} days</p></section>",
             esc(&p.name.replace(' ', "-")),
             esc(&p.name),
             badge(current.as_str(), &current.as_str().to_uppercase()),

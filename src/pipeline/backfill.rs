@@ -90,7 +90,7 @@ pub async fn backfill(
         state.node_wait += waiting.elapsed();
         let fetched = logs.map_err(source_err)?;
         processor
-            .apply_backfill(a, b, &fetched.logs, &fetched.calls)
+            .apply_backfill(a, b, &fetched.logs, &fetched.calls, fetched.times)
             .await?;
         state.done_blocks += b - a + 1;
         state.logs += fetched.logs.len() as u64;

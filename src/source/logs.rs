@@ -9,7 +9,7 @@ use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{Filter, Log};
 
-use super::blocks::{Block, fetch_blocks, fill_timestamps};
+use super::blocks::{Block, fetch_blocks, fetch_headers_batch, fill_timestamps};
 use super::calls::watch_calls;
 use super::endpoints::{Endpoint, backoff};
 use super::errors::ErrorClass;
@@ -127,6 +127,8 @@ pub struct LogFetcher {
 pub struct Fetched {
     pub logs: Vec<Log>,
     pub calls: Vec<CallOutcome>,
+    /// The chain times of the range's first and last blocks: what was observed.
+    pub times: (u64, u64),
 }
 
 impl LogFetcher {
@@ -166,19 +168,24 @@ impl LogFetcher {
     /// calls are watched, the calls into the watched contracts.
     pub async fn fetch(&self, from: u64, to: u64) -> Result<Fetched, SourceError> {
         let logs = self.fetch_logs(from, to).await?;
+        // Both ends' headers in one batch request: the span observed.
+        let ends = fetch_headers_batch(&self.provider, &self.endpoint, &[from, to]).await?;
+        let time = |i: usize| ends.get(i).map_or(0, |b| b.block.timestamp);
+        let times = (time(0), time(1));
         if !self.watch.needs_blocks() {
             return Ok(Fetched {
                 logs,
                 calls: Vec::new(),
+                times,
             });
         }
         if let Some(calls) = self.fetch_traced(from, to, &logs).await? {
-            return Ok(Fetched { logs, calls });
+            return Ok(Fetched { logs, calls, times });
         }
         let numbers: Vec<u64> = (from..=to).collect();
         let blocks = fetch_blocks(&self.provider, &self.endpoint, &numbers, true).await?;
         let calls = watch_calls(&self.provider, &self.endpoint, &blocks, &self.watch).await?;
-        Ok(Fetched { logs, calls })
+        Ok(Fetched { logs, calls, times })
     }
 
     /// The calls of `from..=to` by `trace_filter`; `None` once the endpoint

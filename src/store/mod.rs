@@ -16,6 +16,7 @@ use crate::config::StoreConfig;
 pub use ledger::{HistoryReport, RecordKind, Tamper};
 
 mod bulk;
+mod coverage;
 mod header;
 pub mod ledger;
 mod notices;
@@ -26,6 +27,7 @@ mod write;
 use crate::model::{
     BlockRef, EventArg, EvidenceKind, IncidentUpdate, ProtocolState, ScopeChange, TransitionKind,
 };
+pub use coverage::{Observed, ObservedSpan};
 pub use notices::Notice;
 pub use write::Rows;
 
@@ -40,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_detectors.sql"),
     include_str!("../../migrations/sqlite/0005_lean_indexes.sql"),
     include_str!("../../migrations/sqlite/0006_notices.sql"),
+    include_str!("../../migrations/sqlite/0007_observed.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +218,9 @@ pub struct Batch<'a> {
     pub trackers: Vec<(&'a str, u64, String)>,
     /// Blocks below `checkpoint - window` are forgotten.
     pub window_blocks: u64,
+    /// The blocks this batch covers, for the record of what was observed
+    /// (none when no block time of the range is known).
+    pub observed: Option<Observed<'a>>,
 }
 
 /// Filters for [`Store::list`].
@@ -536,6 +542,9 @@ impl Store {
         let history = started.elapsed();
         let trackers = std::mem::take(&mut batch.trackers);
         write_trackers(&mut tx, trackers, batch.window_blocks, tip).await?;
+        if let Some(observed) = &batch.observed {
+            coverage::record(&mut tx, batch.chain_id, observed).await?;
+        }
         if let Some(tip) = tip {
             write_state(&mut tx, &batch, tip).await?;
         }

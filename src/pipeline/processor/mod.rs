@@ -314,18 +314,15 @@ impl Processor {
         to: u64,
         logs: &[Log],
         calls: &[CallOutcome],
+        times: (u64, u64),
     ) -> Result<(), PipelineError> {
         let started = std::time::Instant::now();
         let classified = self.classify(from, to, logs, calls, &[], &[]);
         let read = [logs.len(), calls.len(), 0];
-        self.store(Prepared::new(
-            from,
-            to,
-            Vec::new(),
-            read,
-            classified,
-            started,
-        ))
+        self.store(
+            Prepared::new(from, to, Vec::new(), read, classified, started)
+                .observing(times.0, times.1),
+        )
         .await
     }
 

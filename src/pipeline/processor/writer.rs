@@ -28,7 +28,11 @@ impl Processor {
         } = range;
         let classified = self.classify(from, tip.number, &logs, &calls, &probes, &blocks);
         let read = [logs.len(), calls.len(), probes.len()];
+        // The earliest block time read: a range caught up from far behind
+        // has headers for its last blocks only.
+        let first_time = blocks.first().map_or(tip.timestamp, |b| b.timestamp);
         Prepared::new(from, tip.number, blocks, read, classified, started)
+            .observing(first_time, tip.timestamp)
     }
 
     /// Starts writing a prepared range on its own task.
@@ -38,6 +42,7 @@ impl Processor {
             to,
             blocks,
             read,
+            observed,
             classified:
                 Classified {
                     updates,
@@ -52,7 +57,7 @@ impl Processor {
         let task = tokio::spawn(async move {
             let started = std::time::Instant::now();
             let result = writer
-                .commit_until_stored(&updates, rows, snapshots, &blocks)
+                .commit_until_stored(&updates, rows, snapshots, &blocks, observed)
                 .await;
             (result, updates, blocks, started.elapsed())
         });
@@ -142,6 +147,8 @@ pub(super) struct Prepared {
     blocks: Vec<BlockRef>,
     /// Logs, calls and probes read for the range.
     read: [usize; 3],
+    /// (from block, to block, first time, last time) observed, if known.
+    observed: Option<[u64; 4]>,
     classified: Classified,
     rows: Vec<Rows>,
     /// Classifying and building the rows, since `started`.
@@ -149,6 +156,12 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
+    /// The range was observed from `first_time` to `last_time` (chain time).
+    pub(super) fn observing(mut self, first_time: u64, last_time: u64) -> Self {
+        self.observed = Some([self.from, self.to, first_time, last_time]);
+        self
+    }
+
     pub(super) fn new(
         from: u64,
         to: u64,
@@ -163,6 +176,7 @@ impl Prepared {
             to,
             blocks,
             read,
+            observed: None,
             classified,
             rows,
             classified_in: started.elapsed(),
@@ -220,6 +234,7 @@ impl Writer {
         rows: Vec<Rows>,
         snapshots: Vec<(usize, u64, String)>,
         blocks: &[BlockRef],
+        observed: Option<[u64; 4]>,
     ) -> Result<(), crate::store::StoreError> {
         let who = format!("chain {} writer", self.config.chains[self.chain].name);
         let mut first = Some(rows);
@@ -230,7 +245,7 @@ impl Writer {
                 let rows = first
                     .take()
                     .unwrap_or_else(|| updates.iter().map(Rows::of).collect());
-                self.commit(updates, rows, snapshots.clone(), blocks)
+                self.commit(updates, rows, snapshots.clone(), blocks, observed)
             },
         )
         .await
@@ -244,6 +259,7 @@ impl Writer {
         rows: Vec<Rows>,
         snapshots: Vec<(usize, u64, String)>,
         blocks: &[BlockRef],
+        observed: Option<[u64; 4]>,
     ) -> Result<(), crate::store::StoreError> {
         let Writer {
             store,
@@ -286,6 +302,15 @@ impl Writer {
                 updates: stored,
                 trackers,
                 window_blocks: WINDOW_BLOCKS,
+                observed: observed.map(|[from_block, to_block, first_time, last_time]| {
+                    crate::store::Observed {
+                        chain: &chain.name,
+                        from_block,
+                        to_block,
+                        first_time,
+                        last_time,
+                    }
+                }),
             })
             .await
     }
