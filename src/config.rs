@@ -19,6 +19,9 @@ use serde::de::DeserializeOwned;
 use crate::model::ProtocolState;
 use crate::presets;
 
+mod anchor;
+pub use anchor::AnchorConfig;
+
 /// Where the embedded default store lives when `[store]` is absent.
 pub const DEFAULT_STORE_URL: &str = "sqlite://haltwatch.db";
 
@@ -379,6 +382,8 @@ pub struct Config {
     pub email: Option<EmailConfig>,
     pub maintenance: Vec<MaintenanceWindow>,
     pub api: ApiConfig,
+    /// `[anchor]`: the history head written to a chain now and then.
+    pub anchor: Option<AnchorConfig>,
     /// `shutdown_timeout_seconds`: how long `run` may take to stop after
     /// SIGTERM or SIGINT before it exits anyway (code 1).
     pub shutdown_timeout: Duration,
@@ -686,6 +691,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let protocols = v.protocols(table.remove("protocols"), &chains);
     let email = table.remove("email").and_then(|e| v.email(e));
     let maintenance = v.maintenance(table.remove("maintenance"), &protocols);
+    let anchor = table.remove("anchor").and_then(|a| v.anchor(a, &chains));
     let api = match table.remove("api") {
         Some(a) => v.api(a),
         None => Some(ApiConfig::default()),
@@ -709,6 +715,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         email,
         maintenance,
         api,
+        anchor,
         shutdown_timeout,
     });
     v.finish(config)
@@ -724,6 +731,7 @@ const SECTIONS: &[&str] = &[
     "email",
     "maintenance",
     "api",
+    "anchor",
     SHUTDOWN_TIMEOUT_KEY,
 ];
 

@@ -9,6 +9,7 @@
 //! Data flows one way: source → decode → detect → classify → store → notify. Stages
 //! know the shared model, not each other; only [`pipeline`] wires them.
 //!
+//! - [`anchor`]: the history head written to a chain now and then, and read back.
 //! - [`api`]: the HTTP surface: health, readiness, metrics, JSON API, status page.
 //! - [`config`]: the TOML contract; load, validate (every problem at once), resolve rules against ABIs.
 //! - [`presets`]: halt/resume rules of known contract families (OpenZeppelin, USDC, Aave, …).
@@ -28,6 +29,7 @@
 //! - [`verify`]: re-reads recorded evidence from the chain.
 //! - [`demo`]: the self-contained demo on a local anvil chain.
 
+pub mod anchor;
 pub mod api;
 pub mod classify;
 pub mod config;

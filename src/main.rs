@@ -85,6 +85,10 @@ enum Command {
         /// unless the ledger still holds that record.
         #[arg(long, requires = "history")]
         head: Option<String>,
+        /// With --history: read every anchor back from its chain and check
+        /// the ledger still holds the head it carries.
+        #[arg(long, requires = "history")]
+        anchors: bool,
     },
     /// Send one test mail with the [email] settings and print the server's reply.
     SendTestEmail {
@@ -300,7 +304,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             all,
             history,
             head,
-        } => verify(&cli.config, id, all, history, head.as_deref()).await,
+            anchors,
+        } => {
+            if anchors {
+                verify_anchors(&cli.config).await
+            } else {
+                verify(&cli.config, id, all, history, head.as_deref()).await
+            }
+        }
         Command::SendTestEmail { to } => {
             let config = config::load(&cli.config)?;
             let email = config.email.context("the config has no [email] section")?;
@@ -529,6 +540,52 @@ async fn report(
             )
         ),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `verify --history --anchors`: the ledger, then every anchor read back.
+async fn verify_anchors(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = config::load(path)?;
+    let store = Store::open_read_only(&config.store).await?;
+    let report = store.verify_history().await?;
+    let mut failed = !report.problems.is_empty();
+    for p in &report.problems {
+        println!("  - {p}");
+    }
+    let (checks, missing) = haltwatch::anchor::verify(&config, &store).await?;
+    if checks.is_empty() {
+        println!("no anchors recorded: nothing to check the history against");
+        return Ok(ExitCode::from(1));
+    }
+    for c in &checks {
+        let a = &c.anchor;
+        match &c.problem {
+            None => println!(
+                "anchor of record {} ({}) in tx {} on {}: holds",
+                a.record, a.head, a.tx_hash, a.chain
+            ),
+            Some(why) => {
+                failed = true;
+                println!(
+                    "anchor of record {} ({}) in tx {} on {}: FAILS: {why}",
+                    a.record, a.head, a.tx_hash, a.chain
+                );
+            }
+        }
+    }
+    if let Some(why) = missing {
+        failed = true;
+        println!("anchors missing: {why}");
+    }
+    if failed {
+        println!("history does NOT match its anchors");
+        return Ok(ExitCode::from(1));
+    }
+    println!(
+        "history intact and anchored: {} records, {} anchor(s)",
+        report.records,
+        checks.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -117,6 +117,13 @@ pub fn store_unavailable(operation: &'static str) {
     metrics::counter!(STORE_UNAVAILABLE_TOTAL, "operation" => operation).increment(1);
 }
 
+/// Anchor transactions: `outcome` = `sent` or `failed` (retried next period).
+pub const ANCHORS_TOTAL: &str = "haltwatch_anchors_total";
+
+pub fn anchor(outcome: &'static str) {
+    metrics::counter!(ANCHORS_TOTAL, "outcome" => outcome).increment(1);
+}
+
 /// Reorgs deeper than the reorg window, per chain.
 pub const DEEP_REORGS_TOTAL: &str = "haltwatch_deep_reorgs_total";
 /// Endpoints found serving another chain, per chain.

@@ -196,6 +196,13 @@ pub async fn run_with(
         });
         tasks.spawn(processor.run(rx));
     }
+    if config.anchor.is_some() {
+        let (config, store, stop) = (config.clone(), store.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            crate::anchor::run(config, store, stop).await;
+            Ok(())
+        });
+    }
     drop((stop_rx, wake));
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {
@@ -207,6 +214,9 @@ pub async fn run_with(
             }
             tasks.abort_all();
         }
+    }
+    if result.is_ok() {
+        crate::anchor::at_stop(&config, &store).await;
     }
     result
 }

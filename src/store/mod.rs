@@ -15,6 +15,7 @@ use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use crate::config::StoreConfig;
 pub use ledger::{HistoryReport, RecordKind, Tamper};
 
+mod anchors;
 mod bulk;
 mod coverage;
 mod header;
@@ -27,6 +28,7 @@ mod write;
 use crate::model::{
     BlockRef, EventArg, EvidenceKind, IncidentUpdate, ProtocolState, ScopeChange, TransitionKind,
 };
+pub use anchors::AnchorRecord;
 pub use coverage::{Observed, ObservedSpan};
 pub use notices::Notice;
 pub use write::Rows;
@@ -43,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_lean_indexes.sql"),
     include_str!("../../migrations/sqlite/0006_notices.sql"),
     include_str!("../../migrations/sqlite/0007_observed.sql"),
+    include_str!("../../migrations/sqlite/0008_anchors.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]

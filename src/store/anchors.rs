@@ -1,0 +1,64 @@
+//! Anchors: the history heads haltwatch wrote to a chain, with their
+//! transactions, so that `verify --history --anchors` can read them back.
+
+use alloy::primitives::B256;
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Result, Store, now_ms, parse_b256, q};
+
+/// One anchor transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnchorRecord {
+    pub record: i64,
+    pub head: B256,
+    pub chain: String,
+    pub chain_id: u64,
+    pub tx_hash: B256,
+    /// `None` while its receipt has not been seen.
+    pub block_number: Option<u64>,
+}
+
+impl Store {
+    /// Records an anchor just sent (or mined).
+    pub async fn record_anchor(&self, a: &AnchorRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO anchors (record, head, chain, chain_id, tx_hash, block_number, anchored_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tx_hash) DO UPDATE SET block_number = excluded.block_number",
+        )
+        .bind(a.record)
+        .bind(a.head.to_string())
+        .bind(&a.chain)
+        .bind(a.chain_id as i64)
+        .bind(a.tx_hash.to_string())
+        .bind(a.block_number.map(|b| b as i64))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(q("record anchor"))
+        .map(drop)
+    }
+
+    /// Every anchor, oldest first.
+    pub async fn anchors(&self) -> Result<Vec<AnchorRecord>> {
+        let rows = sqlx::query(
+            "SELECT record, head, chain, chain_id, tx_hash, block_number FROM anchors ORDER BY id",
+        )
+        .fetch_all(&self.reads)
+        .await
+        .map_err(q("read anchors"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(AnchorRecord {
+                    record: r.get(0),
+                    head: parse_b256(&r.get::<String, _>(1))?,
+                    chain: r.get(2),
+                    chain_id: r.get::<i64, _>(3) as u64,
+                    tx_hash: parse_b256(&r.get::<String, _>(4))?,
+                    block_number: r.get::<Option<i64>, _>(5).map(|b| b as u64),
+                })
+            })
+            .collect()
+    }
+}
