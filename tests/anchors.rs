@@ -200,3 +200,67 @@ async fn anchors_are_written_to_the_chain_and_catch_a_history_rewritten_after_th
         text(&out)
     );
 }
+
+/// An anchor chain that cannot be reached: the attempt fails, is counted in
+/// `/metrics`, and the pipeline goes on recording; the stop is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_anchor_chain_is_counted_and_holds_nothing_up() {
+    let w = vault_chain(false, "").await;
+    let key = alloy::primitives::hex::encode(w.node.keys()[2].to_bytes());
+    run_once(&w, &key, "pause()").await; // a history to anchor
+    let api_port = common::smtp::free_port();
+    let dead = common::smtp::free_port();
+    let text = std::fs::read_to_string(&w.path)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{api_port}"));
+    std::fs::write(
+        &w.path,
+        format!(
+            "{text}\n[[chains]]\nname = \"anchors\"\nchain_id = 1\nrpc = [\"http://127.0.0.1:{dead}\"]\n\
+             [anchor]\nchain = \"anchors\"\nkey_env = \"{KEY_ENV}\"\nevery_minutes = 60\n"
+        ),
+    )
+    .unwrap();
+    let mut monitor = Stopped(
+        Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+            .args(["run", "--config"])
+            .arg(&w.path)
+            .env("RUST_LOG", "error")
+            .env(KEY_ENV, &key)
+            .spawn()
+            .unwrap(),
+    );
+    let api = std::net::SocketAddr::from(([127, 0, 0, 1], api_port));
+    let unpaused = w.chain.call(w.vault, selector("unpause()")).await.unwrap();
+    let store = store(&w).await;
+    wait_caught_up(&store, &w.chain).await;
+    let list = incidents(&store).await;
+    assert_eq!(list[0].end_block, unpaused.block_number, "still recording");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics = tokio::task::spawn_blocking(move || common::http::get(api, "/metrics", &[]))
+            .await
+            .unwrap();
+        let failed = metrics
+            .body
+            .lines()
+            .find(|l| l.starts_with("haltwatch_anchors_total{outcome=\"failed\"}"))
+            .map(str::to_string);
+        if failed.is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed anchor counted: {}",
+            metrics.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(store.anchors().await.unwrap().is_empty());
+    let started = std::time::Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &monitor.0.id().to_string()])
+        .status();
+    assert!(monitor.0.wait().unwrap().success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -197,6 +197,25 @@ async fn backfill_rebuilds_the_history_run_recorded_and_a_rerun_changes_nothing(
         want.contains("call reverted: EnforcedPause()"),
         "failed calls are backfilled too"
     );
+    // What a backfill read counts as observed: one span, genesis to the head,
+    // as following it live did.
+    let observed = |db: &Path| {
+        let db = db.to_path_buf();
+        async move {
+            store(&db)
+                .await
+                .observed(0, u64::MAX)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| (o.first_block, o.last_block, o.last_time))
+                .collect::<Vec<_>>()
+        }
+    };
+    let spans = observed(&rebuilt).await;
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    assert_eq!((spans[0].0, spans[0].1), (0, w.head));
+    assert_eq!(spans, observed(&live).await, "backfill = live");
 
     let before = dump(&rebuilt).await;
     let again = haltwatch(

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use sqlx::{Row, SqliteConnection};
 
-use super::{Result, Store, q};
+use super::{Result, Store, q, seconds};
 
 /// Blocks `from_block..=to_block` of a chain, committed; the earliest time
 /// read among them and the time of the last.
@@ -93,8 +93,8 @@ impl Store {
             "SELECT chain, chain_id, first_block, first_time, last_block, last_time FROM observed
              WHERE first_time < ? AND last_time > ? ORDER BY first_time, id",
         )
-        .bind(until as i64)
-        .bind(since as i64)
+        .bind(seconds(until))
+        .bind(seconds(since))
         .fetch_all(&self.reads)
         .await
         .map_err(q("read observed spans"))?;

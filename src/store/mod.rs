@@ -811,8 +811,8 @@ impl Store {
             "SELECT chain, chain_id, started_at, ended_at, reason FROM monitoring_gaps
              WHERE started_at < ? AND (ended_at IS NULL OR ended_at > ?) ORDER BY started_at, id",
         )
-        .bind(until as i64)
-        .bind(since as i64)
+        .bind(seconds(until))
+        .bind(seconds(since))
         .fetch_all(&self.reads)
         .await
         .map_err(q("read gaps"))?;
@@ -1106,6 +1106,12 @@ async fn rederive(conn: &mut SqliteConnection, id: i64) -> Result<()> {
     .await
     .map_err(q("update incident"))?;
     Ok(())
+}
+
+/// Unix seconds as SQLite stores them; a time past `i64::MAX` (an open end
+/// such as `u64::MAX`) is the end of time, not a negative number.
+fn seconds(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
 }
 
 fn parse_b256(s: &str) -> Result<B256> {
