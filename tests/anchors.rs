@@ -31,17 +31,6 @@ fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
 }
 
-async fn sql(store: &std::path::Path, statement: &str) {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", store.display()))
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-}
-
 /// The monitor's store (the test process has no anchoring key, so it reads
 /// only `[store]` of the config).
 async fn store(w: &VaultChain) -> haltwatch::Store {
@@ -140,22 +129,22 @@ async fn anchors_are_written_to_the_chain_and_catch_a_history_rewritten_after_th
     let db = w.dir.path().join("history.db");
 
     // An edited anchor row no longer matches its transaction.
-    sql(&db, "UPDATE anchors SET record = record + 1 WHERE id = 1").await;
+    sql_on(&db, "UPDATE anchors SET record = record + 1 WHERE id = 1").await;
     let (ok, out) = verify(Some(&key));
     assert!(!ok && out.contains("does not carry this anchor"), "{out}");
-    sql(&db, "UPDATE anchors SET record = record - 1 WHERE id = 1").await;
+    sql_on(&db, "UPDATE anchors SET record = record - 1 WHERE id = 1").await;
 
     // A deleted anchor: the key's nonce says so.
-    sql(
+    sql_on(
         &db,
         "CREATE TABLE kept AS SELECT * FROM anchors WHERE id = (SELECT MAX(id) FROM anchors)",
     )
     .await;
-    sql(&db, "DELETE FROM anchors WHERE id = (SELECT id FROM kept)").await;
+    sql_on(&db, "DELETE FROM anchors WHERE id = (SELECT id FROM kept)").await;
     let (ok, out) = verify(Some(&key));
     assert!(!ok && out.contains("anchors were deleted"), "{out}");
-    sql(&db, "INSERT INTO anchors SELECT * FROM kept").await;
-    sql(&db, "DROP TABLE kept").await;
+    sql_on(&db, "INSERT INTO anchors SELECT * FROM kept").await;
+    sql_on(&db, "DROP TABLE kept").await;
     assert!(verify(Some(&key)).0);
 
     // Rewritten after the first anchor: the resolution taken out, with its
@@ -169,7 +158,7 @@ async fn anchors_are_written_to_the_chain_and_catch_a_history_rewritten_after_th
             .to_string(),
         "UPDATE incidents SET state = 'open', ended_at = NULL, end_block = NULL".to_string(),
     ] {
-        sql(&db, &statement).await;
+        sql_on(&db, &statement).await;
     }
     let out = haltwatch(&w.path, Some(&key), &["verify", "--history"]);
     assert!(

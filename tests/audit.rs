@@ -473,14 +473,7 @@ async fn verify_confirms_the_evidence_and_reports_what_a_reorg_removed() {
 
 async fn sql(config: &Path, statement: &str) {
     let path = haltwatch::config::load_store(config).unwrap().sqlite_path;
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    sql_on(&path, statement).await;
 }
 
 #[tokio::test]

@@ -247,6 +247,19 @@ pub fn spawn_monitor(config: &Path) -> std::process::Child {
         .expect("start haltwatch run")
 }
 
+/// Runs one SQL statement on the SQLite file `db`, as someone with access
+/// to the file would (tampering tests).
+pub async fn sql_on(db: &Path, statement: &str) {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the SQLite file");
+    sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    pool.close().await;
+}
+
 pub mod smtp;
 
 /// anvil (automine) with the demo vault deployed, and a config in a temp

@@ -9,6 +9,9 @@ use crate::model::{ProtocolState, sanitize_text};
 use crate::render::duration;
 use crate::store::{GapRecord, IncidentRecord, IncidentState, ObservedSpan, format_time};
 
+mod coverage;
+pub use coverage::watched_spans;
+
 /// Parses `2026-11-01T00:00:00Z`, `now`, or a span before `now`: `30d`, `12h`, `90m`, `45s`.
 pub fn parse_time(s: &str, now: u64) -> Option<u64> {
     let s = s.trim();
@@ -192,48 +195,6 @@ pub fn report(
             r
         })
         .collect()
-}
-
-/// The parts of `since..until` observed of `chain`: its observed spans,
-/// merged, less its monitoring gaps; sorted, disjoint `(from, to)` pairs.
-pub fn watched_spans(
-    chain: &str,
-    observed: &[ObservedSpan],
-    gaps: &[GapRecord],
-    since: u64,
-    until: u64,
-) -> Vec<(u64, u64)> {
-    let mut spans: Vec<(u64, u64)> = observed
-        .iter()
-        .filter(|o| o.chain == chain)
-        .map(|o| (o.first_time.max(since), o.last_time.min(until)))
-        .filter(|(a, b)| a < b)
-        .collect();
-    spans.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
-    for (a, b) in spans {
-        match merged.last_mut() {
-            Some(last) if a <= last.1 => last.1 = last.1.max(b),
-            _ => merged.push((a, b)),
-        }
-    }
-    for g in gaps.iter().filter(|g| g.chain == chain) {
-        let (ga, gb) = (g.started_at, g.ended_at.unwrap_or(until));
-        merged = merged
-            .into_iter()
-            .flat_map(|(a, b)| {
-                if gb <= a || ga >= b {
-                    vec![(a, b)]
-                } else {
-                    [(a, ga.max(a)), (gb.min(b), b)]
-                        .into_iter()
-                        .filter(|(x, y)| x < y)
-                        .collect()
-                }
-            })
-            .collect();
-    }
-    merged
 }
 
 /// A human table, or Markdown (`markdown = true`) for pasting into a review.
@@ -588,19 +549,6 @@ mod tests {
         let r = &report(&p, &incidents, &[], &[], 0, 100_000)[0];
         assert_eq!((r.observed_seconds, r.uptime_percent), (0, None));
         assert_eq!(r.halted_seconds, 0, "nothing counts that was not observed");
-        // Two overlapping spans count once; a gap is a hole.
-        let gaps = [GapRecord {
-            chain: "c".into(),
-            chain_id: 1,
-            started_at: 500,
-            ended_at: Some(600),
-            reason: "r".into(),
-        }];
-        let spans = [observed("c", 0, 1_000), observed("c", 800, 2_000)];
-        assert_eq!(
-            watched_spans("c", &spans, &gaps, 0, 10_000),
-            vec![(0, 500), (600, 2_000)]
-        );
     }
 
     #[test]
