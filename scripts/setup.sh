@@ -6,6 +6,7 @@
 #     so tests never need this)
 #   - aiosmtpd (a real SMTP server) in .tools/venv, for the email tests
 #   - chromium (Debian package, as root), for the status page test
+#   - promtool (Debian package prometheus, as root), for the /metrics test
 # Needs node + npm and python3. Idempotent: does nothing when the pinned versions are there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +43,16 @@ if ! [ -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "setup: chromium is missing; install it as root: apt-get install chromium" >&2
+  fi
+fi
+# promtool, to check /metrics the way Prometheus reads it: Debian's prometheus.
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing promtool (Debian package prometheus)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "setup: promtool is missing; install it as root: apt-get install prometheus" >&2
   fi
 fi
 if [ "${1:-}" = "--with-solc" ] && ! [ -x "$tools/solc/node_modules/.bin/solcjs" ]; then

@@ -190,11 +190,14 @@ fn say_error(text: &str) {
 
 fn init_tracing(json: bool) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // Our own INFO lines; libraries only when they warn (alloy's INFO
+        // "Pubsub service request channel closed" is not news to anyone).
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,haltwatch=info"));
     // The WebSocket client traces its whole handshake request: the URL's
     // path and query (an API key) and Basic auth from its user info, with no
-    // scheme the redacting writer could know them by. Never below DEBUG.
-    if let Ok(quiet) = "tungstenite::handshake=debug".parse() {
+    // scheme the redacting writer could know them by. Only its warnings,
+    // whatever RUST_LOG says.
+    if let Ok(quiet) = "tungstenite::handshake=warn".parse() {
         filter = filter.add_directive(quiet);
     }
     let builder = tracing_subscriber::fmt()

@@ -136,3 +136,86 @@ pub fn deep_reorg(chain: &str) {
 pub fn endpoint_broken(chain: &str) {
     metrics::counter!(ENDPOINTS_BROKEN_TOTAL, "chain" => chain.to_string()).increment(1);
 }
+
+/// Every metric with its `# HELP` text, given to the recorder once at
+/// start-up so that `/metrics` describes each one (`promtool check metrics`
+/// asks for it).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    for (name, help) in [
+        (
+            BLOCKS_PROCESSED_TOTAL,
+            "Blocks read and processed, per chain.",
+        ),
+        (LOGS_DECODED_TOTAL, "Monitored logs decoded, per chain."),
+        (
+            DECODE_FAILURES_TOTAL,
+            "Logs of a monitored topic that did not decode with their ABI, per chain.",
+        ),
+        (
+            TRANSITIONS_TOTAL,
+            "Incident transitions, per protocol and kind.",
+        ),
+        (
+            EMAILS_SENT_TOTAL,
+            "Mails accepted by the SMTP server, per protocol.",
+        ),
+        (
+            EMAILS_RETRIED_TOTAL,
+            "Temporary mail delivery failures that will be retried, per protocol.",
+        ),
+        (
+            EMAILS_FAILED_TOTAL,
+            "Permanent mail delivery failures (5xx), never retried, per protocol.",
+        ),
+        (
+            SIGNALS_TOTAL,
+            "Signals from detectors, by kind (halt, resume, ...).",
+        ),
+        (
+            RPC_REQUESTS_TOTAL,
+            "JSON-RPC requests, by endpoint (scheme and host) and method.",
+        ),
+        (
+            RPC_ERRORS_TOTAL,
+            "Failed JSON-RPC requests, by endpoint (scheme and host) and method.",
+        ),
+        (
+            STORE_UNAVAILABLE_TOTAL,
+            "Store operations that found the store unavailable (busy, locked, full) and retried or waited, per operation.",
+        ),
+        (
+            ANCHORS_TOTAL,
+            "Anchors of the history head sent to a chain, by outcome (sent, failed).",
+        ),
+        (
+            DEEP_REORGS_TOTAL,
+            "Reorgs deeper than the reorg window, per chain.",
+        ),
+        (
+            ENDPOINTS_BROKEN_TOTAL,
+            "Endpoints found serving another chain, per chain.",
+        ),
+    ] {
+        describe_counter!(name, help);
+    }
+    for (name, help) in [
+        (
+            INCIDENTS_OPEN,
+            "1 while a protocol has an open incident at that severity, else 0.",
+        ),
+        (OUTBOX_DEPTH, "Mails waiting in the outbox."),
+        (HEAD_BLOCK, "The chain head as last read, per chain."),
+        (PROCESSED_BLOCK, "The last block processed, per chain."),
+        (
+            HEAD_LAG_BLOCKS,
+            "Blocks between the head and the last block processed, per chain.",
+        ),
+        (
+            HEAD_LAG_SECONDS,
+            "Seconds between now and the block time of the last block processed, per chain.",
+        ),
+    ] {
+        describe_gauge!(name, help);
+    }
+}

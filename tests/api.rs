@@ -637,3 +637,68 @@ async fn a_slow_or_oversized_request_is_cut_off_and_others_are_still_served() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     running.stop().await;
 }
+
+/// `/metrics` as Prometheus reads it: `promtool check metrics` finds
+/// nothing to say (every metric has `# HELP`, names and types are right).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_finds_nothing_wrong_with_the_metrics() {
+    let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .expect(
+            "promtool is not installed: run scripts/setup.sh as root (apt-get install prometheus)",
+        );
+    let w = vault_chain(false, "").await;
+    let running = start(&w.path).await;
+    w.chain.call(w.vault, selector("pause()")).await.unwrap();
+    wait_caught_up(&running.store, &w.chain).await;
+    let api = running.api().await;
+    let body = until(api, "/metrics", &[], |r| {
+        r.body.contains("haltwatch_transitions_total")
+    })
+    .await
+    .body;
+    running.stop().await;
+    let check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(body.as_bytes());
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let said = String::from_utf8_lossy(&check.stdout).to_string()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(said.trim().is_empty(), "promtool: {said}\n{body}");
+    for line in body.lines().filter(|l| l.starts_with("# TYPE")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            body.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP"
+        );
+    }
+}
+
+/// Runs a command with `input` on its stdin.
+trait WithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
+}
+
+impl WithStdin for Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run promtool");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write to promtool");
+        child.wait_with_output().expect("promtool's output")
+    }
+}

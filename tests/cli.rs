@@ -516,3 +516,30 @@ fn check_config_names_a_ca_file_that_is_missing_or_holds_no_certificate() {
     );
     assert_eq!(code, 0, "{text}");
 }
+
+/// `haltwatch demo` tells its story and nothing else: no library's log line
+/// (alloy's "Pubsub service request channel closed" used to land in it).
+#[test]
+fn the_demo_prints_its_story_and_no_library_log_lines() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+        .arg("demo")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.lines().filter(|l| l.starts_with("· ")).count() >= 3,
+        "{stdout}"
+    );
+    for line in stdout.lines().chain(stderr.lines()) {
+        let log_line = [" TRACE ", " DEBUG ", " INFO ", " WARN ", " ERROR "]
+            .iter()
+            .any(|level| line.contains(level));
+        assert!(
+            !log_line || line.contains(" haltwatch"),
+            "a library's log line in the demo: {line}"
+        );
+    }
+}

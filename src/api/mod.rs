@@ -80,7 +80,10 @@ fn prometheus() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
-            Ok(h) => Some(h),
+            Ok(h) => {
+                crate::telemetry::describe();
+                Some(h)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "Prometheus recorder not installed; /metrics will be empty");
                 None
