@@ -210,6 +210,10 @@ struct RawApi {
     /// With a token: whether `/metrics` needs it too.
     #[serde(default)]
     metrics_token: bool,
+    /// Where people reach the status pages (`https://status.example.org`):
+    /// mails link each incident's page under it.
+    #[serde(default)]
+    public_url: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -241,6 +245,9 @@ struct RawProtocol {
     /// Revenue lost per hour of halt, for the report's cost estimate.
     #[serde(default)]
     revenue_per_hour_usd: Option<f64>,
+    /// The protocol's incident-response plan, linked from mails and pages.
+    #[serde(default)]
+    runbook_url: Option<String>,
     #[serde(default)]
     contracts: Vec<toml::Value>,
     #[serde(default)]
@@ -399,6 +406,8 @@ pub struct ApiConfig {
     pub token_env: Option<String>,
     pub public_status_page: bool,
     pub metrics_token: bool,
+    /// `public_url`, without a trailing slash.
+    pub public_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -408,6 +417,7 @@ impl Default for ApiConfig {
             token_env: None,
             public_status_page: true,
             metrics_token: false,
+            public_url: None,
         }
     }
 }
@@ -521,6 +531,8 @@ pub struct ProtocolConfig {
     pub responders: Vec<String>,
     pub severity_responders: SeverityResponders,
     pub revenue_per_hour_usd: Option<f64>,
+    /// `runbook_url`: its incident-response plan (http or https).
+    pub runbook_url: Option<String>,
     pub contracts: Vec<ContractConfig>,
     pub rules: Vec<Rule>,
     pub probes: Vec<ProbeConfig>,
@@ -983,12 +995,36 @@ impl Validator {
             );
             return None;
         }
+        let public_url = match raw.public_url {
+            Some(u) => Some(self.web_url("api.public_url", u)?),
+            None => None,
+        };
         Some(ApiConfig {
             listen,
             token_env: raw.token_env,
             public_status_page: raw.public_status_page,
             metrics_token: raw.metrics_token,
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
         })
+    }
+
+    /// A link for people: an http(s) URL with a host, as written.
+    fn web_url(&mut self, key: &str, url: String) -> Option<String> {
+        let ok = ["https://", "http://"].iter().any(|scheme| {
+            url.strip_prefix(scheme)
+                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        }) && !url
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>'));
+        if ok {
+            Some(url)
+        } else {
+            self.problem(
+                key,
+                format!("expected an http(s) URL like https://example.org/runbook, found `{url}`"),
+            );
+            None
+        }
     }
 
     fn maintenance(
@@ -1238,6 +1274,9 @@ impl Validator {
                     probes.push(p);
                 }
             }
+            let runbook_url = raw
+                .runbook_url
+                .and_then(|u| self.web_url(&format!("{key}.runbook_url"), u));
             if let Some(chain) = chain {
                 protocols.push(ProtocolConfig {
                     name: raw.name,
@@ -1245,6 +1284,7 @@ impl Validator {
                     responders: raw.responders,
                     severity_responders: raw.severity_responders,
                     revenue_per_hour_usd: raw.revenue_per_hour_usd,
+                    runbook_url,
                     contracts,
                     rules,
                     probes,

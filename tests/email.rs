@@ -654,3 +654,70 @@ async fn bidi_controls_and_oversized_event_strings_are_escaped_and_capped_everyw
         );
     }
 }
+
+/// With `[api] public_url` and a protocol's `runbook_url`, every mail links
+/// the incident's page and the runbook (text and HTML), and the status page
+/// links the runbook; a runbook that is not an http(s) URL is refused.
+#[tokio::test]
+async fn mails_link_the_incident_page_and_the_runbook() {
+    let smtp = SmtpServer::start(&[]);
+    let s = setup(smtp.port, "", "").await;
+    let text = std::fs::read_to_string(&s.path)
+        .unwrap()
+        .replace(
+            "responders = [\"oncall@example.org\"]",
+            "responders = [\"oncall@example.org\"]\nrunbook_url = \"https://runbooks.example.org/vault?step=1&x=2\"",
+        )
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"127.0.0.1:0\"\npublic_url = \"https://status.example.org/\"",
+        );
+    std::fs::write(&s.path, &text).unwrap();
+    let running = start(&s.path).await;
+    s.chain.call(s.vault, selector("pause()")).await.unwrap();
+    let mails = smtp.wait_mails(1).await;
+    let body = mails[0].text();
+    assert!(
+        body.contains("Incident page: https://status.example.org/incidents/1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Runbook:   https://runbooks.example.org/vault?step=1&x=2"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<a href=\"https://status.example.org/incidents/1\">")
+            && body.contains("<a href=\"https://runbooks.example.org/vault?step=1&amp;x=2\">"),
+        "linked in the HTML part, escaped: {body}"
+    );
+    let api = running.api().await;
+    let page = tokio::task::spawn_blocking(move || common::http::get(api, "/", &[]))
+        .await
+        .unwrap();
+    assert!(
+        page.body.contains(
+            "class=\"runbook\" href=\"https://runbooks.example.org/vault?step=1&amp;x=2\""
+        ),
+        "{}",
+        page.body
+    );
+    running.stop().await;
+
+    let bad = text.replace(
+        "https://runbooks.example.org/vault?step=1&x=2",
+        "javascript:alert(1)",
+    );
+    std::fs::write(&s.path, bad).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+        .args(["check-config", "--config"])
+        .arg(&s.path)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("protocols[0].runbook_url: expected an http(s) URL"),
+        "{said}"
+    );
+}

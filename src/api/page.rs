@@ -162,10 +162,15 @@ pub(super) async fn status_page(State(state): State<AppState>) -> Response {
             .filter(|s| !s.halted_scopes.is_empty())
             .map(|s| format!(" — halted: {}", esc(&s.halted_scopes.join(", "))))
             .unwrap_or_default();
+        let runbook = p
+            .runbook_url
+            .as_deref()
+            .map(|u| format!(" · <a class=\"runbook\" href=\"{}\">runbook</a>", esc(u)))
+            .unwrap_or_default();
         let _ = write!(
             body,
             "<section class=\"protocol\" id=\"protocol-{}\"><h2>{} {}</h2>\
-             <p class=\"meta\">on {}{scopes}</p>{bar}<p class=\"meta\">{uptime} of the last {DAYS} days</p></section>",
+             <p class=\"meta\">on {}{scopes}{runbook}</p>{bar}<p class=\"meta\">{uptime} of the last {DAYS} days</p></section>",
             esc(&p.name.replace(' ', "-")),
             esc(&p.name),
             badge(current.as_str(), &current.as_str().to_uppercase()),

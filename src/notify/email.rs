@@ -22,13 +22,35 @@ pub struct Rendered {
     pub html: String,
 }
 
+/// Where a responder goes from a mail: the incident's page (with `[api]
+/// public_url`) and the protocol's runbook (`runbook_url`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Links<'a> {
+    /// `public_url`, to which `/incidents/<id>` is added.
+    pub public_url: Option<&'a str>,
+    pub runbook: Option<&'a str>,
+}
+
+impl Links<'_> {
+    /// (label, URL) of each link set, for the incident `id`.
+    fn all(&self, id: i64) -> Vec<(&'static str, String)> {
+        let page = self
+            .public_url
+            .map(|base| ("Incident page", format!("{base}/incidents/{id}")));
+        let runbook = self.runbook.map(|u| ("Runbook", u.to_string()));
+        page.into_iter().chain(runbook).collect()
+    }
+}
+
 /// What the mail announces: the newest queued transition of the incident.
 pub fn render(
     incident: &IncidentRecord,
     kinds: &[String],
     explorer_tx_url: Option<&str>,
+    links: Links<'_>,
     now_secs: u64,
 ) -> Rendered {
+    let links = links.all(incident.id);
     let latest = kinds.last().map(String::as_str).unwrap_or("opened");
     let label = match (latest, incident.state) {
         ("withdrawn", _) | (_, IncidentState::Withdrawn) => "WITHDRAWN".to_string(),
@@ -91,6 +113,9 @@ pub fn render(
     if let (Some(end), Some(d)) = (incident.ended_at, incident.duration_seconds) {
         let _ = writeln!(text, "Ended:     {}", human_time(end));
         let _ = writeln!(text, "Duration:  {} ({d} s)", duration(d));
+    }
+    for (label, url) in &links {
+        let _ = writeln!(text, "{:<10} {url}", format!("{label}:"));
     }
     let _ = writeln!(text);
     let _ = writeln!(text, "Timeline:");
@@ -171,6 +196,15 @@ pub fn render(
     );
     if let Some(d) = incident.duration_seconds {
         row(&mut html, "Duration", &format!("{} ({d} s)", duration(d)));
+    }
+    for (label, url) in &links {
+        let _ = write!(
+            html,
+            "<tr><th align=\"left\">{}</th><td><a href=\"{}\">{}</a></td></tr>",
+            esc(label),
+            esc(url),
+            esc(url)
+        );
     }
     let _ = write!(html, "</table><h3>Evidence</h3><ul>");
     for e in &incident.evidence {

@@ -366,10 +366,20 @@ impl Notifier {
             return Ok(());
         };
         let kinds: Vec<String> = group.iter().map(|i| i.kind.clone()).collect();
+        let links = email::Links {
+            public_url: self.config.api.public_url.as_deref(),
+            runbook: self
+                .config
+                .protocols
+                .iter()
+                .find(|p| p.name == incident.protocol)
+                .and_then(|p| p.runbook_url.as_deref()),
+        };
         let rendered = email::render(
             &incident,
             &kinds,
             self.explorer(&incident),
+            links,
             (now_ms() / 1000) as u64,
         );
         let message_id = self.message_id(&group[0].message_id);
