@@ -2,7 +2,40 @@
 //! rule specs, resolved against the contract's ABI exactly like explicit
 //! `[[protocols.rules]]`, so presets have no power that rules lack.
 
-use crate::config::{EffectSpec, RuleSpec, ScopeSpec};
+// What a rule says, as written in a config or a preset; the config
+// resolves it against the contract's ABI ([`crate::config::Rule`]).
+
+/// How a rule's log moves scopes in and out of a halt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EffectSpec {
+    Halt,
+    Resume,
+    /// A bool argument (true = halt) or an integer argument (non-zero = halt).
+    Toggle(String),
+    /// Every bool argument is its own scope, named after the argument.
+    Flags,
+}
+
+/// Which scope a rule's log concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeSpec {
+    /// The whole contract.
+    Whole,
+    /// Always this key.
+    Fixed(String),
+    /// The values of these arguments, joined with `:`.
+    Args(Vec<String>),
+}
+
+/// A rule as written (explicit or from a preset), before resolution.
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    pub event: String,
+    pub effect: EffectSpec,
+    pub scope: ScopeSpec,
+    pub scopes: Option<Vec<String>>,
+    pub time_arg: Option<String>,
+}
 
 /// One rule of a preset, in the same terms as an explicit rule.
 struct PresetRule {

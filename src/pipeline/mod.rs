@@ -1,6 +1,6 @@
 //! Wires the stages together; the only module that knows every stage.
 //!
-//! Per chain: a [`ChainSource`] task sends [`ChainUpdate`]s through a bounded
+//! Per chain: a [`ChainSource`] task sends [`ChainUpdate`](crate::model::ChainUpdate)s through a bounded
 //! channel to a processor that decodes, detects, classifies and stores them.
 //! Only the sources listen for shutdown; when they stop, their senders drop,
 //! each processor drains what is queued and ends. No sleeps at exit.

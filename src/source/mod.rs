@@ -2,7 +2,7 @@
 //!
 //! The source keeps a window of recent blocks (number and hash); the newest
 //! is the checkpoint. Each round reads the blocks after the checkpoint up to
-//! `head - confirmations` from the healthiest endpoint ([`endpoints`]) and
+//! `head - confirmations` from the healthiest endpoint (`endpoints`) and
 //! commits them; a block that cannot be fully read is read again, never
 //! skipped.
 //!
@@ -23,7 +23,7 @@
 //! come from every block's body and receipts (or call traces) near the
 //! head, and from `trace_filter` over whole ranges further behind, where
 //! the node serves it. A failed call whose revert says "paused" is traced
-//! to the contract that raised it ([`attribution`]).
+//! to the contract that raised it (`attribution`).
 
 mod attribution;
 mod blocks;
@@ -244,7 +244,7 @@ impl ChainSource {
     }
 
     /// The round in hand at shutdown may finish within `grace` (at most
-    /// [`SHUTDOWN_GRACE`]), so that the whole stop fits its limit.
+    /// 5 s), so that the whole stop fits its limit.
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace.min(SHUTDOWN_GRACE);
         self

@@ -47,7 +47,7 @@ impl StoreError {
 /// Runs `op` until it succeeds or fails for good. Each transient failure is
 /// counted (`haltwatch_store_unavailable_total{operation}`), logged, and passed
 /// to `report` as a reason, as is an attempt still waiting after
-/// [`SLOW_AFTER`]; `report(None)` once it lands after either.
+/// 2 s; `report(None)` once it lands after either.
 pub async fn until_stored<T, F, Fut>(
     operation: &'static str,
     report: impl Fn(Option<String>),
