@@ -30,8 +30,11 @@ fn default_every_minutes() -> u64 {
 /// value checked to be a key at load, never kept here).
 #[derive(Debug, Clone)]
 pub struct AnchorConfig {
+    /// Index into [`super::Config::chains`].
     pub chain: usize,
+    /// The variable holding the anchoring key.
     pub key_env: String,
+    /// `every_minutes`.
     pub every: Duration,
 }
 

@@ -28,6 +28,9 @@ mod sections;
 mod types;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
 pub use crate::presets::{EffectSpec, RuleSpec, ScopeSpec};
 pub use anchor::AnchorConfig;
 pub use parse::{parse_address, parse_rfc3339, read_abi};

@@ -19,7 +19,9 @@ pub(super) struct RawStore {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawChain {
+    /// Unique name, used by protocols, logs and metrics.
     pub(super) name: String,
+    /// The chain id every endpoint must serve.
     pub(super) chain_id: u64,
     /// One or more endpoints, `ws(s)://` and/or `http(s)://`, preferred in
     /// order: a URL, or `{ url = "…", max_requests_per_second = N }`.
@@ -66,6 +68,7 @@ pub(super) enum RawRpc {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimitedRpc {
+    /// `sqlite://PATH` (relative to the config file's folder); created if missing.
     pub(super) url: String,
     /// At most this many requests a second to this endpoint (a token bucket).
     pub(super) max_requests_per_second: Option<u32>,
@@ -87,12 +90,15 @@ fn default_stall_after_seconds() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEmail {
+    /// The SMTP relay's host name.
     pub(super) smtp_host: String,
+    /// Its port (587 by default).
     #[serde(default = "default_smtp_port")]
     pub(super) smtp_port: u16,
     /// `none`, `starttls` or `tls`.
     #[serde(default = "default_tls")]
     pub(super) tls: String,
+    /// Login for SMTP AUTH; the password comes from `password_env`.
     #[serde(default)]
     pub(super) username: Option<String>,
     /// Name of the environment variable that holds the SMTP password.
@@ -141,6 +147,7 @@ fn default_smtp_timeout_seconds() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawApi {
+    /// Address and port the HTTP surface listens on.
     #[serde(default = "default_listen")]
     pub(super) listen: String,
     /// Environment variable holding the bearer token for `/api/*`.
@@ -169,8 +176,11 @@ fn default_true() -> bool {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMaintenance {
+    /// The protocol whose incidents in the window are planned.
     pub(super) protocol: String,
+    /// Start of the window, RFC 3339.
     pub(super) start: String,
+    /// End of the window, RFC 3339.
     pub(super) end: String,
 }
 
@@ -178,10 +188,14 @@ pub(super) struct RawMaintenance {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProtocol {
+    /// Unique name, shown in mails, pages and reports.
     pub(super) name: String,
+    /// The `[[chains]]` name its contracts live on.
     pub(super) chain: String,
+    /// Addresses mailed about every incident.
     #[serde(default)]
     pub(super) responders: Vec<String>,
+    /// Addresses mailed besides `responders` about incidents that reached a severity.
     #[serde(default)]
     pub(super) severity_responders: SeverityResponders,
     /// Revenue lost per hour of halt, for the report's cost estimate.
@@ -190,10 +204,13 @@ pub(super) struct RawProtocol {
     /// The protocol's incident-response plan, linked from mails and pages.
     #[serde(default)]
     pub(super) runbook_url: Option<String>,
+    /// `[[protocols.contracts]]`, validated one by one.
     #[serde(default)]
     pub(super) contracts: Vec<toml::Value>,
+    /// `[[protocols.rules]]`, validated one by one.
     #[serde(default)]
     pub(super) rules: Vec<toml::Value>,
+    /// `[[protocols.probes]]`, validated one by one.
     #[serde(default)]
     pub(super) probes: Vec<toml::Value>,
 }
@@ -257,13 +274,16 @@ impl Default for SpikeConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProbe {
+    /// The contract (by name) whose view function is called.
     pub(super) contract: String,
     /// A view function of the contract's ABI with no arguments: `paused()`.
     pub(super) function: String,
     /// The healthy value: a bool or an integer.
     pub(super) expected: toml::Value,
+    /// Call it every this many blocks.
     #[serde(default = "default_every_blocks")]
     pub(super) every_blocks: u64,
+    /// The scope a failed expectation halts (default: the probe's function).
     #[serde(default)]
     pub(super) scope: Option<String>,
 }
@@ -276,12 +296,16 @@ fn default_every_blocks() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawContract {
+    /// Unique within the protocol; used in scopes.
     pub(super) name: String,
+    /// The contract's address; only its logs count.
     pub(super) address: String,
     /// Path to a JSON ABI (plain array, or an artifact with an `abi` field).
     pub(super) abi: String,
+    /// A preset family whose rules apply (`oz-pausable`, …).
     #[serde(default)]
     pub(super) preset: Option<String>,
+    /// Overrides of the revert-spike detector for this contract.
     #[serde(default)]
     pub(super) revert_spike: Option<SpikeConfig>,
 }
@@ -290,11 +314,13 @@ pub(super) struct RawContract {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRule {
+    /// The contract (by name) whose event the rule reads.
     pub(super) contract: String,
     /// Event name, or full signature when overloaded.
     pub(super) event: String,
     /// `halt`, `resume`, `toggle` or `flags`.
     pub(super) effect: String,
+    /// A bool or integer argument whose value halts (true, non-zero) or resumes.
     #[serde(default)]
     pub(super) toggle_arg: Option<String>,
     /// One argument name, or several joined into one scope key.

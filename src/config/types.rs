@@ -16,13 +16,19 @@ use crate::model::ProtocolState;
 /// A validated configuration: every reference resolved, every ABI parsed once.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file it was read from.
     pub path: PathBuf,
+    /// `[store]`: where the history lives.
     pub store: StoreConfig,
+    /// `[[chains]]`, in file order.
     pub chains: Vec<ChainConfig>,
+    /// `[[protocols]]`, in file order.
     pub protocols: Vec<ProtocolConfig>,
     /// Absent: incidents are recorded, nobody is mailed.
     pub email: Option<EmailConfig>,
+    /// `[[maintenance]]`: planned halt windows.
     pub maintenance: Vec<MaintenanceWindow>,
+    /// `[api]`, or its defaults.
     pub api: ApiConfig,
     /// `[anchor]`: the history head written to a chain now and then.
     pub anchor: Option<AnchorConfig>,
@@ -37,9 +43,13 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// `[api]`, validated. The token is not here: only the variable's name.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
+    /// Where the HTTP surface listens.
     pub listen: std::net::SocketAddr,
+    /// The variable holding the bearer token for `/api/*`, if any.
     pub token_env: Option<String>,
+    /// With a token: whether the status pages stay open.
     pub public_status_page: bool,
+    /// With a token: whether `/metrics` needs it too.
     pub metrics_token: bool,
     /// `public_url`, without a trailing slash.
     pub public_url: Option<String>,
@@ -68,15 +78,25 @@ pub enum TlsMode {
 /// variable that holds it, read when the transport is built.
 #[derive(Debug, Clone)]
 pub struct EmailConfig {
+    /// The SMTP relay's host name.
     pub smtp_host: String,
+    /// Its port.
     pub smtp_port: u16,
+    /// How the connection is encrypted.
     pub tls: TlsMode,
+    /// Login for SMTP AUTH, if any.
     pub username: Option<String>,
+    /// The variable holding the SMTP password (never the password).
     pub password_env: Option<String>,
+    /// The sender of every mail.
     pub from: lettre::message::Mailbox,
+    /// How long a new transition waits for others of its incident before it is mailed.
     pub group_wait: Duration,
+    /// Mails per protocol per hour before a digest takes over.
     pub max_per_hour: u32,
+    /// The first retry's delay after a temporary delivery failure (doubling).
     pub retry_initial: Duration,
+    /// How long one SMTP exchange may take.
     pub timeout: Duration,
     /// The PEM text of `ca_file`, checked to hold certificates.
     pub ca_pem: Option<Vec<u8>>,
@@ -90,6 +110,7 @@ pub struct MaintenanceWindow {
     pub protocol: usize,
     /// Unix seconds.
     pub start: u64,
+    /// End of the window, unix seconds.
     pub end: u64,
 }
 
@@ -124,15 +145,25 @@ pub enum StartBlock {
 
 #[derive(Debug, Clone)]
 pub struct ChainConfig {
+    /// Unique name.
     pub name: String,
+    /// The chain id every endpoint must serve.
     pub chain_id: u64,
+    /// Endpoints, preferred in order.
     pub rpc: Vec<RpcEndpoint>,
+    /// Blocks behind the head before a block is processed.
     pub confirmations: u64,
+    /// How often http endpoints are polled for a new head.
     pub poll_interval: Duration,
+    /// Where the first run starts; later runs resume from the checkpoint.
     pub start_block: StartBlock,
+    /// A block explorer's transaction URL with `{hash}`, for links in mails and pages.
     pub explorer_tx_url: Option<String>,
+    /// A head that has not moved for this long is a stall.
     pub stall_after: Duration,
+    /// Watch failed calls into the contracts (failed transactions, revert spikes).
     pub failed_tx: bool,
+    /// Trace every block for nested calls too.
     pub trace_calls: bool,
     /// Blocks below the checkpoint read again after a reorg deeper than the window.
     pub reorg_rescan_blocks: u64,
@@ -141,6 +172,7 @@ pub struct ChainConfig {
 /// One JSON-RPC endpoint of a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcEndpoint {
+    /// `ws(s)://` or `http(s)://`; may carry an API key (always redacted when shown).
     pub url: String,
     /// At most this many requests a second (http(s) endpoints only).
     pub max_requests_per_second: Option<u32>,
@@ -152,24 +184,33 @@ pub struct RpcEndpoint {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeverityResponders {
+    /// Also mailed about incidents that reached degraded.
     #[serde(default)]
     pub degraded: Vec<String>,
+    /// Also mailed about incidents that reached halted.
     #[serde(default)]
     pub halted: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ProtocolConfig {
+    /// Unique name.
     pub name: String,
     /// Index into [`Config::chains`].
     pub chain: usize,
+    /// Addresses mailed about every incident.
     pub responders: Vec<String>,
+    /// Addresses mailed besides `responders`, by severity reached.
     pub severity_responders: SeverityResponders,
+    /// Revenue lost per hour of halt, for the report's cost estimate.
     pub revenue_per_hour_usd: Option<f64>,
     /// `runbook_url`: its incident-response plan (http or https).
     pub runbook_url: Option<String>,
+    /// Its contracts, each with its ABI.
     pub contracts: Vec<ContractConfig>,
+    /// Its rules, explicit and from presets, resolved against the ABIs.
     pub rules: Vec<Rule>,
+    /// Its state probes.
     pub probes: Vec<ProbeConfig>,
 }
 
@@ -202,10 +243,15 @@ impl ProtocolConfig {
 
 #[derive(Debug, Clone)]
 pub struct ContractConfig {
+    /// Unique within the protocol; used in scopes.
     pub name: String,
+    /// Only logs and calls at this address count.
     pub address: Address,
+    /// The ABI file, as resolved.
     pub abi_path: PathBuf,
+    /// The parsed ABI (shared between contracts that name one file).
     pub abi: Arc<JsonAbi>,
+    /// The revert-spike detector's settings for this contract.
     pub revert_spike: SpikeConfig,
 }
 
@@ -221,9 +267,13 @@ pub enum Expected {
 pub struct ProbeConfig {
     /// Index into the protocol's contracts.
     pub contract: usize,
+    /// The view function called.
     pub function: alloy::json_abi::Function,
+    /// The answer that means operational.
     pub expected: Expected,
+    /// Called every this many blocks.
     pub every_blocks: u64,
+    /// The scope a failed expectation halts, if not the function's name.
     pub scope: Option<String>,
 }
 
@@ -232,9 +282,13 @@ pub struct ProbeConfig {
 pub struct Rule {
     /// Index into the protocol's contracts.
     pub contract: usize,
+    /// The event, from the contract's ABI.
     pub event: Event,
+    /// The event's topic0.
     pub selector: B256,
+    /// How the event moves scopes.
     pub effect: Effect,
+    /// Which scope the event concerns.
     pub scope: RuleScope,
     /// Scope keys that together mean the whole protocol is halted.
     pub complete_set: Option<BTreeSet<String>>,
