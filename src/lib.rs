@@ -13,6 +13,7 @@
 //! - [`api`]: the HTTP surface: health, readiness, metrics, JSON API, status page.
 //! - [`config`]: the TOML contract; load, validate (every problem at once), resolve rules against ABIs.
 //! - [`presets`]: halt/resume rules of known contract families (OpenZeppelin, USDC, Aave, …).
+//! - [`init`]: a config snippet for a contract, written from its ABI.
 //! - [`model`]: the shared vocabulary: blocks, chain updates, evidence, signals, transitions.
 //! - [`source`]: follows a chain (ws heads or polling), checkpoints, reorgs, catch-up.
 //! - [`decode`]: the ABI registry, `(address, topic0)` → resolved decoder.
@@ -36,6 +37,7 @@ pub mod config;
 pub mod decode;
 pub mod demo;
 pub mod detect;
+pub mod init;
 pub mod model;
 pub mod notify;
 pub mod pipeline;

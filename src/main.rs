@@ -95,6 +95,22 @@ enum Command {
         #[arg(long, requires = "history")]
         anchors: bool,
     },
+    /// Print a config snippet for a contract, from its ABI: the preset or
+    /// halt rules it recognises, a probe, questions where it cannot tell.
+    Init {
+        /// The chain's name in the config.
+        #[arg(long)]
+        chain: String,
+        /// The contract's address.
+        #[arg(long)]
+        address: String,
+        /// Its JSON ABI (or a Hardhat/Foundry artifact).
+        #[arg(long)]
+        abi: PathBuf,
+        /// The protocol's name (default: the ABI file's name).
+        #[arg(long)]
+        protocol: Option<String>,
+    },
     /// Send one test mail with the [email] settings and print the server's reply.
     SendTestEmail {
         /// Recipient address.
@@ -319,6 +335,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 commands::audit::verify(&cli.config, id, all, history, head.as_deref()).await
             }
+        }
+        Command::Init {
+            chain,
+            address,
+            abi,
+            protocol,
+        } => {
+            let address = config::parse_address(&address).map_err(anyhow::Error::msg)?;
+            let parsed = config::read_abi(&abi).map_err(anyhow::Error::msg)?;
+            let stem = abi
+                .file_stem()
+                .map_or("contract".to_string(), |s| s.to_string_lossy().into_owned());
+            let protocol = protocol.unwrap_or_else(|| stem.clone());
+            // Absolute: a config resolves relative paths against its own folder.
+            let abi = std::fs::canonicalize(&abi).unwrap_or(abi);
+            let s = haltwatch::init::snippet(&protocol, &chain, &stem, address, &abi, &parsed);
+            print!("{}", s.text);
+            Ok(ExitCode::SUCCESS)
         }
         Command::SendTestEmail { to } => {
             let config = config::load(&cli.config)?;

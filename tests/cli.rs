@@ -543,3 +543,72 @@ fn the_demo_prints_its_story_and_no_library_log_lines() {
         );
     }
 }
+
+/// `haltwatch init` recognises presets and generic halt patterns from an
+/// ABI, says so when there is none, and what it prints passes check-config
+/// once pasted into a config.
+#[test]
+fn init_writes_a_snippet_that_check_config_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            root().join("abis/oz-pausable.json"),
+            Some("preset = \"oz-pausable\""),
+            true,
+        ),
+        (
+            root().join("abis/fiat-token.json"),
+            Some("preset = \"fiat-token\""),
+            true,
+        ),
+        (
+            root().join("abis/aave-v3-configurator.json"),
+            Some("preset = \"aave-v3-configurator\""),
+            true,
+        ),
+        (
+            root().join("abis/lido.json"),
+            Some("preset = \"lido\""),
+            true,
+        ),
+        // No events: its is_killed() view becomes a probe.
+        (
+            root().join("contracts/out/FlakyPool.abi"),
+            Some("function = \"is_killed()\""),
+            true,
+        ),
+        (root().join("contracts/out/Router.abi"), None, false),
+    ];
+    for (abi, want, recognised) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+            .args(["init", "--chain", "main", "--address"])
+            .arg("0x5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f")
+            .arg("--abi")
+            .arg(&abi)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if let Some(want) = want {
+            assert!(text.contains(want), "{}: {text}", abi.display());
+        }
+        assert_eq!(
+            text.contains("No halt pattern found"),
+            !recognised,
+            "{}: {text}",
+            abi.display()
+        );
+        let config = format!("{CHAIN}\n{text}").replace("name = \"mainnet\"", "name = \"main\"");
+        let (code, said) = check(dir.path(), &config);
+        assert_eq!(
+            code,
+            0,
+            "{}: pasted into a config: {said}\n{text}",
+            abi.display()
+        );
+    }
+}
