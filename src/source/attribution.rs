@@ -19,7 +19,8 @@ use serde_json::Value;
 
 use super::SourceError;
 use super::endpoints::Endpoint;
-use super::errors::{ErrorClass, classify, rpc_error};
+use super::endpoints::rpc_error;
+use super::errors::{ErrorClass, classify};
 use crate::model::CallOutcome;
 use crate::telemetry;
 

@@ -11,7 +11,7 @@ use alloy::rpc::types::Log;
 use futures::{StreamExt, TryStreamExt};
 
 use super::endpoints::Endpoint;
-use super::errors::rpc_error;
+use super::endpoints::rpc_error;
 use super::{BLOCKS_IN_FLIGHT, SourceError};
 use crate::model::BlockRef;
 use crate::telemetry;

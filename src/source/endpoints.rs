@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::client::ClientBuilder;
+use alloy::transports::TransportError;
 use alloy::transports::layers::RetryBackoffLayer;
 
-use super::errors::{ErrorClass, ShortRateLimits, rpc_error};
+use super::errors::{ErrorClass, ShortRateLimits, classify};
 
 use super::{MAX_RANGE_BLOCKS, SourceError};
 use crate::config::RpcEndpoint;
@@ -293,6 +294,18 @@ pub fn backoff(failures: u32) -> Duration {
 /// chains that failed together do not retry together.
 fn jittered(d: Duration, unit: f64) -> Duration {
     d.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0)
+}
+
+/// Counts the error and wraps it with its endpoint and class; the text has
+/// every URL in it redacted.
+pub(super) fn rpc_error(ep: &Endpoint, method: &'static str, e: &TransportError) -> SourceError {
+    telemetry::rpc_error(&ep.redacted, method);
+    SourceError::Rpc {
+        endpoint: ep.redacted.clone(),
+        method,
+        class: classify(e),
+        detail: crate::redact_urls_in(&e.to_string()),
+    }
 }
 
 #[cfg(test)]

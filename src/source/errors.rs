@@ -7,10 +7,6 @@ use std::time::Duration;
 use alloy::transports::layers::RetryPolicy;
 use alloy::transports::{RpcError, TransportError};
 
-use super::SourceError;
-use super::endpoints::Endpoint;
-use crate::telemetry;
-
 /// A rate-limited request is retried in place when the server asks for at
 /// most this long; a longer `Retry-After` fails over instead.
 const RETRY_IN_PLACE: Duration = Duration::from_secs(2);
@@ -133,18 +129,6 @@ impl RetryPolicy for ShortRateLimits {
             ErrorClass::RateLimited { retry_after } => retry_after,
             _ => None,
         }
-    }
-}
-
-/// Counts the error and wraps it with its endpoint and class; the text has
-/// every URL in it redacted.
-pub(super) fn rpc_error(ep: &Endpoint, method: &'static str, e: &TransportError) -> SourceError {
-    telemetry::rpc_error(&ep.redacted, method);
-    SourceError::Rpc {
-        endpoint: ep.redacted.clone(),
-        method,
-        class: classify(e),
-        detail: crate::redact_urls_in(&e.to_string()),
     }
 }
 

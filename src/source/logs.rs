@@ -53,7 +53,7 @@ pub(super) async fn get_logs_split(
                 }
             }
             Err(e) => {
-                let e = super::errors::rpc_error(ep, "eth_getLogs", &e);
+                let e = super::endpoints::rpc_error(ep, "eth_getLogs", &e);
                 if e.class() != ErrorClass::RangeTooLarge || a == b {
                     return Err(e);
                 }
@@ -79,7 +79,7 @@ async fn get_logs_by_hash(
     telemetry::rpc_request(&ep.redacted, "eth_getLogs");
     p.get_logs(&filter.clone().at_block_hash(hash))
         .await
-        .map_err(|e| super::errors::rpc_error(ep, "eth_getLogs", &e))
+        .map_err(|e| super::endpoints::rpc_error(ep, "eth_getLogs", &e))
 }
 
 /// The monitored logs of `blocks`, each read by its hash, a few at once, in

@@ -488,7 +488,7 @@ impl ChainSource {
                 telemetry::rpc_request(&ep.redacted, "eth_blockNumber");
                 p.get_block_number()
                     .await
-                    .map_err(|e| errors::rpc_error(ep, "eth_blockNumber", &e))
+                    .map_err(|e| endpoints::rpc_error(ep, "eth_blockNumber", &e))
             })
             .await;
             match read {

@@ -8,7 +8,7 @@ use alloy::providers::{DynProvider, Provider};
 use super::SourceError;
 use super::blocks::TxCall;
 use super::endpoints::Endpoint;
-use super::errors::rpc_error;
+use super::endpoints::rpc_error;
 use crate::telemetry;
 
 /// The revert data of a failed transaction, replayed with `eth_call` on

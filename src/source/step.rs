@@ -14,7 +14,7 @@ use super::blocks::{
     Block, fetch_blocks, fetch_full_block, fetch_header, fetch_headers_batch, fill_timestamps,
 };
 use super::calls::{run_probes, watch_calls};
-use super::errors::rpc_error;
+use super::endpoints::rpc_error;
 use super::logs::{LIVE_MAX_SPAN, get_logs_by_hashes, get_logs_split, unindexed};
 use super::traces::{fetch_traces, trace_outcomes};
 use super::{
