@@ -125,16 +125,7 @@ impl Validator {
         contracts: &[ContractConfig],
     ) -> Option<ProbeConfig> {
         let raw = self.element::<RawProbe>(key, item)?;
-        let Some(c) = contracts.iter().position(|c| c.name == raw.contract) else {
-            self.problem(
-                format!("{key}.contract"),
-                format!(
-                    "no contract named `{}` in this protocol (or it has errors above)",
-                    raw.contract
-                ),
-            );
-            return None;
-        };
+        let c = self.contract_index(key, &raw.contract, contracts)?;
         let wanted: String = raw
             .function
             .chars()

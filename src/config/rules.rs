@@ -16,16 +16,7 @@ impl Validator {
         contracts: &[ContractConfig],
     ) -> Option<Rule> {
         let raw = self.element::<RawRule>(key, item)?;
-        let Some(c) = contracts.iter().position(|c| c.name == raw.contract) else {
-            self.problem(
-                format!("{key}.contract"),
-                format!(
-                    "no contract named `{}` in this protocol (or it has errors above)",
-                    raw.contract
-                ),
-            );
-            return None;
-        };
+        let c = self.contract_index(key, &raw.contract, contracts)?;
         let effect = match (raw.effect.as_str(), raw.toggle_arg) {
             ("halt", None) => EffectSpec::Halt,
             ("resume", None) => EffectSpec::Resume,

@@ -97,6 +97,15 @@ fn each_fault_is_named_by_its_key_with_what_was_expected() {
             "is not set",
         ),
         (
+            valid(
+                "",
+                "  [[protocols.probes]]\n  contract = \"ghost\"\n  function = \"paused()\"\n  expected = false",
+                "",
+            ),
+            "protocols[0].probes[0].contract",
+            "no contract named `ghost`",
+        ),
+        (
             valid("", "", "[alerts]\nx = 1"),
             "alerts",
             "unknown section or key",

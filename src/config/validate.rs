@@ -127,4 +127,22 @@ impl Validator {
             }
         }
     }
+
+    /// The index of the protocol's contract `name` that `key` (a rule, a
+    /// probe) refers to; a problem naming `key.contract` when there is none.
+    pub(super) fn contract_index(
+        &mut self,
+        key: &str,
+        name: &str,
+        contracts: &[ContractConfig],
+    ) -> Option<usize> {
+        let found = contracts.iter().position(|c| c.name == name);
+        if found.is_none() {
+            self.problem(
+                format!("{key}.contract"),
+                format!("no contract named `{name}` in this protocol (or it has errors above)"),
+            );
+        }
+        found
+    }
 }
