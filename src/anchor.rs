@@ -113,7 +113,7 @@ async fn anchor_head(
     wait: Duration,
 ) -> Result<Option<AnchorRecord>, AnchorError> {
     let head = store.ledger_head().await?;
-    let last = store.anchors().await?.last().map(|a| (a.record, a.head));
+    let last = store.last_anchor().await?;
     if head.0 == 0 || Some(head) == last {
         return Ok(None);
     }

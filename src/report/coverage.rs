@@ -47,10 +47,11 @@ pub fn watched_spans(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn span(chain: &str, first_time: u64, last_time: u64) -> ObservedSpan {
+    /// A span of `chain` whose block numbers are its times (tests only).
+    pub(in crate::report) fn span(chain: &str, first_time: u64, last_time: u64) -> ObservedSpan {
         ObservedSpan {
             chain: chain.into(),
             chain_id: 1,

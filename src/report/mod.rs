@@ -384,6 +384,7 @@ pub fn csv_cell(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::coverage::tests::span;
     use super::*;
     use crate::model::TransitionKind;
     use crate::store::TransitionRecord;
@@ -485,7 +486,7 @@ mod tests {
                 reason: "refused".into(),
             },
         ];
-        let all = [observed("c", 0, 100_000)];
+        let all = [span("c", 0, 100_000)];
         let r = &report(&p, &incidents, &gaps, &all, 0, 100_000)[0];
         assert_eq!(
             (r.monitoring_gaps, r.monitoring_gap_seconds),
@@ -512,17 +513,6 @@ mod tests {
         assert_eq!(r.estimated_cost_usd, Some(1000.0 * 6600.0 / 3600.0));
     }
 
-    fn observed(chain: &str, first_time: u64, last_time: u64) -> ObservedSpan {
-        ObservedSpan {
-            chain: chain.into(),
-            chain_id: 1,
-            first_block: first_time,
-            first_time,
-            last_block: last_time,
-            last_time,
-        }
-    }
-
     #[test]
     fn uptime_is_claimed_only_for_observed_time() {
         let p = [ProtocolInfo {
@@ -537,10 +527,7 @@ mod tests {
             &[(90_000, ProtocolState::Halted)],
             Some(96_000),
         )];
-        let spans = [
-            observed("c", 88_000, 100_000),
-            observed("other", 0, 100_000),
-        ];
+        let spans = [span("c", 88_000, 100_000), span("other", 0, 100_000)];
         let r = &report(&p, &incidents, &[], &spans, 0, 100_000)[0];
         assert_eq!(r.observed_seconds, 12_000);
         assert!((r.coverage_percent - 12.0).abs() < 1e-9);

@@ -40,6 +40,16 @@ impl Store {
         .map(drop)
     }
 
+    /// The newest anchor's (record, head), if any.
+    pub async fn last_anchor(&self) -> Result<Option<(i64, B256)>> {
+        let row = sqlx::query("SELECT record, head FROM anchors ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(q("read the last anchor"))?;
+        row.map(|r| Ok((r.get(0), parse_b256(&r.get::<String, _>(1))?)))
+            .transpose()
+    }
+
     /// Every anchor, oldest first.
     pub async fn anchors(&self) -> Result<Vec<AnchorRecord>> {
         let rows = sqlx::query(

@@ -150,7 +150,7 @@ impl Processor {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
     {
-        let who = format!("chain {} writer", self.chain_name());
+        let who = writer_name(self.chain_name());
         crate::store::retry::until_stored(
             operation,
             |reason| self.status.store_problem(&who, reason),
@@ -368,6 +368,11 @@ impl Processor {
             self.statuses()
         }
     }
+}
+
+/// Who a chain's store problems are reported as on `/readyz`.
+fn writer_name(chain: &str) -> String {
+    format!("chain {chain} writer")
 }
 
 #[cfg(test)]

@@ -236,7 +236,7 @@ impl Writer {
         blocks: &[BlockRef],
         observed: Option<[u64; 4]>,
     ) -> Result<(), crate::store::StoreError> {
-        let who = format!("chain {} writer", self.config.chains[self.chain].name);
+        let who = super::writer_name(&self.config.chains[self.chain].name);
         let mut first = Some(rows);
         crate::store::retry::until_stored(
             "commit",
