@@ -7,6 +7,8 @@
 #   - aiosmtpd (a real SMTP server) in .tools/venv, for the email tests
 #   - chromium (Debian package, as root), for the status page test
 #   - promtool (Debian package prometheus, as root), for the /metrics test
+#   - the production Aave V3 artifacts (npm @aave/core-v3), into .tools/aave,
+#     for the tests that deploy the real market
 # Needs node + npm and python3. Idempotent: does nothing when the pinned versions are there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,6 +56,11 @@ if ! command -v promtool >/dev/null; then
   else
     echo "setup: promtool is missing; install it as root: apt-get install prometheus" >&2
   fi
+fi
+# Production Aave V3 bytecode: the package's Hardhat artifacts.
+aave_version=1.19.3
+if ! grep -qs "\"version\": \"$aave_version\"" "$tools/aave/node_modules/@aave/core-v3/package.json"; then
+  install "$tools/aave" "@aave/core-v3@$aave_version"
 fi
 if [ "${1:-}" = "--with-solc" ] && ! [ -x "$tools/solc/node_modules/.bin/solcjs" ]; then
   install "$tools/solc" "solc@0.8.37" "@openzeppelin/contracts@5.7.0"

@@ -4,9 +4,10 @@
 //!
 //! A protocol is `halted` while a whole-contract halt is active or while every
 //! scope of a complete set is halted, `degraded` while only some scopes are
-//! halted, and `operational` otherwise.
+//! halted, and `operational` otherwise. Scopes of rules with
+//! `severity = "degraded"` never make it more than degraded.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use alloy::primitives::keccak256;
 use serde::{Deserialize, Serialize};
@@ -14,29 +15,74 @@ use serde::{Deserialize, Serialize};
 use crate::config::ProtocolConfig;
 use crate::model::{Evidence, IncidentUpdate, ProtocolState, Scope, Transition, TransitionKind};
 
-/// What the classifier needs to know about a protocol: fixed at start-up.
+/// Scope keys of one contract that, all halted together, halt the whole
+/// protocol. A key also covers its member when it extends it by `:` and
+/// the same rest for every member: with the markets of a comptroller as
+/// members, `<market>:Mint` halted on every market is a complete set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompleteSet {
+    pub contract: String,
+    pub members: BTreeSet<String>,
+    /// The rule whose set is read from the chain (`None`: fixed).
+    pub read_for: Option<usize>,
+}
+
+impl CompleteSet {
+    /// True when every member is halted (with one common rest). An empty
+    /// set (not read yet, or nothing listed) never is.
+    fn covered_by(&self, halted: &BTreeSet<Scope>) -> bool {
+        if self.members.is_empty() {
+            return false;
+        }
+        let mut by_rest: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let keys = halted
+            .iter()
+            .filter(|s| s.contract == self.contract && !s.degraded_only)
+            .filter_map(|s| s.key.as_deref());
+        for key in keys {
+            if let Some(m) = self.members.get(key) {
+                by_rest.entry("").or_default().insert(m);
+            }
+            for (i, _) in key.match_indices(':') {
+                if let Some(m) = self.members.get(&key[..i]) {
+                    by_rest.entry(&key[i + 1..]).or_default().insert(m);
+                }
+            }
+        }
+        by_rest.values().any(|ms| ms.len() == self.members.len())
+    }
+}
+
+/// What the classifier needs to know about a protocol: fixed at start-up
+/// but for complete sets read from the chain.
 #[derive(Debug, Clone)]
 pub struct ProtocolModel {
     pub index: usize,
     pub name: String,
     /// Sets of scopes that, all halted together, halt the whole protocol.
-    pub complete_sets: Vec<BTreeSet<Scope>>,
+    pub complete_sets: Vec<CompleteSet>,
 }
 
 impl ProtocolModel {
     pub fn new(index: usize, protocol: &ProtocolConfig) -> Self {
-        let mut complete_sets: Vec<BTreeSet<Scope>> = Vec::new();
-        for rule in &protocol.rules {
-            let Some(set) = &rule.complete_set else {
-                continue;
+        let mut complete_sets: Vec<CompleteSet> = Vec::new();
+        for (r, rule) in protocol.rules.iter().enumerate() {
+            let contract = protocol.contracts[rule.contract].name.clone();
+            let set = match (&rule.complete_set, &rule.scopes_from) {
+                (Some(members), _) => CompleteSet {
+                    contract,
+                    members: members.clone(),
+                    read_for: None,
+                },
+                (None, Some(_)) => CompleteSet {
+                    contract,
+                    members: BTreeSet::new(),
+                    read_for: Some(r),
+                },
+                (None, None) => continue,
             };
-            let contract = &protocol.contracts[rule.contract].name;
-            let scopes: BTreeSet<Scope> = set
-                .iter()
-                .map(|k| Scope::keyed(contract.clone(), k.clone()))
-                .collect();
-            if !complete_sets.contains(&scopes) {
-                complete_sets.push(scopes);
+            if !complete_sets.contains(&set) {
+                complete_sets.push(set);
             }
         }
         ProtocolModel {
@@ -44,6 +90,19 @@ impl ProtocolModel {
             name: protocol.name.clone(),
             complete_sets,
         }
+    }
+
+    /// Replaces the members of rule `rule`'s set read from the chain;
+    /// true when they changed.
+    pub fn set_members(&mut self, rule: usize, members: BTreeSet<String>) -> bool {
+        let mut changed = false;
+        for set in &mut self.complete_sets {
+            if set.read_for == Some(rule) && set.members != members {
+                set.members = members.clone();
+                changed = true;
+            }
+        }
+        changed
     }
 }
 
@@ -64,11 +123,14 @@ pub struct Tracker {
 impl Tracker {
     /// The protocol's state given the scopes now halted.
     pub fn state(&self, model: &ProtocolModel) -> ProtocolState {
-        if self.halted.iter().any(|s| s.key.is_none())
+        if self
+            .halted
+            .iter()
+            .any(|s| s.key.is_none() && !s.degraded_only)
             || model
                 .complete_sets
                 .iter()
-                .any(|set| set.is_subset(&self.halted))
+                .any(|set| set.covered_by(&self.halted))
         {
             ProtocolState::Halted
         } else if self.halted.is_empty() {
@@ -100,6 +162,7 @@ impl Tracker {
             }
         }
         let after = self.state(model);
+        let cites = evidence.iter().any(|e| e.changes.is_empty());
         let transition = TransitionKind::between(before, after).map(|kind| Transition {
             kind,
             from: before,
@@ -117,7 +180,9 @@ impl Tracker {
                 });
                 key
             }
-            (Some(_), None) if !changed && !halts => return None,
+            // Evidence that changes no scope (a failed call cited on the
+            // open incident) is still added to it.
+            (Some(_), None) if !changed && !halts && !cites => return None,
             (Some(open), _) => {
                 open.state = after;
                 open.key.clone()
@@ -157,7 +222,11 @@ mod tests {
             name: "P".into(),
             complete_sets: sets
                 .iter()
-                .map(|s| s.iter().map(|k| Scope::keyed("c", *k)).collect())
+                .map(|s| CompleteSet {
+                    contract: "c".into(),
+                    members: s.iter().map(|k| k.to_string()).collect(),
+                    read_for: None,
+                })
                 .collect(),
         }
     }

@@ -47,16 +47,23 @@ pub fn snippet(
     abi: &JsonAbi,
 ) -> Snippet {
     let events: Vec<&Event> = abi.events().collect();
-    let signatures: Vec<String> = events.iter().map(|e| e.signature()).collect();
-    // Presets whose every event the ABI declares; the fullest first.
+    let signatures: Vec<String> = events
+        .iter()
+        .map(|e| e.signature())
+        .chain(abi.functions().map(|f| f.signature()))
+        .collect();
+    // Presets whose every event and marking function the ABI declares;
+    // the fullest first.
     let mut presets_found: Vec<(&str, Vec<String>)> = presets::NAMES
         .iter()
         .filter_map(|name| {
-            let specs = presets::rules(name)?;
-            let wanted: Vec<String> = specs.into_iter().map(|s| s.event).collect();
-            wanted
-                .iter()
-                .all(|w| signatures.contains(w))
+            let specs = presets::rules(name, None)?;
+            let wanted: Vec<String> = specs
+                .into_iter()
+                .map(|s| s.event)
+                .chain(presets::functions(name).iter().map(|f| f.to_string()))
+                .collect();
+            (!wanted.is_empty() && wanted.iter().all(|w| signatures.contains(w)))
                 .then_some((*name, wanted))
         })
         .collect();
@@ -117,6 +124,9 @@ pub fn snippet(
             "  preset = \"{name}\"  # recognised by {}",
             events.join(", ")
         );
+        if let Some(pairing) = presets::pairing(name) {
+            let _ = writeln!(text, "  # {pairing}");
+        }
         for (other, _) in presets_found.iter().skip(1) {
             let _ = writeln!(
                 text,

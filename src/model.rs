@@ -56,6 +56,8 @@ pub struct CallOutcome {
     pub success: bool,
     /// Revert data (selector + arguments), when the call failed and it could be read.
     pub revert: Option<alloy::primitives::Bytes>,
+    /// The calldata of a failed call (`None` for successes: not kept).
+    pub input: Option<alloy::primitives::Bytes>,
     /// Found by tracing inside another transaction.
     pub nested: bool,
     /// For a failed call: whether the contract called raised the revert
@@ -72,10 +74,21 @@ impl CallOutcome {
     }
 }
 
-/// The answer of one state probe at a block.
+/// What a view call is for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ProbeKind {
+    /// A `[[protocols.probes]]` entry: `probe` is (protocol, probe index).
+    #[default]
+    State,
+    /// A rule's complete set (`scopes_from`): `probe` is (protocol, rule index).
+    ScopeSet,
+}
+
+/// The answer of one view call at a block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeResult {
-    /// (protocol index, probe index within the protocol).
+    pub kind: ProbeKind,
+    /// (protocol index, probe or rule index within the protocol).
     pub probe: (usize, usize),
     pub block: BlockRef,
     /// Return data, or why the call failed.
@@ -140,6 +153,10 @@ impl fmt::Display for ProtocolState {
 pub struct Scope {
     pub contract: String,
     pub key: Option<String>,
+    /// Halted, it makes the protocol at most degraded (a rule with
+    /// `severity = "degraded"`: a frozen reserve still repays).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub degraded_only: bool,
 }
 
 impl Scope {
@@ -147,6 +164,7 @@ impl Scope {
         Scope {
             contract: contract.into(),
             key: None,
+            degraded_only: false,
         }
     }
 
@@ -154,6 +172,7 @@ impl Scope {
         Scope {
             contract: contract.into(),
             key: Some(key.into()),
+            degraded_only: false,
         }
     }
 }

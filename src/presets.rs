@@ -12,6 +12,8 @@ pub enum EffectSpec {
     Resume,
     /// A bool argument (true = halt) or an integer argument (non-zero = halt).
     Toggle(String),
+    /// The same, inverted: false (zero) halts, true resumes (`ReserveActive`).
+    ToggleOff(String),
     /// Every bool argument is its own scope, named after the argument.
     Flags,
 }
@@ -25,7 +27,26 @@ pub enum ScopeSpec {
     Fixed(String),
     /// The values of these arguments, joined with `:`.
     Args(Vec<String>),
+    /// A fixed key, `:`, then the values of these arguments (`frozen:<asset>`).
+    Prefixed(String, Vec<String>),
 }
+
+/// Where a rule's complete scope set is read from: a view function
+/// returning `address[]` of a contract of the same protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopesFromSpec {
+    /// The contract, by name.
+    pub contract: String,
+    /// The function's signature: `getReservesList()`.
+    pub function: String,
+    /// Events of the rule's contract that change the set (read it again).
+    pub refresh_on: Vec<String>,
+    /// Read it again every this many blocks.
+    pub refresh_blocks: u64,
+}
+
+/// `scopes_refresh_blocks` unless set.
+pub const DEFAULT_SCOPES_REFRESH_BLOCKS: u64 = 1000;
 
 /// A rule as written (explicit or from a preset), before resolution.
 #[derive(Debug, Clone)]
@@ -34,7 +55,10 @@ pub struct RuleSpec {
     pub effect: EffectSpec,
     pub scope: ScopeSpec,
     pub scopes: Option<Vec<String>>,
+    pub scopes_from: Option<ScopesFromSpec>,
     pub time_arg: Option<String>,
+    /// The rule's halts make the protocol at most degraded.
+    pub degraded_only: bool,
 }
 
 /// One rule of a preset, in the same terms as an explicit rule.
@@ -43,6 +67,22 @@ struct PresetRule {
     effect: EffectSpec,
     scope: ScopeSpec,
     time_arg: Option<&'static str>,
+    degraded_only: bool,
+    /// The complete set: (function of the sibling contract with `set_from`
+    /// preset, events of this contract that change it).
+    set: Option<(&'static str, &'static [&'static str])>,
+}
+
+/// A revert that means "halted here", as a preset names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaltRevertSpec {
+    /// The `Error(string)` text (`"29"`) or a custom error's name (`EnforcedPause`).
+    pub reason: String,
+    /// What it means, spelled out in evidence: `RESERVE_PAUSED`.
+    pub meaning: String,
+    /// Prefix of the scope key it is cited on (`frozen:`), before the
+    /// address argument of the failed call.
+    pub scope_prefix: String,
 }
 
 /// Names of every preset, for error messages.
@@ -50,6 +90,7 @@ pub const NAMES: &[&str] = &[
     "oz-pausable",
     "fiat-token",
     "aave-v3-configurator",
+    "aave-v3-pool",
     "compound-comptroller",
     "comet",
     "lido",
@@ -57,9 +98,72 @@ pub const NAMES: &[&str] = &[
     "chainlink-sequencer-feed",
 ];
 
+/// Function signatures that mark a preset's contract besides its events
+/// (a preset with no events of its own is known by these alone).
+pub fn functions(name: &str) -> &'static [&'static str] {
+    match name {
+        "aave-v3-pool" => &[
+            "getReservesList()",
+            "supply(address,uint256,address,uint16)",
+            "withdraw(address,uint256,address)",
+        ],
+        "compound-comptroller" => &["getAllMarkets()"],
+        _ => &[],
+    }
+}
+
+/// What the protocol should also list for a preset's complete sets to be
+/// read from the chain, as a sentence for `init`.
+pub fn pairing(name: &str) -> Option<&'static str> {
+    match name {
+        "aave-v3-configurator" => Some(
+            "list the market's Pool in the same protocol with preset = \"aave-v3-pool\": \
+             its getReservesList() is the complete set of reserves, so a pool pause is halted",
+        ),
+        "aave-v3-pool" => Some(
+            "list the market's PoolConfigurator in the same protocol with preset = \
+             \"aave-v3-configurator\": its events are the pauses and freezes; this \
+             contract gives the reserve list and cites reverts \"29\" (RESERVE_PAUSED) \
+             and \"28\" (RESERVE_FROZEN)",
+        ),
+        _ => None,
+    }
+}
+
+/// Which sibling preset a preset's complete sets are read from, if any:
+/// the Aave configurator reads the reserve list of the protocol's
+/// `aave-v3-pool` contract; the Compound comptroller reads its own markets.
+pub fn set_source(name: &str) -> Option<&'static str> {
+    match name {
+        "aave-v3-configurator" => Some("aave-v3-pool"),
+        "compound-comptroller" => Some("compound-comptroller"),
+        _ => None,
+    }
+}
+
+/// The reverts that mean "halted here" for preset `name`.
+pub fn halt_reverts(name: &str) -> Vec<HaltRevertSpec> {
+    let spec = |reason: &str, meaning: &str, scope_prefix: &str| HaltRevertSpec {
+        reason: reason.into(),
+        meaning: meaning.into(),
+        scope_prefix: scope_prefix.into(),
+    };
+    match name {
+        // Aave's Errors library: supply, borrow and the rest into a paused
+        // or frozen reserve revert with these codes.
+        "aave-v3-pool" => vec![
+            spec("29", "RESERVE_PAUSED", ""),
+            spec("28", "RESERVE_FROZEN", "frozen:"),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// The rule specs of preset `name`, or `None` if there is no such preset.
-pub fn rules(name: &str) -> Option<Vec<RuleSpec>> {
-    use EffectSpec::{Flags, Halt, Resume, Toggle};
+/// `set_from` names the contract of the protocol that [`set_source`]
+/// points at, when the protocol lists one: the complete sets are read from it.
+pub fn rules(name: &str, set_from: Option<&str>) -> Option<Vec<RuleSpec>> {
+    use EffectSpec::{Flags, Halt, Resume, Toggle, ToggleOff};
     let whole = || ScopeSpec::Whole;
     let args = |names: &[&str]| ScopeSpec::Args(names.iter().map(|s| s.to_string()).collect());
     let toggle = |arg: &str| Toggle(arg.to_string());
@@ -74,25 +178,58 @@ pub fn rules(name: &str) -> Option<Vec<RuleSpec>> {
             rule("Pause()", Halt, whole()),
             rule("Unpause()", Resume, whole()),
         ],
-        // Aave v3 PoolConfigurator: one scope per reserve.
-        "aave-v3-configurator" => vec![rule(
-            "ReservePaused(address,bool)",
-            toggle("paused"),
-            args(&["asset"]),
-        )],
-        // Compound v2 Comptroller: global actions and per-market actions.
-        "compound-comptroller" => vec![
-            rule(
-                "ActionPaused(string,bool)",
-                toggle("pauseState"),
-                args(&["action"]),
-            ),
-            rule(
-                "ActionPaused(address,string,bool)",
-                toggle("pauseState"),
-                args(&["cToken", "action"]),
-            ),
-        ],
+        // Aave v3 PoolConfigurator: one scope per reserve; the pool's
+        // reserve list is the complete set. A frozen reserve still repays
+        // and withdraws: degraded at most. An inactive reserve is halted.
+        "aave-v3-configurator" => {
+            const LISTING: &[&str] = &["ReserveInitialized", "ReserveDropped"];
+            vec![
+                PresetRule {
+                    set: Some(("getReservesList()", LISTING)),
+                    ..rule(
+                        "ReservePaused(address,bool)",
+                        toggle("paused"),
+                        args(&["asset"]),
+                    )
+                },
+                PresetRule {
+                    degraded_only: true,
+                    ..rule(
+                        "ReserveFrozen(address,bool)",
+                        toggle("frozen"),
+                        ScopeSpec::Prefixed("frozen".into(), vec!["asset".into()]),
+                    )
+                },
+                rule(
+                    "ReserveActive(address,bool)",
+                    ToggleOff("active".to_string()),
+                    ScopeSpec::Prefixed("inactive".into(), vec!["asset".into()]),
+                ),
+            ]
+        }
+        // Aave v3 Pool: no halt events of its own; its reserve list and
+        // its pause reverts serve the configurator's rules.
+        "aave-v3-pool" => vec![],
+        // Compound v2 Comptroller: global actions and per-market actions;
+        // its markets are the complete set of each per-market action.
+        "compound-comptroller" => {
+            const LISTING: &[&str] = &["MarketListed"];
+            vec![
+                rule(
+                    "ActionPaused(string,bool)",
+                    toggle("pauseState"),
+                    args(&["action"]),
+                ),
+                PresetRule {
+                    set: Some(("getAllMarkets()", LISTING)),
+                    ..rule(
+                        "ActionPaused(address,string,bool)",
+                        toggle("pauseState"),
+                        args(&["cToken", "action"]),
+                    )
+                },
+            ]
+        }
         // Compound v3 Comet: every flag of PauseAction is its own scope.
         "comet" => vec![rule(
             "PauseAction(bool,bool,bool,bool,bool)",
@@ -134,7 +271,17 @@ pub fn rules(name: &str) -> Option<Vec<RuleSpec>> {
                 effect: r.effect,
                 scope: r.scope,
                 scopes: None,
+                scopes_from: r
+                    .set
+                    .zip(set_from)
+                    .map(|((function, refresh_on), contract)| ScopesFromSpec {
+                        contract: contract.to_string(),
+                        function: function.to_string(),
+                        refresh_on: refresh_on.iter().map(|e| e.to_string()).collect(),
+                        refresh_blocks: DEFAULT_SCOPES_REFRESH_BLOCKS,
+                    }),
                 time_arg: r.time_arg.map(str::to_string),
+                degraded_only: r.degraded_only,
             })
             .collect(),
     )
@@ -146,6 +293,8 @@ fn rule(event: &'static str, effect: EffectSpec, scope: ScopeSpec) -> PresetRule
         effect,
         scope,
         time_arg: None,
+        degraded_only: false,
+        set: None,
     }
 }
 
@@ -156,8 +305,10 @@ mod tests {
     #[test]
     fn every_named_preset_exists() {
         for name in NAMES {
-            assert!(rules(name).is_some_and(|r| !r.is_empty()), "{name}");
+            let has_rules = rules(name, None).is_some_and(|r| !r.is_empty());
+            let has_reverts = !halt_reverts(name).is_empty();
+            assert!(has_rules || has_reverts, "{name}");
         }
-        assert!(rules("no-such-preset").is_none());
+        assert!(rules("no-such-preset", None).is_none());
     }
 }

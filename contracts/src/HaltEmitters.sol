@@ -30,10 +30,22 @@ contract AaveConfiguratorMock {
     }
 }
 
-/// Compound v2 Comptroller: both ActionPaused overloads.
+/// Compound v2 Comptroller: both ActionPaused overloads, and its market list.
 contract ComptrollerMock {
     event ActionPaused(string action, bool pauseState);
     event ActionPaused(address cToken, string action, bool pauseState);
+    event MarketListed(address cToken);
+
+    address[] internal markets;
+
+    function _supportMarket(address cToken) external {
+        markets.push(cToken);
+        emit MarketListed(cToken);
+    }
+
+    function getAllMarkets() external view returns (address[] memory) {
+        return markets;
+    }
 
     function setGlobalPaused(string calldata action, bool state) external {
         emit ActionPaused(action, state);

@@ -38,3 +38,17 @@ contract PauseSpoofer {
         revert("Pausable: paused");
     }
 }
+
+/// An Aave flash-loan receiver that reverts with Aave's own "29"
+/// (Errors.RESERVE_PAUSED). The pool passes the revert on, so anyone can
+/// make the production pool fail a transaction with "29" while nothing
+/// is paused.
+contract AaveFlashSpoofer {
+    function executeOperation(address, uint256, uint256, address, bytes calldata)
+        external
+        pure
+        returns (bool)
+    {
+        revert("29");
+    }
+}

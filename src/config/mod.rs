@@ -31,7 +31,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use crate::presets::{EffectSpec, RuleSpec, ScopeSpec};
+pub use crate::presets::{EffectSpec, HaltRevertSpec, RuleSpec, ScopeSpec, ScopesFromSpec};
 pub use anchor::AnchorConfig;
 pub use parse::{parse_address, parse_rfc3339, read_abi};
 pub use schema::SpikeConfig;

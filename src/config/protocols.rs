@@ -74,21 +74,39 @@ impl Validator {
             }
             let (contracts, presets) = self.contracts(&key, raw.contracts);
             let mut rules = Vec::new();
-            for (c, preset) in presets {
-                let Some(specs) = presets::rules(&preset) else {
+            for (c, preset) in &presets {
+                // The contract a preset reads its complete sets from.
+                let set_from = presets::set_source(preset).and_then(|wanted| {
+                    presets
+                        .iter()
+                        .find(|(_, p)| p == wanted)
+                        .map(|(i, _)| contracts[*i].name.as_str())
+                });
+                let Some(specs) = presets::rules(preset, set_from) else {
                     continue; // reported by contracts()
                 };
                 let pkey = format!("{key}.contracts[{c}].preset");
                 for spec in specs {
-                    if let Some(rule) = self.resolve(&pkey, &contracts[c], c, spec) {
+                    if let Some(rule) = self.resolve(&pkey, &contracts, *c, spec) {
                         rules.push(rule);
                     }
                 }
             }
+            let from_presets = rules.len();
             for (j, item) in raw.rules.into_iter().enumerate() {
                 let rkey = format!("{key}.rules[{j}]");
                 if let Some(rule) = self.rule(&rkey, item, &contracts) {
                     rules.push(rule);
+                }
+            }
+            // A `scopes` list written for a preset's event wins over the
+            // set the preset reads from the chain.
+            let (preset_rules, written) = rules.split_at_mut(from_presets);
+            for r in preset_rules.iter_mut() {
+                if written.iter().any(|w| {
+                    w.contract == r.contract && w.selector == r.selector && w.complete_set.is_some()
+                }) {
+                    r.scopes_from = None;
                 }
             }
             let mut probes = Vec::new();
@@ -216,7 +234,7 @@ impl Validator {
             let abi_path = self.dir.join(&raw.abi);
             let abi = self.abi(&format!("{ckey}.abi"), &abi_path);
             if let Some(p) = &raw.preset
-                && presets::rules(p).is_none()
+                && presets::rules(p, None).is_none()
             {
                 self.problem(
                     format!("{ckey}.preset"),
@@ -227,7 +245,7 @@ impl Validator {
                 );
             }
             if let (Some(address), Some(abi)) = (address, abi) {
-                if let Some(p) = raw.preset {
+                if let Some(p) = raw.preset.clone() {
                     presets_of.push((contracts.len(), p));
                 }
                 let revert_spike = raw.revert_spike.unwrap_or_default();
@@ -243,12 +261,39 @@ impl Validator {
                         "expected window_blocks ≥ 1, window_seconds ≥ 1, clear_windows ≥ 1, min_ratio in 0..=1, baseline_factor ≥ 0",
                     );
                 }
+                let mut halt_reverts: Vec<HaltRevert> = raw
+                    .preset
+                    .as_deref()
+                    .map(presets::halt_reverts)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|h| HaltRevert {
+                        reason: h.reason,
+                        meaning: h.meaning,
+                        scope_prefix: h.scope_prefix,
+                    })
+                    .collect();
+                for (k, h) in raw.halt_reverts.into_iter().enumerate() {
+                    if h.reason.is_empty() || h.meaning.is_empty() {
+                        self.problem(
+                            format!("{ckey}.halt_reverts[{k}]"),
+                            "expected a non-empty reason and meaning",
+                        );
+                        continue;
+                    }
+                    halt_reverts.push(HaltRevert {
+                        reason: h.reason,
+                        meaning: h.meaning,
+                        scope_prefix: h.scope_prefix,
+                    });
+                }
                 contracts.push(ContractConfig {
                     name: raw.name,
                     address,
                     abi_path,
                     abi,
                     revert_spike,
+                    halt_reverts,
                 });
             }
         }

@@ -17,26 +17,33 @@ impl Validator {
     ) -> Option<Rule> {
         let raw = self.element::<RawRule>(key, item)?;
         let c = self.contract_index(key, &raw.contract, contracts)?;
-        let effect = match (raw.effect.as_str(), raw.toggle_arg) {
-            ("halt", None) => EffectSpec::Halt,
-            ("resume", None) => EffectSpec::Resume,
-            ("flags", None) => EffectSpec::Flags,
-            ("toggle", Some(arg)) => EffectSpec::Toggle(arg),
-            ("toggle", None) => {
+        let effect = match (raw.effect.as_str(), raw.toggle_arg, raw.halt_when) {
+            ("halt", None, None) => EffectSpec::Halt,
+            ("resume", None, None) => EffectSpec::Resume,
+            ("flags", None, None) => EffectSpec::Flags,
+            ("toggle", Some(arg), None | Some(true)) => EffectSpec::Toggle(arg),
+            ("toggle", Some(arg), Some(false)) => EffectSpec::ToggleOff(arg),
+            ("toggle", None, _) => {
                 self.problem(
                     format!("{key}.toggle_arg"),
                     "effect = \"toggle\" needs toggle_arg: a bool or integer argument of the event",
                 );
                 return None;
             }
-            ("halt" | "resume" | "flags", Some(_)) => {
+            ("halt" | "resume" | "flags", arg, when) => {
+                let field = if arg.is_some() {
+                    "toggle_arg"
+                } else {
+                    "halt_when"
+                };
+                debug_assert!(arg.is_some() || when.is_some());
                 self.problem(
-                    format!("{key}.toggle_arg"),
-                    "toggle_arg is only used with effect = \"toggle\"",
+                    format!("{key}.{field}"),
+                    format!("{field} is only used with effect = \"toggle\""),
                 );
                 return None;
             }
-            (other, _) => {
+            (other, _, _) => {
                 self.problem(
                     format!("{key}.effect"),
                     format!(
@@ -46,37 +53,159 @@ impl Validator {
                 return None;
             }
         };
-        let scope = match (raw.scope_arg, raw.scope) {
-            (Some(_), Some(_)) => {
+        let args = raw.scope_arg.map(|a| match a {
+            OneOrMany::One(a) => vec![a],
+            OneOrMany::Many(a) => a,
+        });
+        let scope = match (args, raw.scope) {
+            (Some(a), Some(prefix)) => ScopeSpec::Prefixed(prefix, a),
+            (Some(a), None) => ScopeSpec::Args(a),
+            (None, Some(s)) => ScopeSpec::Fixed(s),
+            (None, None) => ScopeSpec::Whole,
+        };
+        let degraded_only = match raw.severity.as_deref() {
+            None | Some("halted") => false,
+            Some("degraded") => true,
+            Some(other) => {
                 self.problem(
-                    format!("{key}.scope"),
-                    "give either scope_arg or scope, not both",
+                    format!("{key}.severity"),
+                    format!("expected \"degraded\" or \"halted\", found \"{other}\""),
                 );
                 return None;
             }
-            (Some(OneOrMany::One(a)), None) => ScopeSpec::Args(vec![a]),
-            (Some(OneOrMany::Many(a)), None) => ScopeSpec::Args(a),
-            (None, Some(s)) => ScopeSpec::Fixed(s),
-            (None, None) => ScopeSpec::Whole,
+        };
+        let scopes_from = match raw.scopes_from {
+            None => {
+                if !raw.scopes_refresh_on.is_empty() || raw.scopes_refresh_blocks.is_some() {
+                    self.problem(
+                        format!("{key}.scopes_from"),
+                        "scopes_refresh_on and scopes_refresh_blocks need scopes_from",
+                    );
+                    return None;
+                }
+                None
+            }
+            Some(text) => {
+                let Some((contract, function)) = text.split_once('.') else {
+                    self.problem(
+                        format!("{key}.scopes_from"),
+                        format!("expected `contract.function()`, found `{text}`"),
+                    );
+                    return None;
+                };
+                Some(ScopesFromSpec {
+                    contract: contract.trim().to_string(),
+                    function: function.trim().to_string(),
+                    refresh_on: raw.scopes_refresh_on,
+                    refresh_blocks: raw
+                        .scopes_refresh_blocks
+                        .unwrap_or(crate::presets::DEFAULT_SCOPES_REFRESH_BLOCKS),
+                })
+            }
         };
         let spec = RuleSpec {
             event: raw.event,
             effect,
             scope,
+            // A list written here wins over one read from the chain.
+            scopes_from: if raw.scopes.is_some() {
+                None
+            } else {
+                scopes_from
+            },
             scopes: raw.scopes,
             time_arg: raw.time_arg,
+            degraded_only,
         };
-        self.resolve(key, &contracts[c], c, spec)
+        self.resolve(key, contracts, c, spec)
+    }
+
+    /// Resolves where a complete set is read from: the contract, a view
+    /// returning `address[]`, and the rule contract's events that change it.
+    fn scopes_from(
+        &mut self,
+        key: &str,
+        contracts: &[ContractConfig],
+        rule_contract: usize,
+        spec: ScopesFromSpec,
+    ) -> Option<ScopesFrom> {
+        let fkey = format!("{key}.scopes_from");
+        let c = self.contract_index(&fkey, &spec.contract, contracts)?;
+        let wanted: String = spec
+            .function
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let name = wanted.split('(').next().unwrap_or(&wanted);
+        let function = contracts[c]
+            .abi
+            .functions
+            .get(name)
+            .and_then(|fs| {
+                fs.iter()
+                    .find(|f| f.signature() == wanted || !wanted.contains('('))
+            })
+            .cloned();
+        let Some(function) = function else {
+            self.problem(
+                fkey,
+                format!(
+                    "no function `{wanted}` in ABI {}",
+                    contracts[c].abi_path.display()
+                ),
+            );
+            return None;
+        };
+        let returns_addresses = function.inputs.is_empty()
+            && function.outputs.len() == 1
+            && function.outputs[0].ty == "address[]";
+        if !returns_addresses {
+            self.problem(
+                fkey,
+                format!(
+                    "`{}` must take no arguments and return address[]",
+                    function.signature()
+                ),
+            );
+            return None;
+        }
+        if spec.refresh_blocks == 0 {
+            self.problem(
+                format!("{key}.scopes_refresh_blocks"),
+                "expected at least 1",
+            );
+            return None;
+        }
+        let mut refresh_on = Vec::new();
+        for (i, event) in spec.refresh_on.iter().enumerate() {
+            match find_event(&contracts[rule_contract].abi, event) {
+                Ok(e) => refresh_on.push(e.selector()),
+                Err(m) => {
+                    self.problem(
+                        format!("{key}.scopes_refresh_on[{i}]"),
+                        format!("{m} in ABI {}", contracts[rule_contract].abi_path.display()),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(ScopesFrom {
+            contract: c,
+            function,
+            refresh_on,
+            refresh_blocks: spec.refresh_blocks,
+        })
     }
 
     /// Resolves a rule spec against the contract's ABI, reporting under `key`.
     pub(super) fn resolve(
         &mut self,
         key: &str,
-        contract: &ContractConfig,
+        contracts: &[ContractConfig],
         index: usize,
         spec: RuleSpec,
     ) -> Option<Rule> {
+        let contract = &contracts[index];
         let abi_name = contract.abi_path.display();
         let event = match find_event(&contract.abi, &spec.event) {
             Ok(e) => e.clone(),
@@ -109,9 +238,13 @@ impl Validator {
         let effect = match spec.effect {
             EffectSpec::Halt => Effect::Halt,
             EffectSpec::Resume => Effect::Resume,
-            EffectSpec::Toggle(name) => match arg(&name) {
+            EffectSpec::Toggle(ref name) | EffectSpec::ToggleOff(ref name) => match arg(name) {
                 Ok((pos, DynSolType::Bool | DynSolType::Uint(_) | DynSolType::Int(_))) => {
-                    Effect::Toggle(pos)
+                    if matches!(spec.effect, EffectSpec::ToggleOff(_)) {
+                        Effect::ToggleOff(pos)
+                    } else {
+                        Effect::Toggle(pos)
+                    }
                 }
                 Ok((_, ty)) => {
                     self.problem(
@@ -149,10 +282,10 @@ impl Validator {
         let (scope, scope_is_address) = match spec.scope {
             ScopeSpec::Whole => (RuleScope::Whole, false),
             ScopeSpec::Fixed(s) => (RuleScope::Fixed(s), false),
-            ScopeSpec::Args(names) => {
+            ScopeSpec::Args(ref names) | ScopeSpec::Prefixed(_, ref names) => {
                 let mut positions = Vec::new();
                 let mut single_address = names.len() == 1;
-                for name in &names {
+                for name in names {
                     match arg(name) {
                         Ok((pos, ty)) => {
                             single_address &= ty == DynSolType::Address;
@@ -164,7 +297,33 @@ impl Validator {
                         }
                     }
                 }
-                (RuleScope::Args(positions), single_address)
+                match spec.scope {
+                    ScopeSpec::Prefixed(prefix, _) => {
+                        (RuleScope::Prefixed(prefix, positions), false)
+                    }
+                    _ => (RuleScope::Args(positions), single_address),
+                }
+            }
+        };
+        // A set read from the chain lists addresses: the scope's first
+        // argument must be one.
+        let scopes_from = match spec.scopes_from {
+            None => None,
+            Some(from) => {
+                let first_is_address = match &scope {
+                    RuleScope::Args(p) => {
+                        p.first().is_some_and(|&i| event.inputs[i].ty == "address")
+                    }
+                    _ => false,
+                };
+                if !first_is_address {
+                    self.problem(
+                        format!("{key}.scopes_from"),
+                        "scopes_from lists addresses; the rule's scope_arg must start with an address argument",
+                    );
+                    return None;
+                }
+                Some(self.scopes_from(key, contracts, index, from)?)
             }
         };
         let complete_set = match (&effect, spec.scopes) {
@@ -225,7 +384,9 @@ impl Validator {
             effect,
             scope,
             complete_set,
+            scopes_from,
             time_arg,
+            degraded_only: spec.degraded_only,
         })
     }
 }

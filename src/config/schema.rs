@@ -68,7 +68,7 @@ pub(super) enum RawRpc {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimitedRpc {
-    /// `sqlite://PATH` (relative to the config file's folder); created if missing.
+    /// The endpoint's URL, `ws(s)://` or `http(s)://`.
     pub(super) url: String,
     /// At most this many requests a second to this endpoint (a token bucket).
     pub(super) max_requests_per_second: Option<u32>,
@@ -308,6 +308,23 @@ pub(super) struct RawContract {
     /// Overrides of the revert-spike detector for this contract.
     #[serde(default)]
     pub(super) revert_spike: Option<SpikeConfig>,
+    /// Reverts that mean "halted here", besides the preset's.
+    #[serde(default)]
+    pub(super) halt_reverts: Vec<RawHaltRevert>,
+}
+
+/// One entry of a contract's `halt_reverts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHaltRevert {
+    /// The `Error(string)` text (`"29"`) or a custom error's name (`EnforcedPause`).
+    pub(super) reason: String,
+    /// What it means, shown in evidence as `MEANING (reason)`.
+    pub(super) meaning: String,
+    /// Prefix of the scope key the failed call is cited on (`frozen:`);
+    /// the key ends with an address argument of the call.
+    #[serde(default)]
+    pub(super) scope_prefix: String,
 }
 
 /// `[[protocols.rules]]`
@@ -323,15 +340,37 @@ pub(super) struct RawRule {
     /// A bool or integer argument whose value halts (true, non-zero) or resumes.
     #[serde(default)]
     pub(super) toggle_arg: Option<String>,
+    /// With `toggle`: the value that halts; `false` inverts the toggle
+    /// (`ReserveActive(asset, false)` halts).
+    #[serde(default)]
+    pub(super) halt_when: Option<bool>,
     /// One argument name, or several joined into one scope key.
     #[serde(default)]
     pub(super) scope_arg: Option<OneOrMany>,
-    /// A fixed scope key for every log of this rule.
+    /// A fixed scope key for every log of this rule; with `scope_arg`, the
+    /// key's prefix (`frozen` gives `frozen:<asset>`).
     #[serde(default)]
     pub(super) scope: Option<String>,
     /// The complete set of scopes: all halted means the protocol is halted.
+    /// Wins over `scopes_from`.
     #[serde(default)]
     pub(super) scopes: Option<Vec<String>>,
+    /// The complete set read from the chain: `contract.function()`, a view
+    /// of a contract of this protocol returning `address[]`
+    /// (`pool.getReservesList()`).
+    #[serde(default)]
+    pub(super) scopes_from: Option<String>,
+    /// Events of this rule's contract after which the set is read again
+    /// (`ReserveInitialized`).
+    #[serde(default)]
+    pub(super) scopes_refresh_on: Vec<String>,
+    /// The set is also read again every this many blocks.
+    #[serde(default)]
+    pub(super) scopes_refresh_blocks: Option<u64>,
+    /// `"degraded"`: this rule's halts never make the protocol more than
+    /// degraded (a frozen market still repays). `"halted"` is the default.
+    #[serde(default)]
+    pub(super) severity: Option<String>,
     /// An argument holding the real time of the halt (unix seconds), e.g. a feed's `updatedAt`.
     #[serde(default)]
     pub(super) time_arg: Option<String>,

@@ -253,6 +253,61 @@ pub struct ContractConfig {
     pub abi: Arc<JsonAbi>,
     /// The revert-spike detector's settings for this contract.
     pub revert_spike: SpikeConfig,
+    /// Reverts that mean "halted here": the preset's, then the config's.
+    pub halt_reverts: Vec<HaltRevert>,
+}
+
+/// A revert reason that means "halted here" (Aave's `"29"`): a failed call
+/// with it is cited on the open incident of its scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaltRevert {
+    /// The `Error(string)` text, or a custom error's name.
+    pub reason: String,
+    /// Spelled out in evidence: `RESERVE_PAUSED (29)`.
+    pub meaning: String,
+    /// The cited scope's key is this prefix and an address argument of the call.
+    pub scope_prefix: String,
+}
+
+impl HaltRevert {
+    /// True when a decoded revert is this one: `Error(string)` with this
+    /// text, or the custom error of this name.
+    pub fn matches(&self, reason: &crate::decode::RevertReason) -> bool {
+        if reason.signature == "Error(string)" {
+            return reason.args.first().is_some_and(|a| a.value == self.reason);
+        }
+        reason.signature.split('(').next() == Some(self.reason.as_str())
+    }
+
+    /// The revert data it starts with: the whole `Error(string)` encoding,
+    /// or the custom error's selector (empty when the ABI lacks it).
+    pub fn revert_data(&self, abi: &JsonAbi) -> alloy::primitives::Bytes {
+        use alloy::sol_types::SolError;
+        match abi.errors.get(&self.reason).and_then(|e| e.first()) {
+            Some(error) => error.selector().to_vec().into(),
+            None => alloy::sol_types::Revert::from(self.reason.clone())
+                .abi_encode()
+                .into(),
+        }
+    }
+
+    /// `RESERVE_PAUSED (29)`.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.meaning, self.reason)
+    }
+}
+
+/// A rule's complete scope set, read from the chain.
+#[derive(Debug, Clone)]
+pub struct ScopesFrom {
+    /// Index into the protocol's contracts.
+    pub contract: usize,
+    /// A view with no arguments returning `address[]`.
+    pub function: alloy::json_abi::Function,
+    /// topic0s of the rule's contract after which the set is read again.
+    pub refresh_on: Vec<B256>,
+    /// Read again every this many blocks.
+    pub refresh_blocks: u64,
 }
 
 /// The value a probe expects from a healthy contract.
@@ -292,8 +347,12 @@ pub struct Rule {
     pub scope: RuleScope,
     /// Scope keys that together mean the whole protocol is halted.
     pub complete_set: Option<BTreeSet<String>>,
+    /// Or: the complete set, read from the chain.
+    pub scopes_from: Option<ScopesFrom>,
     /// Position of an argument holding the halt's real time (unix seconds).
     pub time_arg: Option<usize>,
+    /// Its halts make the protocol at most degraded.
+    pub degraded_only: bool,
 }
 
 /// [`EffectSpec`] with argument names resolved to positions in `event.inputs`.
@@ -302,6 +361,8 @@ pub enum Effect {
     Halt,
     Resume,
     Toggle(usize),
+    /// Halts when the argument is false or zero.
+    ToggleOff(usize),
     /// (argument position, scope key) per flag.
     Flags(Vec<(usize, String)>),
 }
@@ -312,4 +373,6 @@ pub enum RuleScope {
     Whole,
     Fixed(String),
     Args(Vec<usize>),
+    /// `prefix:` then the arguments' values.
+    Prefixed(String, Vec<usize>),
 }

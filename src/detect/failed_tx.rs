@@ -70,6 +70,7 @@ mod tests {
             success: false,
             revert: None,
             nested,
+            input: None,
             raised_here: Some(true),
         }
     }

@@ -3,6 +3,7 @@
 //! is small, independent and free of I/O.
 
 pub mod failed_tx;
+pub mod halt_revert;
 pub mod pause;
 pub mod probe;
 pub mod revert_spike;

@@ -78,18 +78,27 @@ pub fn signals(
 
 /// What one rule says about the scopes of one decoded log.
 pub fn changes(rule: &Rule, contract: &str, values: &[DynSolValue]) -> Vec<ScopeChange> {
-    let scope = || match &rule.scope {
-        RuleScope::Whole => Scope::whole(contract),
-        RuleScope::Fixed(key) => Scope::keyed(contract, key.clone()),
-        RuleScope::Args(positions) => {
-            let key = positions
-                .iter()
-                .filter_map(|&i| values.get(i))
-                .map(|v| sanitize_text(&format_value(v), SCOPE_KEY_MAX_CHARS))
-                .collect::<Vec<_>>()
-                .join(":");
-            Scope::keyed(contract, key)
-        }
+    let joined = |positions: &[usize]| {
+        positions
+            .iter()
+            .filter_map(|&i| values.get(i))
+            .map(|v| sanitize_text(&format_value(v), SCOPE_KEY_MAX_CHARS))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let capped = |s: Scope| Scope {
+        degraded_only: rule.degraded_only,
+        ..s
+    };
+    let scope = || {
+        capped(match &rule.scope {
+            RuleScope::Whole => Scope::whole(contract),
+            RuleScope::Fixed(key) => Scope::keyed(contract, key.clone()),
+            RuleScope::Args(positions) => Scope::keyed(contract, joined(positions)),
+            RuleScope::Prefixed(prefix, positions) => {
+                Scope::keyed(contract, format!("{prefix}:{}", joined(positions)))
+            }
+        })
     };
     match &rule.effect {
         Effect::Halt => vec![ScopeChange {
@@ -104,10 +113,14 @@ pub fn changes(rule: &Rule, contract: &str, values: &[DynSolValue]) -> Vec<Scope
             scope: scope(),
             halted: values.get(*i).is_some_and(is_truthy),
         }],
+        Effect::ToggleOff(i) => vec![ScopeChange {
+            scope: scope(),
+            halted: !values.get(*i).is_some_and(is_truthy),
+        }],
         Effect::Flags(flags) => flags
             .iter()
             .map(|(i, name)| ScopeChange {
-                scope: Scope::keyed(contract, name.clone()),
+                scope: capped(Scope::keyed(contract, name.clone())),
                 halted: values.get(*i).is_some_and(is_truthy),
             })
             .collect(),
@@ -139,7 +152,9 @@ mod tests {
             effect,
             scope,
             complete_set: None,
+            scopes_from: None,
             time_arg: None,
+            degraded_only: false,
         }
     }
 
@@ -192,6 +207,7 @@ mod tests {
                     scope: Scope {
                         contract: c.into(),
                         key: k,
+                        degraded_only: false,
                     },
                     halted,
                 })

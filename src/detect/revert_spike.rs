@@ -302,6 +302,7 @@ mod tests {
             success,
             revert: None,
             nested: false,
+            input: None,
             raised_here: None,
         }
     }

@@ -17,6 +17,7 @@ pub use backfill::{BackfillProgress, backfill};
 pub use processor::{Mode, Processor};
 
 use crate::config::Config;
+use crate::model::ProbeKind;
 use crate::notify::Notifier;
 use crate::source::{ChainSource, ProbeCall, SourceError, Watch};
 use crate::status::Status;
@@ -171,17 +172,24 @@ pub async fn run_with(
                 tracing::info!(chain = %chain.name, start = ?chain.start_block, "first run on this chain")
             }
         }
-        let source = ChainSource::new(
-            chain,
-            processor.registry().addresses(),
-            processor.registry().topics(),
-            window,
-            WINDOW_BLOCKS,
-        )
-        .with_status(status.clone())
-        .with_watch(watch_plan(&config, c, &processor))
-        // Half the stop's limit: the write and the outbox's pass get the rest.
-        .with_shutdown_grace(config.shutdown_timeout / 2);
+        let watch = watch_plan(&config, c, &processor);
+        // Logs that only make a complete set be read again are asked for too.
+        let refresh_on = watch.probes.iter().flat_map(|p| p.refresh_on.iter());
+        let mut addresses = processor.registry().addresses();
+        let mut topics = processor.registry().topics();
+        for (a, t) in refresh_on {
+            if !addresses.contains(a) {
+                addresses.push(*a);
+            }
+            if !topics.contains(t) {
+                topics.push(*t);
+            }
+        }
+        let source = ChainSource::new(chain, addresses, topics, window, WINDOW_BLOCKS)
+            .with_status(status.clone())
+            .with_watch(watch)
+            // Half the stop's limit: the write and the outbox's pass get the rest.
+            .with_shutdown_grace(config.shutdown_timeout / 2);
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let name = chain.name.clone();
         let stop = stop_rx.clone();
@@ -222,26 +230,48 @@ pub async fn run_with(
 }
 
 /// What the source of chain `c` reads besides logs: calls into every
-/// contract of its protocols (when failed-tx detection is on) and probes.
+/// contract of its protocols (when failed-tx detection is on), probes, and
+/// the complete sets that rules read from the chain.
 fn watch_plan(config: &Config, c: usize, processor: &Processor) -> Watch {
     let chain = &config.chains[c];
-    let probes = config
+    let mut probes = Vec::new();
+    let mut halt_reverts = Vec::new();
+    for (pi, p) in config
         .protocols
         .iter()
         .enumerate()
         .filter(|(_, p)| p.chain == c)
-        .flat_map(|(pi, p)| {
-            p.probes
-                .iter()
-                .enumerate()
-                .map(move |(i, probe)| ProbeCall {
-                    id: (pi, i),
-                    address: p.contracts[probe.contract].address,
-                    calldata: probe.function.selector().to_vec().into(),
-                    every_blocks: probe.every_blocks,
-                })
-        })
-        .collect();
+    {
+        for (i, probe) in p.probes.iter().enumerate() {
+            probes.push(ProbeCall {
+                kind: ProbeKind::State,
+                id: (pi, i),
+                refresh_on: Vec::new(),
+                address: p.contracts[probe.contract].address,
+                calldata: probe.function.selector().to_vec().into(),
+                every_blocks: probe.every_blocks,
+            });
+        }
+        for (r, rule) in p.rules.iter().enumerate() {
+            let Some(from) = &rule.scopes_from else {
+                continue;
+            };
+            let at = p.contracts[rule.contract].address;
+            probes.push(ProbeCall {
+                kind: ProbeKind::ScopeSet,
+                id: (pi, r),
+                refresh_on: from.refresh_on.iter().map(|t| (at, *t)).collect(),
+                address: p.contracts[from.contract].address,
+                calldata: from.function.selector().to_vec().into(),
+                every_blocks: from.refresh_blocks,
+            });
+        }
+        for contract in &p.contracts {
+            for h in &contract.halt_reverts {
+                halt_reverts.push((contract.address, h.revert_data(&contract.abi)));
+            }
+        }
+    }
     Watch {
         contracts: if chain.failed_tx {
             processor.registry().contracts()
@@ -250,5 +280,6 @@ fn watch_plan(config: &Config, c: usize, processor: &Processor) -> Watch {
         },
         trace: chain.trace_calls,
         probes,
+        halt_reverts,
     }
 }

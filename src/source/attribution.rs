@@ -60,16 +60,24 @@ pub(super) fn raisers(root: &Value) -> HashSet<(Address, Bytes)> {
     out
 }
 
-/// Decides, for every failed call whose revert says "paused" and whose
-/// raiser is not known yet, whether the contract called raised it: by
-/// tracing its transaction, else by reading `paused()`.
+/// Decides, for every failed call whose revert says "paused" (or is one
+/// of its contract's `halt_reverts`) and whose raiser is not known yet,
+/// whether the contract called raised it: by tracing its transaction, else
+/// by reading `paused()`.
 pub(super) async fn attribute_pauses(
     p: &DynProvider,
     ep: &Endpoint,
     calls: &mut [CallOutcome],
+    halt_reverts: &[(Address, Bytes)],
 ) -> Result<(), SourceError> {
     let open = |c: &CallOutcome| {
-        !c.success && c.raised_here.is_none() && crate::decode::looks_like_pause(c.revert_data())
+        let data = c.revert_data();
+        !c.success
+            && c.raised_here.is_none()
+            && (crate::decode::looks_like_pause(data)
+                || halt_reverts
+                    .iter()
+                    .any(|(a, d)| *a == c.to && !d.is_empty() && data.starts_with(d)))
     };
     let txs: HashSet<B256> = calls
         .iter()

@@ -59,12 +59,13 @@ pub(super) async fn watch_calls(
                 to: t.to.unwrap_or_default(),
                 success,
                 revert,
+                input: (!success).then(|| t.input.clone()),
                 nested: false,
                 raised_here: None,
             });
         }
     }
-    attribute_pauses(p, ep, &mut out).await?;
+    attribute_pauses(p, ep, &mut out, &watch.halt_reverts).await?;
     Ok(out)
 }
 
@@ -138,6 +139,7 @@ pub(super) async fn run_probes(
                 crate::redact_urls_in(&e.to_string())
             });
         out.push(ProbeResult {
+            kind: probe.kind,
             probe: probe.id,
             block: tip,
             output,

@@ -205,7 +205,15 @@ impl LogFetcher {
             return Ok(None);
         };
         let known = BTreeMap::new();
-        let calls = trace_outcomes(&self.provider, &self.endpoint, traces, logs, &known).await?;
+        let calls = trace_outcomes(
+            &self.provider,
+            &self.endpoint,
+            traces,
+            logs,
+            &known,
+            &self.watch.halt_reverts,
+        )
+        .await?;
         Ok(Some(calls))
     }
 

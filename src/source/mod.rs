@@ -163,6 +163,10 @@ pub struct Watch {
     /// Trace every block for nested calls too (`debug_traceBlockByNumber`).
     pub trace: bool,
     pub probes: Vec<ProbeCall>,
+    /// Revert data that means "halted here" per contract (an `Error(string)`
+    /// encoding, or a custom error's selector): asked who raised it, like
+    /// a pause revert.
+    pub halt_reverts: Vec<(Address, Bytes)>,
 }
 
 impl Watch {
@@ -171,10 +175,13 @@ impl Watch {
     }
 }
 
-/// A view call to make every `every_blocks` blocks.
+/// A view call to make every `every_blocks` blocks, and after any log of
+/// `refresh_on` (address, topic0).
 #[derive(Debug, Clone)]
 pub struct ProbeCall {
+    pub kind: crate::model::ProbeKind,
     pub id: (usize, usize),
+    pub refresh_on: Vec<(Address, B256)>,
     pub address: Address,
     pub calldata: Bytes,
     pub every_blocks: u64,
@@ -194,7 +201,7 @@ pub struct ChainSource {
     status: crate::status::Status,
     watch: Watch,
     /// Block each probe last ran at.
-    probed: HashMap<(usize, usize), u64>,
+    probed: HashMap<(crate::model::ProbeKind, (usize, usize)), u64>,
     /// The last head read from the current endpoint, and when.
     head_read: Option<(u64, Instant)>,
     /// The newest header the endpoint pushed (ws `newHeads`) that no round

@@ -204,7 +204,7 @@ impl ChainSource {
         let calls = if full {
             watch_calls(&p, ep, &blocks, &self.watch).await?
         } else if traced {
-            trace_outcomes(&p, ep, traces, &logs, &by_number).await?
+            trace_outcomes(&p, ep, traces, &logs, &by_number, &self.watch.halt_reverts).await?
         } else {
             Vec::new()
         };
@@ -215,14 +215,23 @@ impl ChainSource {
             .probes
             .iter()
             .filter(|pc| {
-                self.probed
-                    .get(&pc.id)
-                    .is_none_or(|&last| tip.number >= last + pc.every_blocks)
+                let refreshed = logs.iter().any(|l| {
+                    l.topics().first().is_some_and(|t| {
+                        pc.refresh_on
+                            .iter()
+                            .any(|(a, e)| *a == l.address() && e == t)
+                    })
+                });
+                refreshed
+                    || self
+                        .probed
+                        .get(&(pc.kind, pc.id))
+                        .is_none_or(|&last| tip.number >= last + pc.every_blocks)
             })
             .collect();
         let probes = run_probes(&p, ep, tip, &due).await;
         for r in &probes {
-            self.probed.insert(r.probe, tip.number);
+            self.probed.insert((r.kind, r.probe), tip.number);
         }
         self.window.extend(&headers);
         self.next = Some(to + 1);

@@ -194,6 +194,7 @@ pub(super) async fn trace_outcomes(
     traces: Vec<TracedCall>,
     logs: &[Log],
     known: &BTreeMap<u64, BlockRef>,
+    halt_reverts: &[(Address, Bytes)],
 ) -> Result<Vec<CallOutcome>, SourceError> {
     let mut times = BlockTimes::new(known).with_logs(logs);
     let mut out = Vec::with_capacity(traces.len());
@@ -217,11 +218,12 @@ pub(super) async fn trace_outcomes(
             to: t.call.to.unwrap_or_default(),
             success: t.success,
             revert,
+            input: (!t.success).then(|| t.call.input.clone()),
             nested: t.nested,
             raised_here: None,
         });
     }
-    attribute_pauses(p, ep, &mut out).await?;
+    attribute_pauses(p, ep, &mut out, halt_reverts).await?;
     Ok(out)
 }
 
@@ -273,6 +275,13 @@ pub(super) async fn trace_block(
                     to,
                     success: !failed,
                     revert,
+                    input: failed
+                        .then(|| {
+                            frame["input"]
+                                .as_str()
+                                .and_then(|i| i.parse::<Bytes>().ok())
+                        })
+                        .flatten(),
                     nested,
                     raised_here,
                 });

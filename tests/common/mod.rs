@@ -260,6 +260,7 @@ pub async fn sql_on(db: &Path, statement: &str) {
     pool.close().await;
 }
 
+pub mod aave;
 pub mod smtp;
 
 /// anvil (automine) with the demo vault deployed, and a config in a temp

@@ -11,7 +11,7 @@ use super::Processor;
 use crate::classify::Tracker;
 use crate::detect;
 use crate::detect::revert_spike::{SpikeChange, SpikeWindow};
-use crate::model::{BlockRef, CallOutcome, Evidence, IncidentUpdate, ProbeResult};
+use crate::model::{BlockRef, CallOutcome, Evidence, IncidentUpdate, ProbeKind, ProbeResult};
 use crate::pipeline::WINDOW_BLOCKS;
 use crate::telemetry;
 
@@ -75,6 +75,11 @@ impl Processor {
         probes: &[ProbeResult],
         blocks: &[BlockRef],
     ) -> Classified {
+        // Complete sets read at this range's tip count for its logs: the
+        // first read (at start-up) must precede the first pause.
+        for result in probes.iter().filter(|r| r.kind == ProbeKind::ScopeSet) {
+            self.on_scope_set(result);
+        }
         let mut items: Vec<Item> = logs
             .iter()
             .map(Item::Log)
@@ -111,7 +116,7 @@ impl Processor {
         }
         self.flush(&mut b);
         self.end_blocks(next_block, to, &known, &mut b);
-        for result in probes {
+        for result in probes.iter().filter(|r| r.kind == ProbeKind::State) {
             self.on_probe(result, &mut b);
             self.flush(&mut b);
         }
@@ -195,7 +200,60 @@ impl Processor {
                 let e = detect::failed_tx::evidence(self.chain_id(), name, call, reason);
                 telemetry::signal("failed_call");
                 b.pending.entry(p).or_default().push(e);
+                continue;
             }
+            let protocol = &self.config.protocols[p];
+            let Some(meaning) = protocol.contracts[c]
+                .halt_reverts
+                .iter()
+                .find(|h| h.matches(reason))
+            else {
+                continue;
+            };
+            let tracker = self.trackers.get(&p);
+            let halted = |s: &crate::model::Scope| tracker.is_some_and(|t| t.halted.contains(s));
+            if let Some(e) = detect::halt_revert::evidence(
+                self.chain_id(),
+                (protocol, c),
+                call,
+                reason,
+                meaning,
+                halted,
+            ) {
+                telemetry::signal("failed_call");
+                b.pending.entry(p).or_default().push(e);
+            }
+        }
+    }
+
+    /// A complete set read from the chain: the addresses it lists become
+    /// the rule's set; a failed or malformed read keeps the last one.
+    fn on_scope_set(&mut self, result: &ProbeResult) {
+        use alloy::sol_types::SolValue;
+        let (p, r) = result.probe;
+        let name = &self.config.protocols[p].name;
+        let members: std::collections::BTreeSet<String> = match &result.output {
+            Ok(out) => match <Vec<alloy::primitives::Address>>::abi_decode(out) {
+                Ok(list) => list.iter().map(|a| a.to_checksum(None)).collect(),
+                Err(e) => {
+                    tracing::warn!(protocol = %name, rule = r, block = result.block.number, error = %e,
+                        "complete set skipped: the answer is not an address[]; the last set stays");
+                    return;
+                }
+            },
+            Err(e) => {
+                tracing::warn!(protocol = %name, rule = r, block = result.block.number, error = %e,
+                    "complete set not read; the last set stays");
+                return;
+            }
+        };
+        let Some(model) = self.models.iter_mut().find(|m| m.index == p) else {
+            return;
+        };
+        let count = members.len();
+        if model.set_members(r, members) {
+            tracing::info!(protocol = %name, rule = r, scopes = count, block = result.block.number,
+                "complete set read from the chain");
         }
     }
 

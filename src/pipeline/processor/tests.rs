@@ -96,6 +96,7 @@ fn calls(blocks: &[BlockRef], burst: bool) -> Vec<CallOutcome> {
                 success: !burst,
                 revert: None,
                 nested: false,
+                input: None,
                 raised_here: None,
             })
         })

@@ -82,6 +82,7 @@ mod tests {
                 success: false,
                 revert: None,
                 nested: false,
+                input: None,
                 raised_here: None,
             });
         }
