@@ -232,7 +232,8 @@ mod tests {
     }
 
     /// Evidence at block `n` (timestamp 100 n) with the given changes.
-    /// `"*"` stands for the whole contract; `+` halts, `-` resumes.
+    /// `"*"` stands for the whole contract; `+` halts, `-` resumes; `"="`
+    /// alone is a citation (no change).
     fn ev(n: u64, changes: &[&str]) -> Evidence {
         Evidence {
             kind: Default::default(),
@@ -250,13 +251,23 @@ mod tests {
             log_hash: B256::ZERO,
             changes: changes
                 .iter()
+                .filter(|c| **c != "=")
                 .map(|c| {
                     let (sign, key) = c.split_at(1);
+                    // A trailing `!` marks a scope of a degraded-only rule.
+                    let (key, capped) = match key.strip_suffix('!') {
+                        Some(k) => (k, true),
+                        None => (key, false),
+                    };
+                    let scope = if key == "*" {
+                        Scope::whole("c")
+                    } else {
+                        Scope::keyed("c", key)
+                    };
                     ScopeChange {
-                        scope: if key == "*" {
-                            Scope::whole("c")
-                        } else {
-                            Scope::keyed("c", key)
+                        scope: Scope {
+                            degraded_only: capped,
+                            ..scope
                         },
                         halted: sign == "+",
                     }
@@ -286,6 +297,7 @@ mod tests {
         use TransitionKind::*;
         let none = model(&[]);
         let ab = model(&[&["a", "b"]]);
+        let empty = model(&[&[]]);
         type Case<'a> = (
             &'a str,
             &'a ProtocolModel,
@@ -346,6 +358,47 @@ mod tests {
                 vec![&["+a"], &["-b"], &["-a"]],
                 vec![(Some(Opened), true), (None, false), (Some(Resolved), true)],
             ),
+            (
+                "a degraded-only whole halt is degraded",
+                &none,
+                vec![&["+*!"], &["+*"], &["-*"], &["-*!"]],
+                vec![
+                    (Some(Opened), true),
+                    (Some(Escalated), true),
+                    (Some(Deescalated), true),
+                    (Some(Resolved), true),
+                ],
+            ),
+            (
+                "degraded-only scopes never complete a set",
+                &ab,
+                vec![&["+a!", "+b!"], &["+a"], &["+b"]],
+                vec![(Some(Opened), true), (None, true), (Some(Escalated), true)],
+            ),
+            (
+                "one rest on every member completes the set",
+                &ab,
+                vec![&["+a:Mint", "+b:Borrow"], &["+b:Mint"]],
+                vec![(Some(Opened), true), (Some(Escalated), true)],
+            ),
+            (
+                "an empty set (not read yet) never halts",
+                &empty,
+                vec![&["+a"]],
+                vec![(Some(Opened), true)],
+            ),
+            (
+                "a citation joins the open incident and nothing else",
+                &ab,
+                vec![&["="], &["+a"], &["="], &["-a"], &["="]],
+                vec![
+                    (None, false),
+                    (Some(Opened), true),
+                    (None, true),
+                    (Some(Resolved), true),
+                    (None, false),
+                ],
+            ),
         ];
         for (name, m, txs, want) in cases {
             assert_eq!(run(m, &txs), want, "{name}");
@@ -378,6 +431,24 @@ mod tests {
         t.apply(&m, vec![ev(2, &["-*"])]);
         let second = t.apply(&m, vec![ev(3, &["+*"])]).unwrap().key;
         assert_ne!(first, second);
+    }
+
+    #[test]
+    fn a_set_read_from_the_chain_changes_the_state() {
+        let mut m = model(&[]);
+        m.complete_sets.push(CompleteSet {
+            contract: "c".into(),
+            members: BTreeSet::new(),
+            read_for: Some(3),
+        });
+        let mut t = Tracker::default();
+        t.apply(&m, vec![ev(1, &["+a", "+b"])]);
+        assert_eq!(t.state(&m), ProtocolState::Degraded, "nothing read yet");
+        let read: BTreeSet<String> = ["a", "b"].map(String::from).into();
+        assert!(m.set_members(3, read.clone()));
+        assert!(!m.set_members(3, read), "the same set again is no change");
+        assert!(!m.set_members(4, BTreeSet::new()), "another rule's set");
+        assert_eq!(t.state(&m), ProtocolState::Halted);
     }
 
     #[test]

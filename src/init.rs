@@ -124,8 +124,8 @@ pub fn snippet(
             "  preset = \"{name}\"  # recognised by {}",
             events.join(", ")
         );
-        if let Some(pairing) = presets::pairing(name) {
-            let _ = writeln!(text, "  # {pairing}");
+        for line in presets::pairing(name) {
+            let _ = writeln!(text, "  # {line}");
         }
         for (other, _) in presets_found.iter().skip(1) {
             let _ = writeln!(

@@ -113,20 +113,20 @@ pub fn functions(name: &str) -> &'static [&'static str] {
 }
 
 /// What the protocol should also list for a preset's complete sets to be
-/// read from the chain, as a sentence for `init`.
-pub fn pairing(name: &str) -> Option<&'static str> {
+/// read from the chain, as comment lines for `init`.
+pub fn pairing(name: &str) -> &'static [&'static str] {
     match name {
-        "aave-v3-configurator" => Some(
-            "list the market's Pool in the same protocol with preset = \"aave-v3-pool\": \
-             its getReservesList() is the complete set of reserves, so a pool pause is halted",
-        ),
-        "aave-v3-pool" => Some(
-            "list the market's PoolConfigurator in the same protocol with preset = \
-             \"aave-v3-configurator\": its events are the pauses and freezes; this \
-             contract gives the reserve list and cites reverts \"29\" (RESERVE_PAUSED) \
-             and \"28\" (RESERVE_FROZEN)",
-        ),
-        _ => None,
+        "aave-v3-configurator" => &[
+            "list the market's Pool in this protocol too, with preset = \"aave-v3-pool\":",
+            "its getReservesList() is the complete set, so a pool pause is halted",
+        ],
+        "aave-v3-pool" => &[
+            "list the market's PoolConfigurator in this protocol too, with",
+            "preset = \"aave-v3-configurator\": its events are the pauses and freezes;",
+            "this contract gives the reserve list, and its reverts \"29\" (RESERVE_PAUSED)",
+            "and \"28\" (RESERVE_FROZEN) are cited on the reserve's incident",
+        ],
+        _ => &[],
     }
 }
 

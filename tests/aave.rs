@@ -325,3 +325,27 @@ async fn a_reserve_paused_revert_passed_on_from_a_flash_loan_receiver_opens_noth
     );
     running.stop().await;
 }
+
+/// A backfill reads the reserve list once, on its last block: a pool pause
+/// in the history is halted there too.
+#[tokio::test]
+async fn a_backfill_reads_the_reserve_list_and_records_the_pool_pause_as_halted() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let market = AaveMarket::deploy(&chain, 2).await;
+    market.set_pool_pause(&chain, true).await;
+    let last = market.set_pool_pause(&chain, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&node.endpoint(), &aave_protocol(&market));
+    let path = write_config(dir.path(), &text);
+    let config = haltwatch::config::load(&path).unwrap();
+    let store = haltwatch::store::Store::open(&config.store).await.unwrap();
+    let to = last.block_number.unwrap();
+    haltwatch::pipeline::backfill(config, store.clone(), "anvil", 0, to, |_| {})
+        .await
+        .expect("backfill");
+    let list = incidents(&store).await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert_eq!(list[0].severity, ProtocolState::Halted);
+    assert_eq!(list[0].state, IncidentState::Resolved);
+}

@@ -561,9 +561,25 @@ fn init_writes_a_snippet_that_check_config_accepts() {
             Some("preset = \"fiat-token\""),
             true,
         ),
+        // The production Aave V3 ABIs (from @aave/core-v3): each names the other.
         (
             root().join("abis/aave-v3-configurator.json"),
             Some("preset = \"aave-v3-configurator\""),
+            true,
+        ),
+        (
+            root().join("abis/aave-v3-configurator.json"),
+            Some("with preset = \"aave-v3-pool\""),
+            true,
+        ),
+        (
+            root().join("abis/aave-v3-pool.json"),
+            Some("preset = \"aave-v3-pool\"  # recognised by getReservesList()"),
+            true,
+        ),
+        (
+            root().join("abis/compound-comptroller.json"),
+            Some("preset = \"compound-comptroller\""),
             true,
         ),
         (

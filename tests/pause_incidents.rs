@@ -16,6 +16,7 @@ sol! {
     function setPoolPause(address[] assets, bool paused);
     function setGlobalPaused(string action, bool state);
     function setMarketPaused(address cToken, string action, bool state);
+    function _supportMarket(address cToken);
     function pause(bool supply, bool transfer, bool withdraw, bool absorb, bool buy);
     function cageIlk(bytes32 ilk);
     function emitRaw(bytes32[] topics, bytes data);
@@ -541,5 +542,67 @@ async fn a_log_that_does_not_decode_is_skipped_and_the_chain_is_still_followed()
     let list = incidents(&running.store).await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].start_block, r.block_number.unwrap());
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn compound_markets_read_from_the_comptroller_are_the_complete_set_of_each_action() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let comptroller = chain.deploy(&bin("ComptrollerMock")).await.unwrap();
+    let markets = [WETH, USDC, WBTC];
+    let list = |m: Address| (comptroller, _supportMarketCall { cToken: m }.abi_encode());
+    let pause = |m: Address, action: &str| {
+        let call = setMarketPausedCall {
+            cToken: m,
+            action: action.into(),
+            state: true,
+        };
+        (comptroller, call.abi_encode())
+    };
+    for m in &markets[..2] {
+        let (to, data) = list(*m);
+        assert!(chain.call(to, data).await.unwrap().status());
+    }
+    let text = protocol(
+        "Compound",
+        "comptroller",
+        comptroller,
+        "compound-comptroller.json",
+        "compound-comptroller",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &config_text(&node.endpoint(), &text));
+    let running = start(&path).await;
+    wait_caught_up(&running.store, &chain).await;
+    // A third market, listed while haltwatch watches: MarketListed makes
+    // it read the list again.
+    let steps = [
+        list(markets[2]),
+        pause(markets[0], "Mint"),
+        pause(markets[1], "Borrow"),
+        pause(markets[1], "Mint"),
+        pause(markets[2], "Mint"),
+    ];
+    let mut last = 0;
+    for (to, data) in steps {
+        let r = chain.call(to, data).await.unwrap();
+        assert!(r.status());
+        last = r.block_number.unwrap();
+    }
+    wait_processed(&running.store, last).await;
+    let incidents = incidents(&running.store).await;
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let path: Vec<_> = incidents[0]
+        .transitions
+        .iter()
+        .map(|t| (t.kind.as_str(), t.to, t.block_number))
+        .collect();
+    use ProtocolState::*;
+    assert_eq!(
+        path,
+        [("opened", Degraded, last - 3), ("escalated", Halted, last)],
+        "Mint paused on two markets of three is degraded; on all three, halted"
+    );
     running.stop().await;
 }

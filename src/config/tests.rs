@@ -150,3 +150,165 @@ fn every_problem_is_reported_at_once() {
     );
     assert!(problems(&text).len() >= 3, "{:#?}", problems(&text));
 }
+
+/// The production Aave ABIs with one explicit rule, into which the cases
+/// write their faults.
+fn aave(rule: &str) -> String {
+    let abis = Path::new(env!("CARGO_MANIFEST_DIR")).join("abis");
+    format!(
+        r#"
+[[chains]]
+name = "main"
+chain_id = 1
+rpc = ["https://eth.example.org"]
+
+[[protocols]]
+name = "Aave"
+chain = "main"
+  [[protocols.contracts]]
+  name = "configurator"
+  address = "0x64b761D848206f447Fe2dd461b0c635Ec39EbB27"
+  abi = "{configurator}"
+  [[protocols.contracts]]
+  name = "pool"
+  address = "0x87870Bca3F3fD6335C3F4ce8392D69350B4fA4E2"
+  abi = "{pool}"
+  halt_reverts = [{{ reason = "29", meaning = "RESERVE_PAUSED" }}]
+  [[protocols.rules]]
+  contract = "configurator"
+{rule}
+"#,
+        configurator = abis.join("aave-v3-configurator.json").display(),
+        pool = abis.join("aave-v3-pool.json").display(),
+    )
+}
+
+#[test]
+fn rules_that_read_their_set_from_the_chain_are_checked_against_both_abis() {
+    let paused = "  event = \"ReservePaused\"\n  effect = \"toggle\"\n  toggle_arg = \"paused\"\n  scope_arg = \"asset\"\n";
+    let ok = format!(
+        "{paused}  scopes_from = \"pool.getReservesList()\"\n  scopes_refresh_on = [\"ReserveInitialized\", \"ReserveDropped\"]\n"
+    );
+    let config = parse(&aave(&ok), Path::new("/tmp/x.toml")).expect("valid");
+    let rule = &config.protocols[0].rules[0];
+    let from = rule.scopes_from.as_ref().expect("scopes_from");
+    assert_eq!((from.contract, from.refresh_on.len()), (1, 2));
+    assert_eq!(
+        from.refresh_blocks,
+        crate::presets::DEFAULT_SCOPES_REFRESH_BLOCKS
+    );
+    assert_eq!(config.protocols[0].contracts[1].halt_reverts.len(), 1);
+    // A written list wins over the chain's.
+    let both = format!("{ok}  scopes = [\"0x64b761D848206f447Fe2dd461b0c635Ec39EbB27\"]\n");
+    let config = parse(&aave(&both), Path::new("/tmp/x.toml")).expect("valid");
+    assert!(config.protocols[0].rules[0].scopes_from.is_none());
+    assert!(config.protocols[0].rules[0].complete_set.is_some());
+
+    let cases: &[(String, &str, &str)] = &[
+        (
+            format!("{paused}  scopes_from = \"getReservesList()\"\n"),
+            "protocols[0].rules[0].scopes_from",
+            "expected `contract.function()`",
+        ),
+        (
+            format!("{paused}  scopes_from = \"vault.getReservesList()\"\n"),
+            "protocols[0].rules[0].scopes_from",
+            "no contract named `vault`",
+        ),
+        (
+            format!("{paused}  scopes_from = \"pool.getReserveData(address)\"\n"),
+            "protocols[0].rules[0].scopes_from",
+            "must take no arguments and return address[]",
+        ),
+        (
+            format!("{paused}  scopes_from = \"pool.noSuchList()\"\n"),
+            "protocols[0].rules[0].scopes_from",
+            "no function `noSuchList()`",
+        ),
+        (
+            format!("{paused}  scopes_from = \"pool.getReservesList()\"\n  scopes_refresh_on = [\"Listed\"]\n"),
+            "protocols[0].rules[0].scopes_refresh_on[0]",
+            "no event named `Listed`",
+        ),
+        (
+            format!("{paused}  scopes_from = \"pool.getReservesList()\"\n  scopes_refresh_blocks = 0\n"),
+            "protocols[0].rules[0].scopes_refresh_blocks",
+            "at least 1",
+        ),
+        (
+            format!("{paused}  scopes_refresh_blocks = 10\n"),
+            "protocols[0].rules[0].scopes_from",
+            "need scopes_from",
+        ),
+        (
+            "  event = \"ReservePaused\"\n  effect = \"toggle\"\n  toggle_arg = \"paused\"\n  scopes_from = \"pool.getReservesList()\"\n".to_string(),
+            "protocols[0].rules[0].scopes_from",
+            "must start with an address argument",
+        ),
+        (
+            format!("{paused}  severity = \"critical\"\n"),
+            "protocols[0].rules[0].severity",
+            "expected \"degraded\" or \"halted\"",
+        ),
+        (
+            "  event = \"ReserveDropped\"\n  effect = \"halt\"\n  halt_when = false\n".to_string(),
+            "protocols[0].rules[0].halt_when",
+            "only used with effect = \"toggle\"",
+        ),
+    ];
+    for (rule, key, message) in cases {
+        let found = problems(&aave(rule));
+        assert!(
+            found
+                .iter()
+                .any(|p| p.key.starts_with(key) && p.to_string().contains(message)),
+            "want `{key}: …{message}…`, got {found:#?}"
+        );
+    }
+    let empty_meaning = aave(paused).replace("meaning = \"RESERVE_PAUSED\"", "meaning = \"\"");
+    assert!(
+        problems(&empty_meaning)
+            .iter()
+            .any(|p| p.key == "protocols[0].contracts[1].halt_reverts[0]"),
+        "{:#?}",
+        problems(&empty_meaning)
+    );
+}
+
+#[test]
+fn the_aave_presets_pair_up_and_a_frozen_reserve_is_capped() {
+    let text = aave("  event = \"ReserveDropped\"\n  effect = \"halt\"\n  scope_arg = \"asset\"\n")
+        .replace("abi = \"", "preset = \"PRESET\"\n  abi = \"")
+        .replacen("PRESET", "aave-v3-configurator", 1)
+        .replacen("PRESET", "aave-v3-pool", 1);
+    let config = parse(&text, Path::new("/tmp/x.toml")).expect("valid");
+    let p = &config.protocols[0];
+    let by_event = |name: &str| {
+        p.rules
+            .iter()
+            .find(|r| r.event.name == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    let paused = by_event("ReservePaused");
+    assert_eq!(paused.scopes_from.as_ref().map(|f| f.contract), Some(1));
+    let frozen = by_event("ReserveFrozen");
+    assert!(frozen.degraded_only);
+    assert!(matches!(&frozen.scope, RuleScope::Prefixed(p, _) if p == "frozen"));
+    assert!(matches!(
+        by_event("ReserveActive").effect,
+        Effect::ToggleOff(_)
+    ));
+    let reasons: Vec<_> = p.contracts[1]
+        .halt_reverts
+        .iter()
+        .map(|h| h.describe())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "RESERVE_PAUSED (29)",
+            "RESERVE_FROZEN (28)",
+            "RESERVE_PAUSED (29)"
+        ]
+    );
+}

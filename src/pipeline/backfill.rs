@@ -61,10 +61,22 @@ pub async fn backfill(
         processor.registry().topics(),
     )
     .await
-    .map_err(source_err)?
-    .with_watch(Watch {
-        probes: Vec::new(), // probes read current state: not history
-        ..super::watch_plan(&config, chain, &processor)
+    .map_err(source_err)?;
+    // Probes read current state, not history. Complete sets are read once,
+    // on the range's last block: the reserves the market had by then.
+    let plan = super::watch_plan(&config, chain, &processor);
+    let (sets, _): (Vec<_>, Vec<_>) = plan
+        .probes
+        .iter()
+        .cloned()
+        .partition(|p| p.kind == crate::model::ProbeKind::ScopeSet);
+    if !sets.is_empty() {
+        let read = fetcher.read_at(to, &sets).await.map_err(source_err)?;
+        processor.apply_scope_sets(&read);
+    }
+    let fetcher = fetcher.with_watch(Watch {
+        probes: Vec::new(),
+        ..plan
     });
     let fetcher = &fetcher;
     let ranges = futures::stream::unfold(from, move |next| async move {

@@ -159,6 +159,21 @@ impl LogFetcher {
         self
     }
 
+    /// The view calls of `probes` on block `at`'s state (a backfill reads
+    /// the complete sets once, at the end of its range).
+    pub async fn read_at(
+        &self,
+        at: u64,
+        probes: &[super::ProbeCall],
+    ) -> Result<Vec<crate::model::ProbeResult>, SourceError> {
+        let header = fetch_headers_batch(&self.provider, &self.endpoint, &[at]).await?;
+        let Some(tip) = header.first().map(|b| b.block) else {
+            return Ok(Vec::new());
+        };
+        let due: Vec<&super::ProbeCall> = probes.iter().collect();
+        Ok(super::calls::run_probes(&self.provider, &self.endpoint, tip, &due).await)
+    }
+
     /// The size of the next chunk to ask for.
     pub fn chunk(&self) -> u64 {
         self.chunk.load(Relaxed)

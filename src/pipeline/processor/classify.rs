@@ -226,6 +226,13 @@ impl Processor {
         }
     }
 
+    /// Complete sets read apart from a range (a backfill's, once).
+    pub(in crate::pipeline) fn apply_scope_sets(&mut self, results: &[ProbeResult]) {
+        for r in results.iter().filter(|r| r.kind == ProbeKind::ScopeSet) {
+            self.on_scope_set(r);
+        }
+    }
+
     /// A complete set read from the chain: the addresses it lists become
     /// the rule's set; a failed or malformed read keeps the last one.
     fn on_scope_set(&mut self, result: &ProbeResult) {
