@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what haltwatch's demo and tests need, into .tools/ (git-ignored):
 #   - anvil (a real EVM node), from the npm package @foundry-rs/anvil
-#   - with --with-solc: solcjs and @openzeppelin/contracts, to rebuild
-#     contracts/out with contracts/build.sh (the compiled outputs are committed,
-#     so tests never need this)
+#   - with --with-solc: solcjs, @openzeppelin/contracts and the sources of
+#     @chainlink/contracts, to rebuild contracts/out with contracts/build.sh
+#     (the compiled outputs are committed, so tests never need this)
 #   - aiosmtpd (a real SMTP server) in .tools/venv, for the email tests
 #   - chromium (Debian package, as root), for the status page test
 #   - promtool (Debian package prometheus, as root), for the /metrics test
@@ -64,5 +64,14 @@ if ! grep -qs "\"version\": \"$aave_version\"" "$tools/aave/node_modules/@aave/c
 fi
 if [ "${1:-}" = "--with-solc" ] && ! [ -x "$tools/solc/node_modules/.bin/solcjs" ]; then
   install "$tools/solc" "solc@0.8.37" "@openzeppelin/contracts@5.7.0"
+fi
+# Chainlink's contract sources (the package ships no bytecode): only its own
+# tarball, since its dependencies include git URLs this machine cannot reach.
+chainlink_version=1.3.0
+if [ "${1:-}" = "--with-solc" ] && ! grep -qs "\"version\": \"$chainlink_version\"" "$tools/chainlink/package/package.json"; then
+  echo "setup: fetching @chainlink/contracts@$chainlink_version sources into .tools/chainlink"
+  rm -rf "$tools/chainlink" && mkdir -p "$tools/chainlink"
+  (cd "$tools/chainlink" && npm pack --silent "@chainlink/contracts@$chainlink_version" >/dev/null \
+    && tar xzf "chainlink-contracts-$chainlink_version.tgz")
 fi
 "$anvil" --version | head -1

@@ -116,12 +116,30 @@ async fn a_pool_pause_is_one_halted_incident_over_every_reserve_that_resolves_on
     wait_processed(&running.store, again.block_number.unwrap()).await;
     assert_eq!(incidents(&running.store).await.len(), 1);
 
+    // One reserve back: degraded. The rest back: resolved.
+    market
+        .set_reserve_pause(&chain, market.assets[0], false)
+        .await;
     let unpaused = market.set_pool_pause(&chain, false).await;
     wait_processed(&running.store, unpaused.block_number.unwrap()).await;
     let list = incidents(&running.store).await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].state, IncidentState::Resolved);
     assert_eq!(list[0].end_block, unpaused.block_number);
+    let path: Vec<_> = list[0]
+        .transitions
+        .iter()
+        .map(|t| (t.kind.as_str(), t.to))
+        .collect();
+    use ProtocolState::*;
+    assert_eq!(
+        path,
+        [
+            ("opened", Halted),
+            ("deescalated", Degraded),
+            ("resolved", Operational)
+        ]
+    );
 
     // Unpausing reserves that are not paused still emits ReservePaused(…, false): nothing new.
     let noop = market.set_pool_pause(&chain, false).await;
@@ -131,8 +149,8 @@ async fn a_pool_pause_is_one_halted_incident_over_every_reserve_that_resolves_on
     assert_eq!(list.len(), 1);
     assert_eq!(
         list[0].evidence.len(),
-        i.evidence.len() + 3 + 3,
-        "{:#?}",
+        i.evidence.len() + 3 + 1 + 3,
+        "the repeat, the one reserve, the rest; the no-op adds nothing: {:#?}",
         events(&list[0])
     );
     running.stop().await;
@@ -348,4 +366,45 @@ async fn a_backfill_reads_the_reserve_list_and_records_the_pool_pause_as_halted(
     assert_eq!(list.len(), 1, "{list:#?}");
     assert_eq!(list[0].severity, ProtocolState::Halted);
     assert_eq!(list[0].state, IncidentState::Resolved);
+}
+
+/// A `scopes` list written in the config wins over the pool's reserve list:
+/// the two reserves it names, paused, are the whole protocol.
+#[tokio::test]
+async fn a_scopes_list_written_in_the_config_wins_over_the_chain() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let market = AaveMarket::deploy(&chain, 3).await;
+    let listed = format!(
+        r#"
+  [[protocols.rules]]
+  contract = "configurator"
+  event = "ReservePaused"
+  effect = "toggle"
+  toggle_arg = "paused"
+  scope_arg = "asset"
+  scopes = ["{}", "{}"]
+"#,
+        market.assets[0], market.assets[1]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&node.endpoint(), &(aave_protocol(&market) + &listed));
+    let path = write_config(dir.path(), &text);
+    let running = start(&path).await;
+    wait_caught_up(&running.store, &chain).await;
+    market
+        .set_reserve_pause(&chain, market.assets[0], true)
+        .await;
+    let r = market
+        .set_reserve_pause(&chain, market.assets[1], true)
+        .await;
+    wait_processed(&running.store, r.block_number.unwrap()).await;
+    let list = incidents(&running.store).await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert_eq!(
+        list[0].severity,
+        ProtocolState::Halted,
+        "the written list, not the chain's three reserves"
+    );
+    running.stop().await;
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use alloy::primitives::{Address, Bytes, I256, U256};
+use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::sol;
 use alloy::sol_types::SolCall;
@@ -20,7 +20,7 @@ use haltwatch::store::{IncidentRecord, IncidentState, Store};
 sol! {
     function setBroken(bool b);
     function route(address target, bytes data);
-    function update(int256 current, uint256 updatedAt);
+    function updateStatus(bool status, uint64 timestamp);
 }
 
 /// The compiled ABI of a test contract, for contracts without a preset ABI.
@@ -536,11 +536,57 @@ async fn a_monitoring_gap_is_recorded_apart_and_the_gap_is_backfilled() {
     running.stop().await;
 }
 
+/// Chainlink's production L2 sequencer uptime feed (`ZKSyncSequencerUptimeFeed`,
+/// compiled from `@chainlink/contracts@1.3.0`): its L1 sender reaches it
+/// under an address alias, which anvil impersonates. The halt is dated by
+/// the feed's own timestamp (the L1 time the sequencer went down), and an
+/// update that repeats the status (a `RoundUpdated`, no `AnswerUpdated`) or
+/// arrives late (`UpdateIgnored`) changes nothing.
 #[tokio::test]
 async fn a_sequencer_feed_halts_and_resumes_at_its_own_updated_at() {
+    use alloy::providers::Provider;
     let node = anvil(0);
     let chain = chain(&node).await;
-    let feed = chain.deploy(&bin("SequencerFeedMock")).await.unwrap();
+    let l1_sender = Address::repeat_byte(0x42);
+    let offset = U256::from_be_slice(&alloy::hex!("1111000000000000000000000000000000001111"));
+    let alias = Address::from_word((U256::from_be_slice(l1_sender.as_slice()) + offset).into());
+    let args = alloy::sol_types::SolValue::abi_encode_params(&(l1_sender, false));
+    let code = bin("ZKSyncSequencerUptimeFeed").trim().to_string() + &alloy::hex::encode(args);
+    let feed = chain.deploy(&code).await.unwrap();
+    let p = &chain.provider;
+    let _: () = p
+        .raw_request("anvil_impersonateAccount".into(), (alias,))
+        .await
+        .unwrap();
+    let _: () = p
+        .raw_request(
+            "anvil_setBalance".into(),
+            (alias, U256::from(10u64).pow(U256::from(18))),
+        )
+        .await
+        .unwrap();
+    // The L1 messenger's call, from the aliased sender.
+    let update = |status: bool, timestamp: u64| async move {
+        let call = updateStatusCall { status, timestamp };
+        let tx = serde_json::json!({
+            "from": alias,
+            "to": feed,
+            "data": alloy::hex::encode_prefixed(call.abi_encode()),
+            "gas": "0x100000",
+        });
+        let hash: alloy::primitives::B256 = p
+            .raw_request("eth_sendTransaction".into(), (tx,))
+            .await
+            .unwrap();
+        for _ in 0..200 {
+            if let Some(r) = p.get_transaction_receipt(hash).await.unwrap() {
+                assert!(r.status(), "updateStatus reverted");
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("updateStatus not mined");
+    };
     let text = config(
         &node.endpoint(),
         feed,
@@ -551,34 +597,32 @@ async fn a_sequencer_feed_halts_and_resumes_at_its_own_updated_at() {
     );
     let (_dir, path) = setup(&text).await;
     let running = start(&path).await;
-    let (down_at, up_at) = (1_700_000_000u64, 1_700_000_777u64);
-    chain
-        .call(
-            feed,
-            updateCall {
-                current: I256::ONE,
-                updatedAt: U256::from(down_at),
-            }
-            .abi_encode(),
-        )
+    let now = p
+        .get_block(alloy::eips::BlockId::latest())
         .await
-        .unwrap();
+        .unwrap()
+        .unwrap()
+        .header
+        .timestamp;
+    let (down_at, up_at) = (now + 100, now + 877);
+    update(true, down_at).await;
     let i = wait_incident(&running.store, "sequencer down", |i| {
         i.state == IncidentState::Open
     })
     .await;
     assert_eq!((i.started_at, i.severity), (down_at, ProtocolState::Halted));
-    chain
-        .call(
-            feed,
-            updateCall {
-                current: I256::ZERO,
-                updatedAt: U256::from(up_at),
-            }
-            .abi_encode(),
-        )
-        .await
-        .unwrap();
+    // Down again (a repeat) and a stale "up" older than the round: nothing.
+    update(true, down_at + 5).await;
+    let stale = update(false, down_at - 50).await;
+    wait_processed(&running.store, stale.block_number.unwrap()).await;
+    let i = &incidents(&running.store).await[0];
+    assert_eq!(
+        i.state,
+        IncidentState::Open,
+        "a stale update is ignored by the feed"
+    );
+    assert_eq!(i.evidence.len(), 1);
+    update(false, up_at).await;
     let done = wait_incident(&running.store, "sequencer up", |i| {
         i.state == IncidentState::Resolved
     })

@@ -34,15 +34,3 @@ contract Router {
         if (!ok) failures += 1;
     }
 }
-
-/// The Chainlink L2 sequencer uptime feed's event: current = 1 down, 0 up.
-contract SequencerFeedMock {
-    event AnswerUpdated(int256 indexed current, uint256 indexed roundId, uint256 updatedAt);
-
-    uint256 public round;
-
-    function update(int256 current, uint256 updatedAt) external {
-        round += 1;
-        emit AnswerUpdated(current, round, updatedAt);
-    }
-}

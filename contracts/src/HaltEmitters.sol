@@ -14,22 +14,6 @@ contract FiatTokenMock {
     function unpause() external { emit Unpause(); }
 }
 
-/// Aave v3 PoolConfigurator: ReservePaused(address indexed asset, bool paused).
-contract AaveConfiguratorMock {
-    event ReservePaused(address indexed asset, bool paused);
-
-    function setReservePause(address asset, bool paused) external {
-        emit ReservePaused(asset, paused);
-    }
-
-    /// Like Aave's setPoolPause: every reserve in one transaction.
-    function setPoolPause(address[] calldata assets, bool paused) external {
-        for (uint256 i = 0; i < assets.length; i++) {
-            emit ReservePaused(assets[i], paused);
-        }
-    }
-}
-
 /// Compound v2 Comptroller: both ActionPaused overloads, and its market list.
 contract ComptrollerMock {
     event ActionPaused(string action, bool pauseState);
