@@ -408,3 +408,46 @@ async fn a_scopes_list_written_in_the_config_wins_over_the_chain() {
     );
     running.stop().await;
 }
+
+/// A reserve already paused when monitoring began: the pool's own "29",
+/// raised by the pool (its call trace says so), opens the halt of that
+/// reserve, and the unpause the configurator emits resolves it.
+#[tokio::test]
+async fn a_reserve_already_paused_when_monitoring_began_is_found_by_the_pools_own_revert() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let market = AaveMarket::deploy(&chain, 2).await;
+    let asset = market.assets[0];
+    market.fund(&chain, asset, one_pound()).await;
+    market.set_reserve_pause(&chain, asset, true).await;
+    mine(&chain, 1).await; // the pause is history when monitoring starts
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&node.endpoint(), &aave_protocol(&market))
+        .replace("start_block = 0", "start_block = \"latest\"");
+    let path = write_config(dir.path(), &text);
+    let running = start(&path).await;
+    wait_caught_up(&running.store, &chain).await;
+    assert!(incidents(&running.store).await.is_empty());
+
+    let failed = send_failing(
+        &chain,
+        market.pool,
+        market.supply_call(&chain, asset, one_pound()),
+    )
+    .await;
+    wait_processed(&running.store, failed.block_number.unwrap()).await;
+    let list = incidents(&running.store).await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert_eq!(list[0].scopes, vec![scope("", asset)]);
+    assert_eq!(list[0].severity, ProtocolState::Degraded);
+    assert_eq!(
+        events(&list[0]),
+        ["call reverted: RESERVE_PAUSED (29)".to_string()]
+    );
+
+    let r = market.set_reserve_pause(&chain, asset, false).await;
+    wait_processed(&running.store, r.block_number.unwrap()).await;
+    let list = incidents(&running.store).await;
+    assert_eq!(list[0].state, IncidentState::Resolved, "{list:#?}");
+    running.stop().await;
+}

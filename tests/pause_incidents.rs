@@ -454,3 +454,64 @@ async fn compound_markets_read_from_the_comptroller_are_the_complete_set_of_each
     );
     running.stop().await;
 }
+
+/// Without a listing event to watch, a set read from the chain is still
+/// read again every `scopes_refresh_blocks`.
+#[tokio::test]
+async fn a_set_read_from_the_chain_is_read_again_every_scopes_refresh_blocks() {
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let comptroller = chain.deploy(&bin("ComptrollerMock")).await.unwrap();
+    let text = format!(
+        r#"
+[[protocols]]
+name = "Compound"
+chain = "anvil"
+  [[protocols.contracts]]
+  name = "comptroller"
+  address = "{comptroller}"
+  abi = "{abi}"
+  [[protocols.rules]]
+  contract = "comptroller"
+  event = "ActionPaused(address,string,bool)"
+  effect = "toggle"
+  toggle_arg = "pauseState"
+  scope_arg = ["cToken", "action"]
+  scopes_from = "comptroller.getAllMarkets()"
+  scopes_refresh_blocks = 2
+"#,
+        abi = abi("compound-comptroller.json")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &config_text(&node.endpoint(), &text));
+    let running = start(&path).await;
+    wait_caught_up(&running.store, &chain).await;
+    // Listed while watched, and no rule asks for MarketListed.
+    for m in [WETH, USDC] {
+        let call = _supportMarketCall { cToken: m };
+        assert!(
+            chain
+                .call(comptroller, call.abi_encode())
+                .await
+                .unwrap()
+                .status()
+        );
+    }
+    mine(&chain, 3).await;
+    wait_caught_up(&running.store, &chain).await;
+    let mut last = 0;
+    for m in [WETH, USDC] {
+        let call = setMarketPausedCall {
+            cToken: m,
+            action: "Mint".into(),
+            state: true,
+        };
+        let r = chain.call(comptroller, call.abi_encode()).await.unwrap();
+        last = r.block_number.unwrap();
+    }
+    wait_processed(&running.store, last).await;
+    let list = incidents(&running.store).await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert_eq!(list[0].severity, ProtocolState::Halted, "{list:#?}");
+    running.stop().await;
+}
