@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use haltwatch::render::{self, Explorers};
 use haltwatch::report::parse_time;
-use haltwatch::store::{IncidentFilter, Store};
+use haltwatch::store::{IncidentFilter, RunLock, Store};
 use haltwatch::{config, demo, notify, pipeline};
 
 /// The auditor's commands: `report` and `verify`.
@@ -275,6 +275,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => Ok(check_config(&cli.config)),
         Command::Run => {
             let config = config::load(&cli.config)?;
+            // Held until `run` returns: one `run` per SQLite history.
+            let _lock = RunLock::acquire(&config.store.sqlite_path)?;
             let store = Store::open(&config.store).await?;
             tracing::info!(config = %cli.config.display(), chains = config.chains.len(),
                 protocols = config.protocols.len(), "haltwatch running");

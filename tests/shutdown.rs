@@ -172,3 +172,64 @@ async fn a_mail_pending_at_sigterm_is_sent_once_after_the_restart() {
     let sent = store.outbox().await.unwrap();
     assert!(sent.iter().all(|r| r.status == "sent"), "{sent:#?}");
 }
+
+/// Two `run` on one SQLite history would both follow the chain and both
+/// mail every incident. The second refuses to start, naming the file and
+/// the first one's PID; the read-only commands work beside the first; and
+/// after `kill -9` of the first, the leftover lock file blocks no restart.
+#[tokio::test]
+async fn a_second_run_on_one_sqlite_history_refuses_to_start() {
+    let w = vault_chain(false, "").await;
+    let config = haltwatch::config::load(&w.path).unwrap();
+    let store = w.store().await;
+    let mut first = spawn_monitor(&w.path);
+    wait_caught_up(&store, &w.chain).await;
+
+    let mut second = Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+        .args(["run", "--config"])
+        .arg(&w.path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while second.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(15) {
+            let _ = second.kill();
+            let _ = first.kill();
+            panic!("a second `run` on the same history kept running");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let out = second.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    let db = config.store.sqlite_path.display().to_string();
+    assert!(said.contains(&db), "names the file: {said}");
+    assert!(
+        said.contains(&format!("pid {}", first.id())),
+        "names the other process: {said}"
+    );
+
+    let list = Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+        .args(["incidents", "list", "--config"])
+        .arg(&w.path)
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut again = spawn_monitor(&w.path);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        again.try_wait().unwrap().is_none(),
+        "the lock of a killed run is gone with it"
+    );
+    let (status, _) = stop(&mut again, "-TERM");
+    assert!(status.success());
+}

@@ -34,6 +34,7 @@ mod outbox;
 mod read;
 pub mod retry;
 mod revert;
+mod run_lock;
 mod write;
 
 use crate::model::{
@@ -45,6 +46,7 @@ use gaps::insert_gap;
 pub use notices::Notice;
 use outbox::enqueue_row;
 use revert::{rederive, reinstate_mail};
+pub use run_lock::RunLock;
 pub use write::Rows;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,18 @@ pub enum StoreError {
     },
     #[error("there is no halt history at {path} yet: `haltwatch run` creates it")]
     Missing { path: PathBuf },
+    #[error(
+        "the history {} is in use by another `haltwatch run`{}: a SQLite history takes one `run` (stop the other, or give this one its own store.url); the read-only commands work beside it",
+        path.display(),
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    InUse { path: PathBuf, pid: Option<u32> },
+    #[error("cannot take the run lock {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "the history {path} is at schema {found}, this build needs {known}: `haltwatch run` (or `backfill`) brings it up to date"
     )]
