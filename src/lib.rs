@@ -18,6 +18,7 @@
 //! - [`source`]: follows a chain (ws heads or polling), checkpoints, reorgs, catch-up.
 //! - [`decode`]: the ABI registry, `(address, topic0)` → resolved decoder.
 //! - [`detect`]: detectors that turn decoded logs into signals.
+//! - [`heartbeat`]: the dead man's switch: a URL pinged while every chain is followed and fresh.
 //! - [`classify`]: the pure per-protocol state machine: signals → incident updates.
 //! - [`store`]: the SQLite halt history, checkpoints and classifier snapshots.
 //! - [`notify`]: the outbox sender: email rendering, threading, retries, SMTP (lettre).
@@ -37,6 +38,7 @@ pub mod config;
 pub mod decode;
 pub mod demo;
 pub mod detect;
+pub mod heartbeat;
 pub mod init;
 pub mod model;
 pub mod notify;

@@ -19,6 +19,13 @@ pub const EMAILS_RETRIED_TOTAL: &str = "haltwatch_emails_retried_total";
 /// Permanent delivery failures (5xx): marked failed, never retried.
 pub const EMAILS_FAILED_TOTAL: &str = "haltwatch_emails_failed_total";
 
+/// Heartbeat pings, by outcome (`sent`, `failed`, `withheld`).
+pub const HEARTBEATS_TOTAL: &str = "haltwatch_heartbeats_total";
+
+pub fn heartbeat(outcome: &'static str) {
+    metrics::counter!(HEARTBEATS_TOTAL, "outcome" => outcome).increment(1);
+}
+
 pub fn blocks_processed(chain: &str, blocks: u64) {
     metrics::counter!(BLOCKS_PROCESSED_TOTAL, "chain" => chain.to_string()).increment(blocks);
 }
@@ -148,6 +155,10 @@ pub fn describe() {
             "Blocks read and processed, per chain.",
         ),
         (LOGS_DECODED_TOTAL, "Monitored logs decoded, per chain."),
+        (
+            HEARTBEATS_TOTAL,
+            "Heartbeat pings, by outcome: sent, failed, or withheld while a chain or the store is unhealthy.",
+        ),
         (
             DECODE_FAILURES_TOTAL,
             "Logs of a monitored topic that did not decode with their ABI, per chain.",

@@ -96,3 +96,76 @@ async fn a_permanent_smtp_rejection_is_counted_and_so_is_the_pipeline_s_work() {
     assert_eq!(counts.get(telemetry::LOGS_DECODED_TOTAL), 1);
     assert!(counts.get(telemetry::BLOCKS_PROCESSED_TOTAL) >= r.block_number.unwrap());
 }
+
+/// `[heartbeat]`: the URL is pinged while the chain is followed and fresh,
+/// withheld (and counted so) while its head stands still, and pinged again
+/// once blocks come. The URL, a credential, comes from the environment.
+#[tokio::test]
+async fn the_heartbeat_pings_while_the_chain_is_fresh_and_stops_when_it_is_not() {
+    use common::http::PingServer;
+    let recorder = recorder();
+    let server = PingServer::start().await;
+    // SAFETY: set once, before the config that names it is read.
+    unsafe {
+        std::env::set_var(
+            "HALTWATCH_TEST_HEARTBEAT_URL",
+            format!("http://{}/ping/0d6e-secret", server.addr),
+        )
+    };
+    let node = anvil(0); // automine: the head moves only when we mine
+    let chain = chain(&node).await;
+    let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
+    let text = config_text(
+        &node.endpoint(),
+        &protocol("Vault", "vault", vault, "oz-pausable.json", "oz-pausable"),
+    )
+    .replace(
+        "start_block = 0",
+        "start_block = 0\nstall_after_seconds = 2",
+    ) + "\n[heartbeat]\nurl_env = \"HALTWATCH_TEST_HEARTBEAT_URL\"\nevery_seconds = 1\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &text);
+    let running = start(&path).await;
+
+    async fn wait_for(what: &str, ok: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !ok() {
+            assert!(tokio::time::Instant::now() < deadline, "{what} in 15 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    wait_for("a first ping", || server.count() >= 1).await;
+    assert_eq!(
+        server.paths.lock().unwrap()[0],
+        "GET /ping/0d6e-secret",
+        "a plain GET of the URL"
+    );
+    // No block for longer than stall_after_seconds: the chain is not fresh.
+    wait_for("the chain to go stale", || {
+        !running.status.unready_chains().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // a ping in flight lands
+    let quiet = server.count();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(
+        server.count(),
+        quiet,
+        "no ping while the chain stands still"
+    );
+    assert!(
+        recorder.get(telemetry::HEARTBEATS_TOTAL) > server.count() as u64,
+        "withheld pings are counted"
+    );
+
+    // Blocks again: pings again.
+    for _ in 0..20 {
+        mine(&chain, 1).await;
+        if server.count() > quiet {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(server.count() > quiet, "pings resume with the blocks");
+    running.stop().await;
+}

@@ -8,7 +8,7 @@
 //! - `validate`: the validator that collects problems; one file per part it
 //!   validates: `sections` (`[store]`, `[email]`, `[api]`, maintenance),
 //!   `chains`, `protocols`, `rules` (rules and presets against the ABIs),
-//!   `anchor`.
+//!   `anchor`, `heartbeat`.
 //! - `parse`: values parsed from text (times, addresses, ABI files).
 //!
 //! What a rule says (`RuleSpec`) lives in [`crate::presets`], which the
@@ -20,6 +20,7 @@ use std::time::Duration;
 
 mod anchor;
 mod chains;
+mod heartbeat;
 mod parse;
 mod protocols;
 mod rules;
@@ -33,6 +34,7 @@ mod tests;
 
 pub use crate::presets::{EffectSpec, HaltRevertSpec, RuleSpec, ScopeSpec, ScopesFromSpec};
 pub use anchor::AnchorConfig;
+pub use heartbeat::{HeartbeatConfig, HeartbeatUrl};
 pub use parse::{parse_address, parse_rfc3339, read_abi};
 pub use schema::SpikeConfig;
 use schema::*;
@@ -125,6 +127,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let email = table.remove("email").and_then(|e| v.email(e));
     let maintenance = v.maintenance(table.remove("maintenance"), &protocols);
     let anchor = table.remove("anchor").and_then(|a| v.anchor(a, &chains));
+    let heartbeat = table.remove("heartbeat").and_then(|h| v.heartbeat(h));
     let api = match table.remove("api") {
         Some(a) => v.api(a),
         None => Some(ApiConfig::default()),
@@ -149,6 +152,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         maintenance,
         api,
         anchor,
+        heartbeat,
         shutdown_timeout,
     });
     v.finish(config)
@@ -165,5 +169,6 @@ const SECTIONS: &[&str] = &[
     "maintenance",
     "api",
     "anchor",
+    "heartbeat",
     SHUTDOWN_TIMEOUT_KEY,
 ];

@@ -106,6 +106,38 @@ fn each_fault_is_named_by_its_key_with_what_was_expected() {
             "no contract named `ghost`",
         ),
         (
+            valid("", "", "[heartbeat]\nurl = \"hc-ping.com/uuid\""),
+            "heartbeat.url",
+            "expected an http(s) URL",
+        ),
+        (
+            valid(
+                "",
+                "",
+                "[heartbeat]\nurl = \"https://hc-ping.com/x\"\nurl_env = \"X\"",
+            ),
+            "heartbeat",
+            "either url or url_env",
+        ),
+        (
+            valid(
+                "",
+                "",
+                "[heartbeat]\nurl_env = \"HALTWATCH_UNIT_TEST_NO_SUCH_VAR\"",
+            ),
+            "heartbeat.url_env",
+            "is not set",
+        ),
+        (
+            valid(
+                "",
+                "",
+                "[heartbeat]\nurl = \"https://hc-ping.com/x\"\nevery_seconds = 0",
+            ),
+            "heartbeat.every_seconds",
+            "expected seconds from 1 to 86400",
+        ),
+        (
             valid("", "", "[alerts]\nx = 1"),
             "alerts",
             "unknown section or key",

@@ -32,6 +32,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[anchor]`: the history head written to a chain now and then.
     pub anchor: Option<AnchorConfig>,
+    /// `[heartbeat]`: pinged while every chain is followed and fresh.
+    pub heartbeat: Option<HeartbeatConfig>,
     /// `shutdown_timeout_seconds`: how long `run` may take to stop after
     /// SIGTERM or SIGINT before it exits anyway (code 1).
     pub shutdown_timeout: Duration,

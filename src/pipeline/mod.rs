@@ -211,6 +211,13 @@ pub async fn run_with(
             Ok(())
         });
     }
+    if config.heartbeat.is_some() {
+        let (config, status, stop) = (config.clone(), status.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            crate::heartbeat::run(config, status, stop).await;
+            Ok(())
+        });
+    }
     drop((stop_rx, wake));
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {

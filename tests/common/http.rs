@@ -62,3 +62,44 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// A heartbeat receiver on loopback (what healthchecks.io is to a real
+/// deployment): answers every request 200 and keeps the paths asked for.
+pub struct PingServer {
+    pub addr: SocketAddr,
+    pub paths: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl PingServer {
+    pub async fn start() -> PingServer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = paths.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let mut words = request.split_whitespace();
+                    if let (Some(method), Some(path)) = (words.next(), words.next()) {
+                        seen.lock().unwrap().push(format!("{method} {path}"));
+                    }
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
+                        )
+                        .await;
+                });
+            }
+        });
+        PingServer { addr, paths }
+    }
+
+    pub fn count(&self) -> usize {
+        self.paths.lock().unwrap().len()
+    }
+}
