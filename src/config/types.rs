@@ -272,15 +272,6 @@ pub struct HaltRevert {
 }
 
 impl HaltRevert {
-    /// True when a decoded revert is this one: `Error(string)` with this
-    /// text, or the custom error of this name.
-    pub fn matches(&self, reason: &crate::decode::RevertReason) -> bool {
-        if reason.signature == "Error(string)" {
-            return reason.args.first().is_some_and(|a| a.value == self.reason);
-        }
-        reason.signature.split('(').next() == Some(self.reason.as_str())
-    }
-
     /// The revert data it starts with: the whole `Error(string)` encoding,
     /// or the custom error's selector (empty when the ABI lacks it).
     pub fn revert_data(&self, abi: &JsonAbi) -> alloy::primitives::Bytes {

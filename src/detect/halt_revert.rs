@@ -57,6 +57,18 @@ pub fn evidence(
     Some(e)
 }
 
+/// True when a decoded revert is `meaning`'s: `Error(string)` with its
+/// text, or the custom error of its name.
+pub fn matches(meaning: &HaltRevert, reason: &RevertReason) -> bool {
+    if reason.signature == "Error(string)" {
+        return reason
+            .args
+            .first()
+            .is_some_and(|a| a.value == meaning.reason);
+    }
+    reason.signature.split('(').next() == Some(meaning.reason.as_str())
+}
+
 /// The scopes that address `a` names with `meaning`'s prefix: on each rule
 /// that owns such keys (a rule reading its set from contract `c`, or one
 /// with that prefix), else on contract `c` itself.
@@ -113,4 +125,42 @@ fn address_arguments(abi: &alloy::json_abi::JsonAbi, input: &[u8]) -> Vec<(Strin
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_matches_by_its_text_or_its_error_name() {
+        let h = |reason: &str| HaltRevert {
+            reason: reason.into(),
+            meaning: "M".into(),
+            scope_prefix: String::new(),
+        };
+        let text = |t: &str| RevertReason {
+            signature: "Error(string)".into(),
+            args: vec![EventArg {
+                name: "reason".into(),
+                ty: "string".into(),
+                value: t.into(),
+            }],
+        };
+        let custom = |sig: &str| RevertReason {
+            signature: sig.into(),
+            args: Vec::new(),
+        };
+        assert!(matches(&h("29"), &text("29")));
+        assert!(!matches(&h("29"), &text("290")));
+        assert!(!matches(&h("29"), &text("28")));
+        assert!(matches(
+            &h("ReservePaused"),
+            &custom("ReservePaused(address)")
+        ));
+        assert!(!matches(&h("ReservePaused"), &custom("ReservePausedNot()")));
+        assert!(
+            !matches(&h("Error"), &text("x")),
+            "a text reason is not an error name"
+        );
+    }
 }

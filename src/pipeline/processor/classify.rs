@@ -206,7 +206,7 @@ impl Processor {
             let Some(meaning) = protocol.contracts[c]
                 .halt_reverts
                 .iter()
-                .find(|h| h.matches(reason))
+                .find(|h| detect::halt_revert::matches(h, reason))
             else {
                 continue;
             };
