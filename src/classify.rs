@@ -149,8 +149,35 @@ impl Tracker {
         model: &ProtocolModel,
         evidence: Vec<Evidence>,
     ) -> Option<IncidentUpdate> {
-        let first = evidence.first()?;
         let before = self.state(model);
+        self.step(model, before, evidence)
+    }
+
+    /// The protocol's complete sets changed from `old` to `new` (a set read
+    /// from the chain again): the same halted scopes may now mean another
+    /// state. `evidence` (the read, changing no scope) dates the transition;
+    /// nothing happens when the state stays.
+    pub fn reclassify(
+        &mut self,
+        old: &ProtocolModel,
+        new: &ProtocolModel,
+        evidence: Evidence,
+    ) -> Option<IncidentUpdate> {
+        let before = self.state(old);
+        if before == self.state(new) {
+            return None;
+        }
+        self.step(new, before, vec![evidence])
+    }
+
+    /// Applies `evidence` to a protocol that was in state `before`.
+    fn step(
+        &mut self,
+        model: &ProtocolModel,
+        before: ProtocolState,
+        evidence: Vec<Evidence>,
+    ) -> Option<IncidentUpdate> {
+        let first = evidence.first()?;
         let mut changed = false;
         let mut halts = false;
         for change in evidence.iter().flat_map(|e| &e.changes) {
@@ -449,6 +476,27 @@ mod tests {
         assert!(!m.set_members(3, read), "the same set again is no change");
         assert!(!m.set_members(4, BTreeSet::new()), "another rule's set");
         assert_eq!(t.state(&m), ProtocolState::Halted);
+    }
+
+    #[test]
+    fn a_set_that_changes_under_halted_scopes_moves_the_state() {
+        let old = model(&[&["a", "b", "c"]]);
+        let new = model(&[&["a", "b"]]);
+        let mut t = Tracker::default();
+        let opened = t.apply(&old, vec![ev(1, &["+a", "+b"])]).unwrap();
+        assert_eq!(t.state(&old), ProtocolState::Degraded);
+        // c dropped: every reserve left is paused.
+        let u = t.reclassify(&old, &new, ev(2, &["="])).unwrap();
+        assert_eq!(u.key, opened.key);
+        assert_eq!(u.transition.unwrap().kind, TransitionKind::Escalated);
+        // Read again, the same: nothing.
+        assert!(t.reclassify(&new, &new, ev(3, &["="])).is_none());
+        // c listed again: degraded again.
+        let u = t.reclassify(&new, &old, ev(4, &["="])).unwrap();
+        assert_eq!(u.transition.unwrap().kind, TransitionKind::Deescalated);
+        // Nothing halted: a new set changes nothing.
+        let mut idle = Tracker::default();
+        assert!(idle.reclassify(&old, &new, ev(5, &["="])).is_none());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use alloy::json_abi::Event;
 use alloy::primitives::{Address, B256};
 use alloy::rpc::types::Log;
 
-use crate::config::{Config, Rule};
+use crate::config::Config;
 use crate::model::EventArg;
 
 /// A rule of a protocol that asks for a given `(address, topic0)`.
@@ -28,6 +28,9 @@ pub struct EventEntry {
     pub signature: String,
     decoder: DynSolEvent,
     pub rules: Vec<RuleRef>,
+    /// Rules whose complete set this event changes (`ReserveDropped`):
+    /// the set read again at the range's end takes effect after it.
+    pub refreshes: Vec<RuleRef>,
 }
 
 /// A log decoded with its contract's ABI; `values` follow `event.inputs` order.
@@ -124,19 +127,23 @@ impl AbiRegistry {
                 }
             }
             for (r, rule) in protocol.rules.iter().enumerate() {
-                let address = protocol.contracts[rule.contract].address;
-                let key = (address, rule.selector);
-                let entry = match entries.get_mut(&key) {
-                    Some(e) => e,
-                    None => match new_entry(rule) {
-                        Some(e) => entries.entry(key).or_insert(e),
-                        None => continue,
-                    },
-                };
-                entry.rules.push(RuleRef {
+                let contract = &protocol.contracts[rule.contract];
+                let here = RuleRef {
                     protocol: p,
                     rule: r,
-                });
+                };
+                if let Some(entry) = entry_for(&mut entries, contract.address, &rule.event) {
+                    entry.rules.push(here);
+                }
+                let refresh_on = rule.scopes_from.iter().flat_map(|f| &f.refresh_on);
+                for topic in refresh_on {
+                    let Some(event) = contract.abi.events().find(|e| e.selector() == *topic) else {
+                        continue;
+                    };
+                    if let Some(entry) = entry_for(&mut entries, contract.address, event) {
+                        entry.refreshes.push(here);
+                    }
+                }
             }
         }
         AbiRegistry {
@@ -221,7 +228,16 @@ impl AbiRegistry {
         self.entries.is_empty()
     }
 
-    /// `None` when no rule asks for this log; otherwise the decoded log or why it did not decode.
+    /// The rules whose complete set `log` changes (read again after it).
+    pub fn refreshes(&self, log: &Log) -> &[RuleRef] {
+        log.topics()
+            .first()
+            .and_then(|t| self.entries.get(&(log.address(), *t)))
+            .map_or(&[], |e| &e.refreshes)
+    }
+
+    /// `None` when no rule asks for this log (nor reads a set it changes);
+    /// otherwise the decoded log or why it did not decode.
     pub fn decode<'a>(&'a self, log: &'a Log) -> Option<Result<DecodedLog<'a>, DecodeError>> {
         let topic0 = *log.topics().first()?;
         let entry = self.entries.get(&(log.address(), topic0))?;
@@ -245,15 +261,29 @@ impl AbiRegistry {
     }
 }
 
-fn new_entry(rule: &Rule) -> Option<EventEntry> {
+/// The entry of `event` at `address`, made on first use.
+fn entry_for<'a>(
+    entries: &'a mut HashMap<(Address, B256), EventEntry>,
+    address: Address,
+    event: &Event,
+) -> Option<&'a mut EventEntry> {
+    use std::collections::hash_map::Entry;
+    match entries.entry((address, event.selector())) {
+        Entry::Occupied(o) => Some(o.into_mut()),
+        Entry::Vacant(v) => Some(v.insert(new_entry(event)?)),
+    }
+}
+
+fn new_entry(event: &Event) -> Option<EventEntry> {
     // Resolution was checked while validating the config; an event that cannot
     // resolve has no argument a rule could use.
-    let decoder = rule.event.resolve().ok()?;
+    let decoder = event.resolve().ok()?;
     Some(EventEntry {
-        signature: rule.event.signature(),
-        event: rule.event.clone(),
+        signature: event.signature(),
+        event: event.clone(),
         decoder,
         rules: Vec::new(),
+        refreshes: Vec::new(),
     })
 }
 

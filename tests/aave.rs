@@ -451,3 +451,50 @@ async fn a_reserve_already_paused_when_monitoring_began_is_found_by_the_pools_ow
     assert_eq!(list[0].state, IncidentState::Resolved, "{list:#?}");
     running.stop().await;
 }
+
+/// A reserve dropped while every other one is paused leaves a market that
+/// does nothing: `ReserveDropped` makes the list be read again, and the
+/// incident escalates to halted right after it, with that log as its
+/// evidence (which `verify` checks against the chain).
+#[tokio::test]
+async fn dropping_the_last_working_reserve_escalates_the_incident_to_halted() {
+    let Setup {
+        chain,
+        market,
+        running,
+        _node,
+        _dir,
+    } = setup(3).await;
+    for a in &market.assets[..2] {
+        market.set_reserve_pause(&chain, *a, true).await;
+    }
+    let dropped = market.drop_reserve(&chain, market.assets[2]).await;
+    wait_processed(&running.store, dropped.block_number.unwrap()).await;
+    assert_eq!(market.reserves(&chain).await.len(), 2);
+    let list = incidents(&running.store).await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    let path: Vec<_> = list[0]
+        .transitions
+        .iter()
+        .map(|t| (t.kind.as_str(), t.to))
+        .collect();
+    use ProtocolState::*;
+    assert_eq!(path, [("opened", Degraded), ("escalated", Halted)]);
+    assert_eq!(
+        list[0].transitions[1].block_number,
+        dropped.block_number.unwrap(),
+        "at the drop"
+    );
+    let cause = list[0]
+        .evidence
+        .iter()
+        .find(|e| e.tx_hash == dropped.transaction_hash)
+        .expect("the drop is evidence");
+    assert_eq!(cause.event, "ReserveDropped(address)");
+    assert_eq!(cause.contract, market.configurator);
+    assert!(cause.changes.is_empty());
+    let config = haltwatch::config::load(&_dir.path().join("haltwatch.toml")).unwrap();
+    let checks = haltwatch::verify::verify(&config.chains, &list).await;
+    assert!(checks.iter().all(|c| c.ok()), "{checks:#?}");
+    running.stop().await;
+}

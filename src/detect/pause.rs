@@ -23,19 +23,6 @@ pub fn signals(
     chain_id: u64,
     decoded: &DecodedLog<'_>,
 ) -> Result<Vec<Signal>, DetectError> {
-    let log = decoded.log;
-    let tx_hash = log
-        .transaction_hash
-        .ok_or(DetectError::Missing("tx hash"))?;
-    let block_number = log
-        .block_number
-        .ok_or(DetectError::Missing("block number"))?;
-    let block_hash = log.block_hash.ok_or(DetectError::Missing("block hash"))?;
-    let block_timestamp = log
-        .block_timestamp
-        .ok_or(DetectError::Missing("block timestamp"))?;
-    let log_index = log.log_index.ok_or(DetectError::Missing("log index"))?;
-
     let mut out: Vec<Signal> = Vec::new();
     for r in &decoded.entry.rules {
         let protocol = &config.protocols[r.protocol];
@@ -52,28 +39,49 @@ pub fn signals(
                 signal.evidence.changes.extend(changes);
                 signal.evidence.at = signal.evidence.at.or(at);
             }
-            None => out.push(Signal {
-                protocol: r.protocol,
-                evidence: Evidence {
-                    kind: EvidenceKind::Log,
-                    at,
-                    chain_id,
-                    contract: contract.address,
-                    contract_name: contract.name.clone(),
-                    tx_hash,
-                    block_number,
-                    block_hash,
-                    block_timestamp,
-                    log_index,
-                    event: decoded.entry.signature.clone(),
-                    args: decoded.args(),
-                    changes,
-                    log_hash: log_hash(&log.inner),
-                },
-            }),
+            None => {
+                let mut evidence = evidence(chain_id, (&contract.name, contract.address), decoded)?;
+                evidence.changes = changes;
+                evidence.at = at;
+                out.push(Signal {
+                    protocol: r.protocol,
+                    evidence,
+                });
+            }
         }
     }
     Ok(out)
+}
+
+/// A decoded log of `contract` as evidence that changes no scope yet.
+pub fn evidence(
+    chain_id: u64,
+    (name, address): (&str, alloy::primitives::Address),
+    decoded: &DecodedLog<'_>,
+) -> Result<Evidence, DetectError> {
+    let log = decoded.log;
+    Ok(Evidence {
+        kind: EvidenceKind::Log,
+        at: None,
+        chain_id,
+        contract: address,
+        contract_name: name.to_string(),
+        tx_hash: log
+            .transaction_hash
+            .ok_or(DetectError::Missing("tx hash"))?,
+        block_number: log
+            .block_number
+            .ok_or(DetectError::Missing("block number"))?,
+        block_hash: log.block_hash.ok_or(DetectError::Missing("block hash"))?,
+        block_timestamp: log
+            .block_timestamp
+            .ok_or(DetectError::Missing("block timestamp"))?,
+        log_index: log.log_index.ok_or(DetectError::Missing("log index"))?,
+        event: decoded.entry.signature.clone(),
+        args: decoded.args(),
+        changes: Vec::new(),
+        log_hash: log_hash(&log.inner),
+    })
 }
 
 /// What one rule says about the scopes of one decoded log.

@@ -106,6 +106,44 @@ fn evidence(
     }
 }
 
+/// Evidence of a complete set read again (`getReservesList()`), dating
+/// the change of state it causes under scopes already halted. It changes
+/// no scope; `verify` calls the function again at the block, like a probe.
+pub fn set_evidence(
+    chain_id: u64,
+    contract: (&str, alloy::primitives::Address),
+    function: &alloy::json_abi::Function,
+    result: &ProbeResult,
+    members: &[alloy::primitives::Address],
+) -> Evidence {
+    let listed: Vec<String> = members.iter().map(|a| a.to_checksum(None)).collect();
+    Evidence {
+        kind: EvidenceKind::Probe,
+        chain_id,
+        contract: contract.1,
+        contract_name: contract.0.to_string(),
+        tx_hash: B256::ZERO,
+        block_number: result.block.number,
+        block_hash: result.block.hash,
+        block_timestamp: result.block.timestamp,
+        // Apart from the state probes' indices at the same block.
+        log_index: (1 << 32) + result.probe.1 as u64,
+        event: format!(
+            "probe {} returned {} addresses: the complete set, read again",
+            function.signature(),
+            members.len()
+        ),
+        args: vec![EventArg {
+            name: "result".into(),
+            ty: "address[]".into(),
+            value: listed.join(","),
+        }],
+        changes: Vec::new(),
+        log_hash: keccak256(result.output.as_ref().map_or(&[][..], |b| &b[..])),
+        at: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,18 +173,10 @@ pub async fn run_with(
             }
         }
         let watch = watch_plan(&config, c, &processor);
-        // Logs that only make a complete set be read again are asked for too.
-        let refresh_on = watch.probes.iter().flat_map(|p| p.refresh_on.iter());
-        let mut addresses = processor.registry().addresses();
-        let mut topics = processor.registry().topics();
-        for (a, t) in refresh_on {
-            if !addresses.contains(a) {
-                addresses.push(*a);
-            }
-            if !topics.contains(t) {
-                topics.push(*t);
-            }
-        }
+        let (addresses, topics) = (
+            processor.registry().addresses(),
+            processor.registry().topics(),
+        );
         let source = ChainSource::new(chain, addresses, topics, window, WINDOW_BLOCKS)
             .with_status(status.clone())
             .with_watch(watch)

@@ -444,6 +444,11 @@ impl AaveMarket {
         .await
     }
 
+    pub async fn drop_reserve(&self, chain: &Chain, asset: Address) -> TransactionReceipt {
+        let call = IPoolConfigurator::dropReserveCall { asset };
+        send(chain, self.configurator, call.abi_encode(), "dropReserve").await
+    }
+
     pub async fn set_reserve_active(
         &self,
         chain: &Chain,

@@ -5,10 +5,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use alloy::primitives::Address;
 use alloy::rpc::types::Log;
 
 use super::Processor;
-use crate::classify::Tracker;
+use crate::classify::{ProtocolModel, Tracker};
 use crate::detect;
 use crate::detect::revert_spike::{SpikeChange, SpikeWindow};
 use crate::model::{BlockRef, CallOutcome, Evidence, IncidentUpdate, ProbeKind, ProbeResult};
@@ -50,6 +51,12 @@ enum Item<'a> {
 }
 
 impl Item<'_> {
+    /// (block, transaction index, log index): a log's place in the range.
+    fn position_of_log(&self) -> (u64, u64, u64) {
+        let (block, tx, _, index) = self.position();
+        (block, tx, index)
+    }
+
     /// (block, transaction index, logs before calls, log index).
     fn position(&self) -> (u64, u64, u8, u64) {
         match self {
@@ -75,10 +82,34 @@ impl Processor {
         probes: &[ProbeResult],
         blocks: &[BlockRef],
     ) -> Classified {
-        // Complete sets read at this range's tip count for its logs: the
-        // first read (at start-up) must precede the first pause.
-        for result in probes.iter().filter(|r| r.kind == ProbeKind::ScopeSet) {
-            self.on_scope_set(result);
+        // A complete set read for the first time (at start-up) counts for
+        // this range's logs: it must precede the first pause. A set read
+        // again takes effect right after the range's last log that changes
+        // it (a listing), or at the tip when none did (a periodic read).
+        let (first_reads, rereads): (Vec<&ProbeResult>, Vec<&ProbeResult>) = probes
+            .iter()
+            .filter(|r| r.kind == ProbeKind::ScopeSet)
+            .partition(|r| !self.sets_read.contains(&r.probe));
+        for result in first_reads {
+            self.read_set(result);
+        }
+        let mut after_log: HashMap<(u64, u64, u64), Vec<&ProbeResult>> = HashMap::new();
+        let mut at_tip = Vec::new();
+        for result in rereads {
+            let (p, r) = result.probe;
+            let last = logs.iter().rev().find(|l| {
+                self.registry
+                    .refreshes(l)
+                    .iter()
+                    .any(|x| x.protocol == p && x.rule == r)
+            });
+            match last {
+                Some(l) => after_log
+                    .entry(Item::Log(l).position_of_log())
+                    .or_default()
+                    .push(result),
+                None => at_tip.push(result),
+            }
         }
         let mut items: Vec<Item> = logs
             .iter()
@@ -110,12 +141,23 @@ impl Processor {
                 Item::Call(c) => c.block_timestamp,
             });
             match item {
-                Item::Log(log) => self.on_log(log, &mut b),
+                Item::Log(log) => {
+                    self.on_log(log, &mut b);
+                    if let Some(results) = after_log.remove(&item.position_of_log()) {
+                        self.flush(&mut b);
+                        for result in results {
+                            self.reread_set(result, Some(log), &mut b);
+                        }
+                    }
+                }
                 Item::Call(call) => self.on_call(call, &mut b),
             }
         }
         self.flush(&mut b);
         self.end_blocks(next_block, to, &known, &mut b);
+        for result in at_tip {
+            self.reread_set(result, None, &mut b);
+        }
         for result in probes.iter().filter(|r| r.kind == ProbeKind::State) {
             self.on_probe(result, &mut b);
             self.flush(&mut b);
@@ -229,38 +271,84 @@ impl Processor {
     /// Complete sets read apart from a range (a backfill's, once).
     pub(in crate::pipeline) fn apply_scope_sets(&mut self, results: &[ProbeResult]) {
         for r in results.iter().filter(|r| r.kind == ProbeKind::ScopeSet) {
-            self.on_scope_set(r);
+            self.read_set(r);
         }
     }
 
     /// A complete set read from the chain: the addresses it lists become
     /// the rule's set; a failed or malformed read keeps the last one.
-    fn on_scope_set(&mut self, result: &ProbeResult) {
+    /// Returns the protocol's model as it was and the list read, when the
+    /// set changed.
+    fn read_set(&mut self, result: &ProbeResult) -> Option<(ProtocolModel, Vec<Address>)> {
         use alloy::sol_types::SolValue;
         let (p, r) = result.probe;
         let name = &self.config.protocols[p].name;
-        let members: std::collections::BTreeSet<String> = match &result.output {
-            Ok(out) => match <Vec<alloy::primitives::Address>>::abi_decode(out) {
-                Ok(list) => list.iter().map(|a| a.to_checksum(None)).collect(),
+        let list = match &result.output {
+            Ok(out) => match <Vec<Address>>::abi_decode(out) {
+                Ok(list) => list,
                 Err(e) => {
                     tracing::warn!(protocol = %name, rule = r, block = result.block.number, error = %e,
                         "complete set skipped: the answer is not an address[]; the last set stays");
-                    return;
+                    return None;
                 }
             },
             Err(e) => {
                 tracing::warn!(protocol = %name, rule = r, block = result.block.number, error = %e,
                     "complete set not read; the last set stays");
-                return;
+                return None;
             }
         };
-        let Some(model) = self.models.iter_mut().find(|m| m.index == p) else {
+        self.sets_read.insert(result.probe);
+        let model = self.models.iter_mut().find(|m| m.index == p)?;
+        let old = model.clone();
+        let members = list.iter().map(|a| a.to_checksum(None)).collect();
+        if !model.set_members(r, members) {
+            return None;
+        }
+        tracing::info!(protocol = %name, rule = r, scopes = list.len(), block = result.block.number,
+            "complete set read from the chain");
+        Some((old, list))
+    }
+
+    /// A set read again: a protocol whose halted scopes mean another state
+    /// under it moves there, on the evidence of the log that changed the
+    /// set (`ReserveDropped`), or of the read itself when no log did.
+    fn reread_set(&mut self, result: &ProbeResult, trigger: Option<&Log>, b: &mut Batching) {
+        let Some((old, list)) = self.read_set(result) else {
             return;
         };
-        let count = members.len();
-        if model.set_members(r, members) {
-            tracing::info!(protocol = %name, rule = r, scopes = count, block = result.block.number,
-                "complete set read from the chain");
+        let (p, r) = result.probe;
+        let chain_id = self.chain_id();
+        let protocol = &self.config.protocols[p];
+        let evidence = match trigger.and_then(|l| self.registry.decode(l)) {
+            Some(Ok(decoded)) => {
+                let rule = &protocol.contracts[protocol.rules[r].contract];
+                detect::pause::evidence(chain_id, (&rule.name, rule.address), &decoded).ok()
+            }
+            _ => protocol.rules[r].scopes_from.as_ref().map(|from| {
+                let contract = &protocol.contracts[from.contract];
+                detect::probe::set_evidence(
+                    chain_id,
+                    (&contract.name, contract.address),
+                    &from.function,
+                    result,
+                    &list,
+                )
+            }),
+        };
+        let (Some(evidence), Some(model), Some(tracker)) = (
+            evidence,
+            self.models.iter().find(|m| m.index == p),
+            self.trackers.get_mut(&p),
+        ) else {
+            return;
+        };
+        if let Some(u) = tracker.reclassify(&old, model, evidence) {
+            telemetry::signal("complete_set");
+            b.out.updates.push(u);
+            if !b.changed.contains(&p) {
+                b.changed.push(p);
+            }
         }
     }
 

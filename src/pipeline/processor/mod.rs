@@ -63,6 +63,8 @@ pub struct Processor {
     spike_history: SpikeHistory,
     /// Probes that have answered at least once in this run.
     probed: HashSet<(usize, usize)>,
+    /// (protocol, rule) whose complete set has been read in this run.
+    sets_read: HashSet<(usize, usize)>,
     /// Wakes the mail sender after a transition is committed (live only).
     wake: Option<mpsc::Sender<()>>,
     backfill: bool,
@@ -108,6 +110,7 @@ impl Processor {
             spike_history: SpikeHistory::new(&spikes, keep),
             spikes,
             probed: HashSet::new(),
+            sets_read: HashSet::new(),
             wake,
             backfill,
             status,
@@ -375,5 +378,7 @@ fn writer_name(chain: &str) -> String {
     format!("chain {chain} writer")
 }
 
+#[cfg(test)]
+mod set_tests;
 #[cfg(test)]
 mod tests;
