@@ -7,6 +7,8 @@
 #   - aiosmtpd (a real SMTP server) in .tools/venv, for the email tests
 #   - chromium (Debian package, as root), for the status page test
 #   - promtool (Debian package prometheus, as root), for the /metrics test
+#   - PostgreSQL's server (Debian package postgresql, as root), for the lease
+#     tests: each starts its own cluster in a temporary folder
 #   - the production Aave V3 artifacts (npm @aave/core-v3), into .tools/aave,
 #     for the tests that deploy the real market
 # Needs node + npm and python3. Idempotent: does nothing when the pinned versions are there.
@@ -61,6 +63,17 @@ fi
 aave_version=1.19.3
 if ! grep -qs "\"version\": \"$aave_version\"" "$tools/aave/node_modules/@aave/core-v3/package.json"; then
   install "$tools/aave" "@aave/core-v3@$aave_version"
+fi
+# A real PostgreSQL for the lease tests: Debian's server binaries. The
+# package's own cluster is not used (policy-rc.d may keep it from starting).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing PostgreSQL (Debian package postgresql)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  else
+    echo "setup: PostgreSQL is missing; install it as root: apt-get install postgresql" >&2
+  fi
 fi
 if [ "${1:-}" = "--with-solc" ] && ! [ -x "$tools/solc/node_modules/.bin/solcjs" ]; then
   install "$tools/solc" "solc@0.8.37" "@openzeppelin/contracts@5.7.0"

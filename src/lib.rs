@@ -19,6 +19,7 @@
 //! - [`decode`]: the ABI registry, `(address, topic0)` → resolved decoder.
 //! - [`detect`]: detectors that turn decoded logs into signals.
 //! - [`heartbeat`]: the dead man's switch: a URL pinged while every chain is followed and fresh.
+//! - [`lease`]: chain leases on PostgreSQL (holder, epoch, expiry by the database clock) and the fencing check, for replicas sharing a history; not used by `run` yet.
 //! - [`classify`]: the pure per-protocol state machine: signals → incident updates.
 //! - [`store`]: the SQLite halt history, checkpoints and classifier snapshots.
 //! - [`notify`]: the outbox sender: email rendering, threading, retries, SMTP (lettre).
@@ -40,6 +41,7 @@ pub mod demo;
 pub mod detect;
 pub mod heartbeat;
 pub mod init;
+pub mod lease;
 pub mod model;
 pub mod notify;
 pub mod pipeline;

@@ -312,4 +312,5 @@ pub async fn vault_chain(ws: bool, extra: &str) -> VaultChain {
     }
 }
 pub mod http;
+pub mod postgres;
 pub mod proxy;
