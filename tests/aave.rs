@@ -498,3 +498,46 @@ async fn dropping_the_last_working_reserve_escalates_the_incident_to_halted() {
     assert!(checks.iter().all(|c| c.ok()), "{checks:#?}");
     running.stop().await;
 }
+
+/// The provider fails the first reads of the reserve list (a node that
+/// lost the state): the read is tried again a few blocks on, not after
+/// `scopes_refresh_blocks` (1,000), so a pool pause soon after start-up is
+/// still halted.
+#[tokio::test]
+async fn a_failed_read_of_the_reserve_list_is_tried_again_blocks_later() {
+    use common::proxy::{Action, spawn_with};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let node = anvil(0);
+    let chain = chain(&node).await;
+    let market = AaveMarket::deploy(&chain, 2).await;
+    let refused = Arc::new(AtomicUsize::new(0));
+    let count = refused.clone();
+    let proxy = spawn_with(
+        node.endpoint().trim_start_matches("http://").to_string(),
+        Arc::new(move |req: &serde_json::Value| {
+            if req["method"] == "eth_call" && count.fetch_add(1, SeqCst) < 2 {
+                return Action::rpc_error(req, -32000, "missing trie node");
+            }
+            Action::Forward
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &config_text(&proxy, &aave_protocol(&market)));
+    let running = start(&path).await;
+    wait_caught_up(&running.store, &chain).await;
+    for _ in 0..12 {
+        mine(&chain, 1).await;
+        wait_caught_up(&running.store, &chain).await;
+    }
+    assert!(
+        refused.load(SeqCst) >= 3,
+        "the first reads failed, a later one went through"
+    );
+    let r = market.set_pool_pause(&chain, true).await;
+    wait_processed(&running.store, r.block_number.unwrap()).await;
+    let list = incidents(&running.store).await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert_eq!(list[0].severity, ProtocolState::Halted);
+    running.stop().await;
+}

@@ -200,8 +200,8 @@ pub struct ChainSource {
     next: Option<u64>,
     status: crate::status::Status,
     watch: Watch,
-    /// Block each probe last ran at.
-    probed: HashMap<(crate::model::ProbeKind, (usize, usize)), u64>,
+    /// Block each view call last ran at, and the block it is due again.
+    probed: HashMap<(crate::model::ProbeKind, (usize, usize)), (u64, u64)>,
     /// The last head read from the current endpoint, and when.
     head_read: Option<(u64, Instant)>,
     /// The newest header the endpoint pushed (ws `newHeads`) that no round

@@ -25,6 +25,9 @@ use crate::config::StartBlock;
 use crate::model::{BlockRef, ChainUpdate, CommittedRange};
 use crate::telemetry;
 
+/// A view call that failed is tried again after this many blocks.
+const RETRY_FAILED_READ_BLOCKS: u64 = 5;
+
 impl ChainSource {
     /// One round: `Ok(None)` when the receiver is gone.
     pub(super) async fn step(
@@ -226,12 +229,21 @@ impl ChainSource {
                     || self
                         .probed
                         .get(&(pc.kind, pc.id))
-                        .is_none_or(|&last| tip.number >= last + pc.every_blocks)
+                        .is_none_or(|&(_, due)| tip.number >= due)
             })
             .collect();
         let probes = run_probes(&p, ep, tip, &due).await;
-        for r in &probes {
-            self.probed.insert((r.kind, r.probe), tip.number);
+        for (r, pc) in probes.iter().zip(&due) {
+            // A read that failed (a rate limit, a node that lost the
+            // state) is tried again a few blocks on, not a whole period
+            // later: a complete set missing for 1,000 blocks would show a
+            // pool pause as degraded.
+            let wait = match r.output {
+                Ok(_) => pc.every_blocks,
+                Err(_) => pc.every_blocks.min(RETRY_FAILED_READ_BLOCKS),
+            };
+            self.probed
+                .insert((r.kind, r.probe), (tip.number, tip.number + wait));
         }
         self.window.extend(&headers);
         self.next = Some(to + 1);
@@ -409,7 +421,7 @@ impl ChainSource {
             old_head = checkpoint.number, "reorg: blocks above the common ancestor are reverted");
         self.window.truncate_above(ancestor);
         // Probes taken on the orphaned blocks are taken again on the new branch.
-        self.probed.retain(|_, at| *at <= ancestor);
+        self.probed.retain(|_, (at, _)| *at <= ancestor);
         self.health.rebase(head, wall_secs());
         self.next = Some(ancestor + 1);
         if tx.send(ChainUpdate::Reverted { ancestor }).await.is_err() {
