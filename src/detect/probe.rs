@@ -81,29 +81,24 @@ fn evidence(
     if first && !healthy {
         event.push_str("; already paused when monitoring began");
     }
-    Evidence {
-        kind: EvidenceKind::Probe,
+    let answer = EventArg {
+        name: "result".into(),
+        ty: probe.function.outputs[0].ty.clone(),
+        value: value.to_string(),
+    };
+    let mut e = answered(
         chain_id,
-        contract: contract.1,
-        contract_name: contract.0.to_string(),
-        tx_hash: B256::ZERO,
-        block_number: result.block.number,
-        block_hash: result.block.hash,
-        block_timestamp: result.block.timestamp,
-        log_index: result.probe.1 as u64,
+        contract,
+        result,
+        result.probe.1 as u64,
         event,
-        args: vec![EventArg {
-            name: "result".into(),
-            ty: probe.function.outputs[0].ty.clone(),
-            value: value.to_string(),
-        }],
-        changes: vec![ScopeChange {
-            scope: scope(probe, contract.0),
-            halted: !healthy,
-        }],
-        log_hash: keccak256(result.output.as_ref().map_or(&[][..], |b| &b[..])),
-        at: None,
-    }
+        answer,
+    );
+    e.changes = vec![ScopeChange {
+        scope: scope(probe, contract.0),
+        halted: !healthy,
+    }];
+    e
 }
 
 /// Evidence of a complete set read again (`getReservesList()`), dating
@@ -117,27 +112,43 @@ pub fn set_evidence(
     members: &[alloy::primitives::Address],
 ) -> Evidence {
     let listed: Vec<String> = members.iter().map(|a| a.to_checksum(None)).collect();
+    let event = format!(
+        "probe {} returned {} addresses: the complete set, read again",
+        function.signature(),
+        members.len()
+    );
+    let answer = EventArg {
+        name: "result".into(),
+        ty: "address[]".into(),
+        value: listed.join(","),
+    };
+    // Indexed apart from the state probes' indices at the same block.
+    let index = (1 << 32) + result.probe.1 as u64;
+    answered(chain_id, contract, result, index, event, answer)
+}
+
+/// A view call's answer at its block as evidence that changes no scope;
+/// `log_hash` is the hash of the answer, which `verify` asks for again.
+fn answered(
+    chain_id: u64,
+    (name, address): (&str, alloy::primitives::Address),
+    result: &ProbeResult,
+    log_index: u64,
+    event: String,
+    answer: EventArg,
+) -> Evidence {
     Evidence {
         kind: EvidenceKind::Probe,
         chain_id,
-        contract: contract.1,
-        contract_name: contract.0.to_string(),
+        contract: address,
+        contract_name: name.to_string(),
         tx_hash: B256::ZERO,
         block_number: result.block.number,
         block_hash: result.block.hash,
         block_timestamp: result.block.timestamp,
-        // Apart from the state probes' indices at the same block.
-        log_index: (1 << 32) + result.probe.1 as u64,
-        event: format!(
-            "probe {} returned {} addresses: the complete set, read again",
-            function.signature(),
-            members.len()
-        ),
-        args: vec![EventArg {
-            name: "result".into(),
-            ty: "address[]".into(),
-            value: listed.join(","),
-        }],
+        log_index,
+        event,
+        args: vec![answer],
         changes: Vec::new(),
         log_hash: keccak256(result.output.as_ref().map_or(&[][..], |b| &b[..])),
         at: None,

@@ -102,8 +102,9 @@ fn range(blocks: Vec<BlockRef>, logs: Vec<Log>, probes: Vec<ProbeResult>) -> Cha
     })
 }
 
-/// Runs the ranges; the severities each incident went through.
-async fn severities(updates: Vec<ChainUpdate>) -> Vec<Vec<ProtocolState>> {
+/// Runs the ranges through a live processor on a fresh history; its
+/// incidents, oldest first (and the folder that holds it).
+async fn run(updates: Vec<ChainUpdate>) -> (Vec<crate::store::IncidentRecord>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&StoreConfig {
         sqlite_path: dir.path().join("history.db"),
@@ -128,6 +129,12 @@ async fn severities(updates: Vec<ChainUpdate>) -> Vec<Vec<ProtocolState>> {
     processor.run(rx).await.unwrap();
     let mut all = store.list(&IncidentFilter::default()).await.unwrap();
     all.sort_by_key(|i| i.id);
+    (all, dir)
+}
+
+/// The severities each incident went through.
+async fn severities(updates: Vec<ChainUpdate>) -> Vec<Vec<ProtocolState>> {
+    let (all, _dir) = run(updates).await;
     all.iter()
         .map(|i| i.transitions.iter().map(|t| t.to).collect())
         .collect()
@@ -164,4 +171,32 @@ async fn the_first_read_counts_from_the_first_block() {
     )])
     .await;
     assert_eq!(got, [vec![Degraded, Halted]]);
+}
+
+/// A periodic read (no listing log in the range) that shrinks the set
+/// under a paused reserve moves the incident at the range's tip, with the
+/// read itself as evidence.
+#[tokio::test]
+async fn a_periodic_read_moves_the_incident_with_the_read_as_evidence() {
+    use ProtocolState::*;
+    let (b1, b2) = (block(1), block(2));
+    let (all, _dir) = run(vec![
+        range(
+            vec![b1],
+            vec![paused(&b1, 0, A)],
+            vec![reserves(&b1, &[A, B])],
+        ),
+        range(vec![b2], vec![], vec![reserves(&b2, &[A])]),
+    ])
+    .await;
+    assert_eq!(all.len(), 1);
+    let states: Vec<_> = all[0].transitions.iter().map(|t| t.to).collect();
+    assert_eq!(states, [Degraded, Halted]);
+    let read = all[0].evidence.last().unwrap();
+    assert_eq!(
+        read.event,
+        "probe getReservesList() returned 1 addresses: the complete set, read again"
+    );
+    assert_eq!((read.contract, read.block_number), (POOL, 2));
+    assert!(read.changes.is_empty());
 }
