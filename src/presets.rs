@@ -73,16 +73,35 @@ struct PresetRule {
     set: Option<(&'static str, &'static [&'static str])>,
 }
 
-/// A revert that means "halted here", as a preset names it.
+/// A revert reason that means "halted here" (Aave's `"29"`): a failed call
+/// with it is cited on the open incident of its scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HaltRevertSpec {
-    /// The `Error(string)` text (`"29"`) or a custom error's name (`EnforcedPause`).
+pub struct HaltRevert {
+    /// The `Error(string)` text, or a custom error's name.
     pub reason: String,
-    /// What it means, spelled out in evidence: `RESERVE_PAUSED`.
+    /// Spelled out in evidence: `RESERVE_PAUSED (29)`.
     pub meaning: String,
-    /// Prefix of the scope key it is cited on (`frozen:`), before the
-    /// address argument of the failed call.
+    /// The cited scope's key is this prefix and an address argument of the call.
     pub scope_prefix: String,
+}
+
+impl HaltRevert {
+    /// The revert data it starts with: the selector of the ABI's custom
+    /// error of that name, else the whole `Error(string)` encoding of the text.
+    pub fn revert_data(&self, abi: &alloy::json_abi::JsonAbi) -> alloy::primitives::Bytes {
+        use alloy::sol_types::SolError;
+        match abi.errors.get(&self.reason).and_then(|e| e.first()) {
+            Some(error) => error.selector().to_vec().into(),
+            None => alloy::sol_types::Revert::from(self.reason.clone())
+                .abi_encode()
+                .into(),
+        }
+    }
+
+    /// `RESERVE_PAUSED (29)`.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.meaning, self.reason)
+    }
 }
 
 /// Names of every preset, for error messages.
@@ -142,8 +161,8 @@ pub fn set_source(name: &str) -> Option<&'static str> {
 }
 
 /// The reverts that mean "halted here" for preset `name`.
-pub fn halt_reverts(name: &str) -> Vec<HaltRevertSpec> {
-    let spec = |reason: &str, meaning: &str, scope_prefix: &str| HaltRevertSpec {
+pub fn halt_reverts(name: &str) -> Vec<HaltRevert> {
+    let spec = |reason: &str, meaning: &str, scope_prefix: &str| HaltRevert {
         reason: reason.into(),
         meaning: meaning.into(),
         scope_prefix: scope_prefix.into(),

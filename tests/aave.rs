@@ -41,8 +41,13 @@ struct Setup {
     chain: Chain,
     market: AaveMarket,
     running: Running,
+    /// The node and the config's folder, kept alive for the test.
+    _keep: Keep,
+}
+
+struct Keep {
     _node: alloy::node_bindings::AnvilInstance,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 async fn setup(reserves: usize) -> Setup {
@@ -58,8 +63,7 @@ async fn setup(reserves: usize) -> Setup {
         chain,
         market,
         running,
-        _node: node,
-        _dir: dir,
+        _keep: Keep { _node: node, dir },
     }
 }
 
@@ -82,8 +86,7 @@ async fn a_pool_pause_is_one_halted_incident_over_every_reserve_that_resolves_on
         chain,
         market,
         running,
-        _node,
-        _dir,
+        _keep,
     } = setup(3).await;
     assert_eq!(market.reserves(&chain).await, market.assets);
 
@@ -162,8 +165,7 @@ async fn one_paused_reserve_is_degraded_and_a_supply_into_it_is_cited_as_reserve
         chain,
         market,
         running,
-        _node,
-        _dir,
+        _keep,
     } = setup(2).await;
     let (paused_asset, open_asset) = (market.assets[0], market.assets[1]);
     market.fund(&chain, paused_asset, one_pound()).await;
@@ -216,8 +218,7 @@ async fn frozen_reserves_are_degraded_at_most_and_a_supply_into_one_is_cited_as_
         chain,
         market,
         running,
-        _node,
-        _dir,
+        _keep,
     } = setup(2).await;
     let asset = market.assets[0];
     market.fund(&chain, asset, one_pound()).await;
@@ -262,8 +263,7 @@ async fn a_reserve_listed_later_joins_the_complete_set() {
         chain,
         mut market,
         running,
-        _node,
-        _dir,
+        _keep,
     } = setup(2).await;
     let third = market.list_reserve(&chain).await;
     assert_eq!(market.reserves(&chain).await.len(), 3);
@@ -290,8 +290,7 @@ async fn a_deactivated_reserve_is_a_halt_of_that_reserve() {
         chain,
         market,
         running,
-        _node,
-        _dir,
+        _keep,
     } = setup(2).await;
     let asset = market.assets[1];
     let r = market.set_reserve_active(&chain, asset, false).await;
@@ -315,8 +314,7 @@ async fn a_reserve_paused_revert_passed_on_from_a_flash_loan_receiver_opens_noth
         chain,
         market,
         running,
-        _node,
-        _dir,
+        _keep,
     } = setup(2).await;
     let asset = market.assets[0];
     // Liquidity to lend, and flash loans on.
@@ -462,8 +460,7 @@ async fn dropping_the_last_working_reserve_escalates_the_incident_to_halted() {
         chain,
         market,
         running,
-        _node,
-        _dir,
+        _keep,
     } = setup(3).await;
     for a in &market.assets[..2] {
         market.set_reserve_pause(&chain, *a, true).await;
@@ -493,7 +490,7 @@ async fn dropping_the_last_working_reserve_escalates_the_incident_to_halted() {
     assert_eq!(cause.event, "ReserveDropped(address)");
     assert_eq!(cause.contract, market.configurator);
     assert!(cause.changes.is_empty());
-    let config = haltwatch::config::load(&_dir.path().join("haltwatch.toml")).unwrap();
+    let config = haltwatch::config::load(&_keep.dir.path().join("haltwatch.toml")).unwrap();
     let checks = haltwatch::verify::verify(&config.chains, &list).await;
     assert!(checks.iter().all(|c| c.ok()), "{checks:#?}");
     running.stop().await;

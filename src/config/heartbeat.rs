@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Validator;
+use super::parse::is_web_url;
 
 /// `[heartbeat]` as written.
 #[derive(Debug, Deserialize)]
@@ -56,16 +57,6 @@ impl HeartbeatConfig {
                 .map_err(|_| format!("environment variable `{var}` is not set")),
         }
     }
-}
-
-/// True for an `http(s)://host…` URL without spaces or quotes.
-fn is_web_url(url: &str) -> bool {
-    ["https://", "http://"].iter().any(|scheme| {
-        url.strip_prefix(scheme)
-            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
-    }) && !url
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>'))
 }
 
 impl Validator {

@@ -32,7 +32,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use crate::presets::{EffectSpec, HaltRevertSpec, RuleSpec, ScopeSpec, ScopesFromSpec};
+pub use crate::presets::{EffectSpec, HaltRevert, RuleSpec, ScopeSpec, ScopesFromSpec};
 pub use anchor::AnchorConfig;
 pub use heartbeat::{HeartbeatConfig, HeartbeatUrl};
 pub use parse::{parse_address, parse_rfc3339, read_abi};

@@ -1,4 +1,4 @@
-//! Values parsed from text: times, addresses, ABI files.
+//! Values parsed from text: times, addresses, URLs, ABI files.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -46,4 +46,15 @@ pub fn read_abi(path: &Path) -> Result<JsonAbi, String> {
     };
     serde_json::from_value(abi)
         .map_err(|e| format!("ABI file {} is not a valid ABI: {e}", path.display()))
+}
+
+/// True for an `http(s)://host…` URL without spaces, controls or quotes:
+/// a link for people, or a URL to fetch.
+pub(super) fn is_web_url(url: &str) -> bool {
+    ["https://", "http://"].iter().any(|scheme| {
+        url.strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+    }) && !url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>'))
 }

@@ -261,18 +261,11 @@ impl Validator {
                         "expected window_blocks ≥ 1, window_seconds ≥ 1, clear_windows ≥ 1, min_ratio in 0..=1, baseline_factor ≥ 0",
                     );
                 }
-                let mut halt_reverts: Vec<HaltRevert> = raw
+                let mut halt_reverts = raw
                     .preset
                     .as_deref()
                     .map(presets::halt_reverts)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|h| HaltRevert {
-                        reason: h.reason,
-                        meaning: h.meaning,
-                        scope_prefix: h.scope_prefix,
-                    })
-                    .collect();
+                    .unwrap_or_default();
                 for (k, h) in raw.halt_reverts.into_iter().enumerate() {
                     if h.reason.is_empty() || h.meaning.is_empty() {
                         self.problem(

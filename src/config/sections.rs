@@ -160,13 +160,7 @@ impl Validator {
 
     /// A link for people: an http(s) URL with a host, as written.
     pub(super) fn web_url(&mut self, key: &str, url: String) -> Option<String> {
-        let ok = ["https://", "http://"].iter().any(|scheme| {
-            url.strip_prefix(scheme)
-                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
-        }) && !url
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>'));
-        if ok {
+        if super::parse::is_web_url(&url) {
             Some(url)
         } else {
             self.problem(

@@ -259,37 +259,6 @@ pub struct ContractConfig {
     pub halt_reverts: Vec<HaltRevert>,
 }
 
-/// A revert reason that means "halted here" (Aave's `"29"`): a failed call
-/// with it is cited on the open incident of its scope.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HaltRevert {
-    /// The `Error(string)` text, or a custom error's name.
-    pub reason: String,
-    /// Spelled out in evidence: `RESERVE_PAUSED (29)`.
-    pub meaning: String,
-    /// The cited scope's key is this prefix and an address argument of the call.
-    pub scope_prefix: String,
-}
-
-impl HaltRevert {
-    /// The revert data it starts with: the whole `Error(string)` encoding,
-    /// or the custom error's selector (empty when the ABI lacks it).
-    pub fn revert_data(&self, abi: &JsonAbi) -> alloy::primitives::Bytes {
-        use alloy::sol_types::SolError;
-        match abi.errors.get(&self.reason).and_then(|e| e.first()) {
-            Some(error) => error.selector().to_vec().into(),
-            None => alloy::sol_types::Revert::from(self.reason.clone())
-                .abi_encode()
-                .into(),
-        }
-    }
-
-    /// `RESERVE_PAUSED (29)`.
-    pub fn describe(&self) -> String {
-        format!("{} ({})", self.meaning, self.reason)
-    }
-}
-
 /// A rule's complete scope set, read from the chain.
 #[derive(Debug, Clone)]
 pub struct ScopesFrom {

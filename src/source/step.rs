@@ -218,13 +218,14 @@ impl ChainSource {
             .probes
             .iter()
             .filter(|pc| {
-                let refreshed = logs.iter().any(|l| {
-                    l.topics().first().is_some_and(|t| {
-                        pc.refresh_on
-                            .iter()
-                            .any(|(a, e)| *a == l.address() && e == t)
-                    })
-                });
+                let refreshed = !pc.refresh_on.is_empty()
+                    && logs.iter().any(|l| {
+                        l.topics().first().is_some_and(|t| {
+                            pc.refresh_on
+                                .iter()
+                                .any(|(a, e)| *a == l.address() && e == t)
+                        })
+                    });
                 refreshed
                     || self
                         .probed
