@@ -32,9 +32,9 @@ fn main() {
 fn commit_catch_up_range(bencher: Bencher, blocks: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = runtime()
-        .block_on(Store::open(&StoreConfig {
-            sqlite_path: dir.path().join("bench.sqlite"),
-        }))
+        .block_on(Store::open(&StoreConfig::sqlite(
+            dir.path().join("bench.sqlite"),
+        )))
         .expect("store");
     let mut next = 2u64;
     bencher

@@ -25,6 +25,15 @@ pub fn withheld_because(status: &Status) -> Option<String> {
         .into_iter()
         .map(|(chain, reason)| format!("chain {chain}: {reason}"))
         .collect();
+    // On a shared history: every chain must be followed by some replica.
+    if let Some(replica) = status.replica() {
+        why.extend(
+            replica
+                .unheld
+                .iter()
+                .map(|chain| format!("chain {chain}: no replica follows it")),
+        );
+    }
     why.extend(
         status
             .store_problems()

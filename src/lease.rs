@@ -14,9 +14,11 @@
 //! Live replicas announce themselves in a heartbeat row; each takes at most
 //! ⌈chains / live replicas⌉ leases ([`fair_share`]).
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 /// `lease_ttl_seconds` unless set.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
@@ -31,6 +33,8 @@ pub enum LeaseError {
     },
     /// The fencing check: the lease of `chain_id` is no longer this
     /// replica's with epoch `epoch`.
+    #[error("replica {holder} does not hold the lease of chain {chain_id}")]
+    NotHeld { chain_id: u64, holder: String },
     #[error("the lease of chain {chain_id} (epoch {epoch}) is no longer held by {holder}")]
     Lost {
         chain_id: u64,
@@ -51,6 +55,10 @@ pub struct Lease {
     /// True when this acquisition took the chain from another holder (or
     /// from an expired lease of its own): a takeover.
     pub taken_over: bool,
+    /// On a takeover: when the previous holder last renewed (or released)
+    /// the lease, and when it was taken, in unix milliseconds of the
+    /// database's clock. Nobody followed the chain in between.
+    pub unwatched: Option<(u64, u64)>,
 }
 
 /// This replica's view of the lease tables.
@@ -59,20 +67,36 @@ pub struct Leases {
     pool: PgPool,
     holder: String,
     ttl: Duration,
+    /// chain id → epoch of the leases this replica holds, as its last
+    /// acquisition or renewal found them; shared by every clone.
+    held: Arc<Mutex<BTreeMap<u64, i64>>>,
 }
 
 impl Leases {
     /// Connects and creates the lease tables if missing.
     pub async fn connect(url: &str, holder: &str, ttl: Duration) -> Result<Self, LeaseError> {
+        let options = url.parse().map_err(q("parse the URL"))?;
+        Self::connect_with(options, holder, ttl).await
+    }
+
+    /// [`Leases::connect`] with connect options: a pool of its own, so that
+    /// renewals never wait behind the history's writers.
+    pub async fn connect_with(
+        options: PgConnectOptions,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Self, LeaseError> {
         let pool = PgPoolOptions::new()
             .max_connections(2)
-            .connect(url)
+            .acquire_timeout(ttl / 3)
+            .connect_with(options)
             .await
             .map_err(q("connect"))?;
         let leases = Leases {
             pool,
             holder: holder.to_string(),
             ttl,
+            held: Arc::default(),
         };
         leases.migrate().await?;
         Ok(leases)
@@ -84,7 +108,8 @@ impl Leases {
                 chain_id   BIGINT PRIMARY KEY,
                 holder     TEXT NOT NULL,
                 epoch      BIGINT NOT NULL,
-                expires_at TIMESTAMPTZ NOT NULL
+                expires_at TIMESTAMPTZ NOT NULL,
+                renewed_at TIMESTAMPTZ NOT NULL
             )",
             "CREATE TABLE IF NOT EXISTS replicas (
                 holder  TEXT PRIMARY KEY,
@@ -101,6 +126,11 @@ impl Leases {
 
     pub fn holder(&self) -> &str {
         &self.holder
+    }
+
+    /// How long a lease lasts unrenewed.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     fn ttl_ms(&self) -> i64 {
@@ -139,17 +169,20 @@ impl Leases {
     /// replica holds it.
     pub async fn try_acquire(&self, chain_id: u64) -> Result<Option<Lease>, LeaseError> {
         // The CTE reads the row as it was before the upsert.
-        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
-            "WITH before AS (SELECT epoch FROM chain_leases WHERE chain_id = $1)
-             INSERT INTO chain_leases AS l (chain_id, holder, epoch, expires_at)
-             VALUES ($1, $2, 1, now() + make_interval(secs => $3::double precision / 1000))
+        let row: Option<(i64, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+            "WITH before AS (SELECT epoch, renewed_at FROM chain_leases WHERE chain_id = $1)
+             INSERT INTO chain_leases AS l (chain_id, holder, epoch, expires_at, renewed_at)
+             VALUES ($1, $2, 1, now() + make_interval(secs => $3::double precision / 1000), now())
              ON CONFLICT (chain_id) DO UPDATE SET
                  holder = EXCLUDED.holder,
                  epoch = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now()
                               THEN l.epoch ELSE l.epoch + 1 END,
-                 expires_at = EXCLUDED.expires_at
+                 expires_at = EXCLUDED.expires_at,
+                 renewed_at = now()
              WHERE l.expires_at <= now() OR l.holder = EXCLUDED.holder
-             RETURNING epoch, (SELECT epoch FROM before)",
+             RETURNING epoch, (SELECT epoch FROM before),
+                 (SELECT (extract(epoch FROM renewed_at) * 1000)::bigint FROM before),
+                 (extract(epoch FROM now()) * 1000)::bigint",
         )
         .bind(chain_id as i64)
         .bind(&self.holder)
@@ -157,11 +190,21 @@ impl Leases {
         .fetch_optional(&self.pool)
         .await
         .map_err(q("acquire a lease"))?;
-        Ok(row.map(|(epoch, before)| Lease {
-            chain_id,
-            epoch,
-            taken_over: before.is_some_and(|b| b != epoch),
-        }))
+        let lease = row.map(|(epoch, before, renewed, now)| {
+            let taken_over = before.is_some_and(|b| b != epoch);
+            Lease {
+                chain_id,
+                epoch,
+                taken_over,
+                unwatched: renewed
+                    .filter(|_| taken_over)
+                    .map(|r| (r.max(0) as u64, now.max(0) as u64)),
+            }
+        });
+        if let Some(l) = &lease {
+            self.hold(chain_id, Some(l.epoch));
+        }
+        Ok(lease)
     }
 
     /// Extends a lease still held; `false` when it was lost (expired, or
@@ -169,7 +212,8 @@ impl Leases {
     pub async fn renew(&self, lease: &Lease) -> Result<bool, LeaseError> {
         let done = sqlx::query(
             "UPDATE chain_leases
-             SET expires_at = now() + make_interval(secs => $4::double precision / 1000)
+             SET expires_at = now() + make_interval(secs => $4::double precision / 1000),
+                 renewed_at = now()
              WHERE chain_id = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()",
         )
         .bind(lease.chain_id as i64)
@@ -179,13 +223,17 @@ impl Leases {
         .execute(&self.pool)
         .await
         .map_err(q("renew a lease"))?;
-        Ok(done.rows_affected() == 1)
+        let kept = done.rows_affected() == 1;
+        if !kept {
+            self.hold(lease.chain_id, None);
+        }
+        Ok(kept)
     }
 
     /// Gives a lease up (at shutdown): it expires now, for another to take.
     pub async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
         sqlx::query(
-            "UPDATE chain_leases SET expires_at = now()
+            "UPDATE chain_leases SET expires_at = now(), renewed_at = now()
              WHERE chain_id = $1 AND holder = $2 AND epoch = $3",
         )
         .bind(lease.chain_id as i64)
@@ -194,7 +242,48 @@ impl Leases {
         .execute(&self.pool)
         .await
         .map_err(q("release a lease"))?;
+        self.hold(lease.chain_id, None);
         Ok(())
+    }
+
+    fn hold(&self, chain_id: u64, epoch: Option<i64>) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        match epoch {
+            Some(e) => held.insert(chain_id, e),
+            None => held.remove(&chain_id),
+        };
+    }
+
+    /// The chains this replica holds the leases of, as last acquired or renewed.
+    pub fn held(&self) -> Vec<u64> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.keys().copied().collect()
+    }
+
+    /// [`Leases::fence`] with the lease this replica holds of `chain_id`;
+    /// fails when it holds none.
+    pub async fn fence_chain(
+        &self,
+        tx: &mut PgConnection,
+        chain_id: u64,
+    ) -> Result<(), LeaseError> {
+        let epoch = {
+            let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.get(&chain_id).copied()
+        };
+        let Some(epoch) = epoch else {
+            return Err(LeaseError::NotHeld {
+                chain_id,
+                holder: self.holder.clone(),
+            });
+        };
+        let lease = Lease {
+            chain_id,
+            epoch,
+            taken_over: false,
+            unwatched: None,
+        };
+        self.fence(tx, &lease).await
     }
 
     /// The fencing check, inside a writing transaction: fails unless
@@ -222,10 +311,46 @@ impl Leases {
         }
     }
 
+    /// Of `chains`, those no replica holds an unexpired lease of.
+    pub async fn unheld(&self, chains: &[u64]) -> Result<Vec<u64>, LeaseError> {
+        let ids: Vec<i64> = chains.iter().map(|c| *c as i64).collect();
+        let held: Vec<i64> = sqlx::query_scalar(
+            "SELECT chain_id FROM chain_leases WHERE chain_id = ANY($1) AND expires_at > now()",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("read the leases"))?;
+        Ok(chains
+            .iter()
+            .filter(|c| !held.contains(&(**c as i64)))
+            .copied()
+            .collect())
+    }
+
     /// The pool, for the writing transactions that [`Leases::fence`] checks.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// This process's name among replicas and mail senders: host, PID and
+/// start time, so that a restarted process is a new replica (it must not
+/// inherit the leases, or the claims, of the one before it).
+pub fn this_replica() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".into());
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!("{host}-{}-{started:x}", std::process::id())
+    })
 }
 
 /// How many leases one replica may hold: ⌈chains / live replicas⌉, so the

@@ -276,7 +276,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run => {
             let config = config::load(&cli.config)?;
             // Held until `run` returns: one `run` per SQLite history.
-            let _lock = RunLock::acquire(&config.store.sqlite_path)?;
+            let _lock = config
+                .store
+                .sqlite_path()
+                .map(RunLock::acquire)
+                .transpose()?;
             let store = Store::open(&config.store).await?;
             tracing::info!(config = %cli.config.display(), chains = config.chains.len(),
                 protocols = config.protocols.len(), "haltwatch running");

@@ -45,6 +45,18 @@ struct Inner {
     api_addr: Option<std::net::SocketAddr>,
     /// Store operations failing now, by who is retrying them.
     store_problems: BTreeMap<String, String>,
+    /// On a shared history: this replica's part.
+    replica: Option<ReplicaStatus>,
+}
+
+/// A replica's part of the chains: those it follows, those it stands by
+/// for, and those no replica holds the lease of now.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub name: String,
+    pub follows: Vec<String>,
+    pub stands_by: Vec<String>,
+    pub unheld: Vec<String>,
 }
 
 /// Shared, cheap to clone.
@@ -70,6 +82,33 @@ impl Status {
                 ..Default::default()
             },
         );
+    }
+
+    /// `chain` is no longer followed here (a replica handed it over or lost
+    /// its lease): it is no longer this process's to be ready for.
+    pub fn unregister_chain(&self, name: &str) {
+        self.write().chains.remove(name);
+    }
+
+    /// This replica's part of the chains (see [`ReplicaStatus`]).
+    pub fn set_replica(
+        &self,
+        name: &str,
+        follows: Vec<String>,
+        stands_by: Vec<String>,
+        unheld: Vec<String>,
+    ) {
+        self.write().replica = Some(ReplicaStatus {
+            name: name.to_string(),
+            follows,
+            stands_by,
+            unheld,
+        });
+    }
+
+    /// This replica's part, on a shared history.
+    pub fn replica(&self) -> Option<ReplicaStatus> {
+        self.read().replica.clone()
     }
 
     /// The newest head of any endpoint of `chain`. Only a head that moved

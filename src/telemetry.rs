@@ -144,6 +144,19 @@ pub fn endpoint_broken(chain: &str) {
     metrics::counter!(ENDPOINTS_BROKEN_TOTAL, "chain" => chain.to_string()).increment(1);
 }
 
+/// Chain leases this replica holds now.
+pub const LEASES_HELD: &str = "haltwatch_leases_held";
+/// Leases this replica took from another (or from an expired lease).
+pub const LEASE_TAKEOVERS_TOTAL: &str = "haltwatch_lease_takeovers_total";
+
+pub fn leases_held(n: usize) {
+    metrics::gauge!(LEASES_HELD).set(n as f64);
+}
+
+pub fn lease_takeover(chain: &str) {
+    metrics::counter!(LEASE_TAKEOVERS_TOTAL, "chain" => chain.to_string()).increment(1);
+}
+
 /// Every metric with its `# HELP` text, given to the recorder once at
 /// start-up so that `/metrics` describes each one (`promtool check metrics`
 /// asks for it).
@@ -207,6 +220,10 @@ pub fn describe() {
             ENDPOINTS_BROKEN_TOTAL,
             "Endpoints found serving another chain, per chain.",
         ),
+        (
+            LEASE_TAKEOVERS_TOTAL,
+            "Chain leases this replica took over after another replica stopped renewing them, per chain.",
+        ),
     ] {
         describe_counter!(name, help);
     }
@@ -216,6 +233,10 @@ pub fn describe() {
             "1 while a protocol has an open incident at that severity, else 0.",
         ),
         (OUTBOX_DEPTH, "Mails waiting in the outbox."),
+        (
+            LEASES_HELD,
+            "Chain leases this replica holds (the chains it follows), on a shared history.",
+        ),
         (HEAD_BLOCK, "The chain head as last read, per chain."),
         (PROCESSED_BLOCK, "The last block processed, per chain."),
         (

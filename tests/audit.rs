@@ -1,4 +1,5 @@
-//! The auditor's tools on a real chain and a real SQLite file: backfill,
+//! The auditor's tools on a real chain and a real history (SQLite, or
+//! PostgreSQL with `HALTWATCH_TEST_STORE=postgres`): backfill,
 //! report, export, verify against the chain, and the tamper-evident history.
 
 mod common;
@@ -12,6 +13,7 @@ use alloy::node_bindings::AnvilInstance;
 use alloy::primitives::Address;
 use alloy::providers::Provider;
 use common::*;
+use haltwatch::config::StoreBackend;
 use haltwatch::demo::{Chain, selector};
 use haltwatch::render;
 use haltwatch::store::{IncidentFilter, Store};
@@ -45,11 +47,8 @@ impl World {
     /// A config over `rpc` (default: anvil's http endpoint) writing to `store`.
     fn config(&self, store: &str, rpc: Option<&str>) -> PathBuf {
         let path = self.dir.path().join(format!("{store}.toml"));
-        std::fs::write(
-            &path,
-            config(rpc.unwrap_or(&self.rpc), self.a, self.b, store),
-        )
-        .unwrap();
+        let text = config(rpc.unwrap_or(&self.rpc), self.a, self.b, store);
+        std::fs::write(&path, with_store(self.dir.path(), &text)).unwrap();
         path
     }
 }
@@ -125,38 +124,63 @@ async fn listing(config: &Path) -> String {
     render::json(&list)
 }
 
+/// One row as `column=value` cells: integers, booleans as 0/1, text.
+macro_rules! cells {
+    ($row:expr) => {{
+        let row = $row;
+        (0..row.len())
+            .map(|i| {
+                let name = row.columns()[i].name().to_string();
+                let v = row
+                    .try_get::<i64, _>(i)
+                    .map(|n| n.to_string())
+                    .or_else(|_| row.try_get::<bool, _>(i).map(|b| i64::from(b).to_string()))
+                    .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|n| format!("{n:?}")))
+                    .or_else(|_| {
+                        row.try_get::<Option<String>, _>(i)
+                            .map(|s| format!("{s:?}"))
+                    })
+                    .unwrap_or_default();
+                format!("{name}={v}")
+            })
+            .collect::<Vec<String>>()
+    }};
+}
+
 /// Every row of the history tables, as text: to compare two stores exactly.
 async fn dump(config: &Path) -> String {
-    let path = haltwatch::config::load_store(config).unwrap().sqlite_path;
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
+    let store = haltwatch::config::load_store(config).unwrap();
     let mut out = String::new();
     for table in ["incidents", "transitions", "evidence", "ledger", "outbox"] {
         let sql = format!("SELECT * FROM {table} ORDER BY 1");
-        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-        {
-            let cells: Vec<String> = (0..row.len())
-                .map(|i| {
-                    let name = row.columns()[i].name().to_string();
-                    let v = row
-                        .try_get::<i64, _>(i)
-                        .map(|n| n.to_string())
-                        .or_else(|_| {
-                            row.try_get::<Option<String>, _>(i)
-                                .map(|s| format!("{s:?}"))
-                        })
-                        .unwrap_or_default();
-                    format!("{name}={v}")
-                })
-                .collect();
+        let rows: Vec<Vec<String>> = match &store.backend {
+            StoreBackend::Sqlite(path) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                rows.iter().map(|r| cells!(r)).collect()
+            }
+            StoreBackend::Postgres(pg) => {
+                let pool = sqlx::PgPool::connect(&pg.credentials().unwrap().0)
+                    .await
+                    .unwrap();
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                rows.iter().map(|r| cells!(r)).collect()
+            }
+        };
+        for cells in rows {
             out.push_str(&format!("{table}: {}\n", cells.join(" ")));
         }
     }
-    pool.close().await;
     out
 }
 
@@ -472,8 +496,7 @@ async fn verify_confirms_the_evidence_and_reports_what_a_reorg_removed() {
 }
 
 async fn sql(config: &Path, statement: &str) {
-    let path = haltwatch::config::load_store(config).unwrap().sqlite_path;
-    sql_on(&path, statement).await;
+    sql_on_store(config, statement).await;
 }
 
 #[tokio::test]
@@ -511,10 +534,11 @@ async fn editing_deleting_or_inserting_history_rows_is_caught_by_verify_history(
     check(false, "transition 3 was deleted");
     sql(
         &live,
-        "INSERT INTO evidence (incident_id, chain_id, contract, contract_name, tx_hash, block_number,
-           block_hash, block_timestamp, log_index, event, args, changes)
-         SELECT incident_id, chain_id, contract, contract_name, tx_hash, block_number, block_hash,
-           block_timestamp, 99, event, args, changes FROM evidence WHERE id = 1",
+        "INSERT INTO evidence (id, incident_id, chain_id, contract, contract_name, tx_hash,
+           block_number, block_hash, block_timestamp, log_index, event, args, changes)
+         SELECT (SELECT MAX(id) + 1 FROM evidence), incident_id, chain_id, contract,
+           contract_name, tx_hash, block_number, block_hash, block_timestamp, 99, event, args,
+           changes FROM evidence WHERE id = 1",
     )
     .await;
     check(false, "was inserted without a ledger record");
@@ -624,7 +648,7 @@ async fn editing_any_column_of_an_incident_row_is_named_by_verify_history() {
         ("ended_at", "ended_at + 7"),
         ("start_block", "start_block + 1"),
         ("end_block", "NULL"),
-        ("planned", "1"),
+        ("planned", "TRUE"),
         ("protocol", "'Vault B'"),
         ("chain", "'mainnet'"),
         ("chain_id", "1"),
@@ -658,8 +682,10 @@ async fn editing_any_column_of_an_incident_row_is_named_by_verify_history() {
     // A row no ledger record covers.
     sql(
         &live,
-        "INSERT INTO incidents (key, protocol, chain, chain_id, state, severity, started_at, start_block, planned)
-         VALUES ('feedfacefeedface', 'Vault A', 'anvil', 31337, 'resolved', 'halted', 1, 1, 0)",
+        "INSERT INTO incidents (id, key, protocol, chain, chain_id, state, severity, started_at,
+           start_block, planned)
+         VALUES ((SELECT MAX(id) + 1 FROM incidents), 'feedfacefeedface', 'Vault A', 'anvil',
+           31337, 'resolved', 'halted', 1, 1, FALSE)",
     )
     .await;
     let (ok, text) = verify();

@@ -214,9 +214,9 @@ fn check_config_names_unknown_keys_bad_values_and_broken_toml() {
             "http(s):// or ws(s)://",
         ),
         (
-            "[store]\nurl = \"postgres://db/h\"\n".into(),
+            "[store]\nurl = \"postgres://hw:hunter2@db/h\"\n".into(),
             "store.url",
-            "PostgreSQL stores are not supported yet",
+            "the URL holds a password: keep it out of the file",
         ),
         (
             "[[chains]]\nname = \"x\"\nchain_id = 1\nrpc = [{ url = \"ws://h:1\", max_requests_per_second = 5 }]\n".into(),
@@ -254,6 +254,7 @@ fn check_config_names_unknown_keys_bad_values_and_broken_toml() {
                 .any(|l| l.contains(&format!("{key}:")) && l.contains(message)),
             "want `{key}: …{message}…` for\n{text}\ngot:\n{out}"
         );
+        assert!(!out.contains("hunter2"), "a password was echoed: {out}");
     }
     let (code, out) = check(dir.path(), CHAIN);
     assert_eq!(code, 0, "{out}");

@@ -204,7 +204,7 @@ async fn a_second_run_on_one_sqlite_history_refuses_to_start() {
     let out = second.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{said}");
-    let db = config.store.sqlite_path.display().to_string();
+    let db = config.store.sqlite_path().unwrap().display().to_string();
     assert!(said.contains(&db), "names the file: {said}");
     assert!(
         said.contains(&format!("pid {}", first.id())),

@@ -17,9 +17,7 @@ use haltwatch::store::{IncidentFilter, Store};
 async fn a_fresh_store_opened_by_several_at_once_migrates_and_answers_every_time() {
     for attempt in 0..20 {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            sqlite_path: dir.path().join("history.db"),
-        };
+        let config = StoreConfig::sqlite(dir.path().join("history.db"));
         let opens: Vec<_> = (0..6)
             .map(|_| {
                 let config = config.clone();
@@ -81,9 +79,7 @@ async fn run_starts_on_a_fresh_store_while_incidents_are_listed_in_a_loop() {
                 stop.store(true, Ordering::Relaxed);
                 panic!("attempt {attempt}: run exited with {status} while incidents were listed");
             }
-            let store = StoreConfig {
-                sqlite_path: dir.path().join("history.db"),
-            };
+            let store = StoreConfig::sqlite(dir.path().join("history.db"));
             if let Ok(store) = Store::open_read_only(&store).await
                 && store.window(CHAIN_ID).await.is_ok_and(|w| !w.is_empty())
             {

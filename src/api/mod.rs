@@ -167,15 +167,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
     for reason in state.status.store_problems() {
         problems.push(serde_json::json!({"part": "store", "reason": reason}));
     }
-    if problems.is_empty() {
-        (StatusCode::OK, Json(serde_json::json!({"ready": true}))).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"ready": false, "problems": problems})),
-        )
-            .into_response()
+    let mut body = serde_json::json!({"ready": problems.is_empty()});
+    if !problems.is_empty() {
+        body["problems"] = serde_json::json!(problems);
     }
+    // A replica says which chains it follows and which it stands by for.
+    if let Some(replica) = state.status.replica() {
+        body["replica"] = serde_json::json!(replica);
+    }
+    let code = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
 }
 
 async fn metrics() -> Response {

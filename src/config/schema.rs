@@ -11,8 +11,19 @@ use super::*;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
-    /// `sqlite://PATH` (relative to the config file's folder); created if missing.
-    pub(super) url: String,
+    /// `sqlite://PATH` (relative to the config file's folder; created if
+    /// missing), or `postgres://USER@HOST:PORT/DB` without a password.
+    #[serde(default)]
+    pub(super) url: Option<String>,
+    /// Or: the environment variable holding the whole URL.
+    #[serde(default)]
+    pub(super) url_env: Option<String>,
+    /// PostgreSQL: the environment variable holding the password.
+    #[serde(default)]
+    pub(super) password_env: Option<String>,
+    /// PostgreSQL: how long a replica's chain lease lasts unrenewed.
+    #[serde(default)]
+    pub(super) lease_ttl_seconds: Option<u64>,
 }
 
 /// `[[chains]]`: one EVM chain and how to reach it.

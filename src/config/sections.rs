@@ -6,31 +6,111 @@ use super::*;
 
 impl Validator {
     pub(super) fn store(&mut self, value: Option<toml::Value>) -> Option<StoreConfig> {
-        let url = match value {
-            None => DEFAULT_STORE_URL.to_string(),
-            Some(v) => self.element::<RawStore>("store", v)?.url,
+        let raw = match value {
+            None => RawStore {
+                url: Some(DEFAULT_STORE_URL.to_string()),
+                url_env: None,
+                password_env: None,
+                lease_ttl_seconds: None,
+            },
+            Some(v) => self.element::<RawStore>("store", v)?,
         };
-        if let Some(rest) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
+        let url = match (&raw.url, &raw.url_env) {
+            (Some(url), None) => SecretUrl::Literal(url.clone()),
+            (None, Some(var)) => {
+                let Ok(url) = std::env::var(var) else {
+                    self.problem(
+                        "store.url_env",
+                        format!("environment variable `{var}` is not set"),
+                    );
+                    return None;
+                };
+                if !is_postgres_url(url.trim()) {
+                    self.problem(
+                        "store.url_env",
+                        "expected the variable to hold a `postgres://` URL",
+                    );
+                    return None;
+                }
+                SecretUrl::Env(var.clone())
+            }
+            (Some(_), Some(_)) => {
+                self.problem("store.url", "give `url` or `url_env`, not both");
+                return None;
+            }
+            (None, None) => {
+                self.problem("store.url", "expected `sqlite://PATH` or `postgres://…`");
+                return None;
+            }
+        };
+        if let SecretUrl::Literal(url) = &url
+            && let Some(rest) = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
         {
             let rest = rest.split('?').next().unwrap_or(rest);
             if rest.is_empty() {
                 self.problem("store.url", "expected a file path after `sqlite://`");
                 return None;
             }
-            return Some(StoreConfig {
-                sqlite_path: self.dir.join(rest),
-            });
+            for key in [
+                ("password_env", raw.password_env.is_some()),
+                ("lease_ttl_seconds", raw.lease_ttl_seconds.is_some()),
+            ]
+            .iter()
+            .filter(|k| k.1)
+            {
+                self.problem(
+                    format!("store.{}", key.0),
+                    "only a PostgreSQL store takes it (a SQLite history has one `run`)",
+                );
+            }
+            return Some(StoreConfig::sqlite(self.dir.join(rest)));
         }
-        let scheme = url.split(':').next().unwrap_or("");
-        let message = if scheme.starts_with("postgres") {
-            "PostgreSQL stores are not supported yet; expected `sqlite://PATH`".to_string()
-        } else {
-            format!("expected `sqlite://PATH`, found `{scheme}:`")
+        if let SecretUrl::Literal(url) = &url {
+            if !is_postgres_url(url) {
+                let scheme = url.split(':').next().unwrap_or("");
+                self.problem(
+                    "store.url",
+                    format!("expected `sqlite://PATH` or `postgres://…`, found `{scheme}:`"),
+                );
+                return None;
+            }
+            if has_password(url) {
+                self.problem(
+                    "store.url",
+                    "the URL holds a password: keep it out of the file (`password_env`, or the whole URL in `url_env`)",
+                );
+                return None;
+            }
+        }
+        if let Some(var) = &raw.password_env
+            && std::env::var_os(var).is_none()
+        {
+            self.problem(
+                "store.password_env",
+                format!("environment variable `{var}` is not set"),
+            );
+            return None;
+        }
+        let lease_ttl = match raw.lease_ttl_seconds {
+            None => DEFAULT_LEASE_TTL,
+            Some(s) if (3..=3_600).contains(&s) => Duration::from_secs(s),
+            Some(s) => {
+                self.problem(
+                    "store.lease_ttl_seconds",
+                    format!("expected seconds from 3 to 3600, found {s}"),
+                );
+                return None;
+            }
         };
-        self.problem("store.url", message);
-        None
+        Some(StoreConfig {
+            backend: StoreBackend::Postgres(PostgresStore {
+                url,
+                password_env: raw.password_env,
+                lease_ttl,
+            }),
+        })
     }
 
     pub(super) fn email(&mut self, value: toml::Value) -> Option<EmailConfig> {
@@ -216,4 +296,20 @@ impl Validator {
         }
         out
     }
+}
+
+/// `postgres://…` or `postgresql://…`.
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Whether the URL's user info carries a password (`user:pw@`), or its
+/// query does (`?password=`).
+fn has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let in_userinfo = authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'));
+    in_userinfo || rest.to_ascii_lowercase().contains("password=")
 }

@@ -74,9 +74,63 @@ fn each_fault_is_named_by_its_key_with_what_was_expected() {
             "expected an address like 127.0.0.1:9464",
         ),
         (
-            valid("", "", "[store]\nurl = \"postgres://db/haltwatch\""),
+            valid("", "", "[store]\nurl = \"mysql://db/haltwatch\""),
             "store.url",
-            "sqlite://",
+            "expected `sqlite://PATH` or `postgres://…`, found `mysql:`",
+        ),
+        (
+            valid(
+                "",
+                "",
+                "[store]\nurl = \"postgres://hw:s3cret@db/haltwatch\"",
+            ),
+            "store.url",
+            "the URL holds a password: keep it out of the file",
+        ),
+        (
+            valid(
+                "",
+                "",
+                "[store]\nurl = \"postgresql://hw@db/haltwatch?password=s3cret\"",
+            ),
+            "store.url",
+            "the URL holds a password",
+        ),
+        (
+            valid(
+                "",
+                "",
+                "[store]\nurl = \"postgres://hw@db/haltwatch\"\npassword_env = \"HALTWATCH_UNIT_TEST_NO_SUCH_VAR\"",
+            ),
+            "store.password_env",
+            "environment variable `HALTWATCH_UNIT_TEST_NO_SUCH_VAR` is not set",
+        ),
+        (
+            valid(
+                "",
+                "",
+                "[store]\nurl_env = \"HALTWATCH_UNIT_TEST_NO_SUCH_VAR\"",
+            ),
+            "store.url_env",
+            "is not set",
+        ),
+        (
+            valid(
+                "",
+                "",
+                "[store]\nurl = \"postgres://hw@db/haltwatch\"\nlease_ttl_seconds = 1",
+            ),
+            "store.lease_ttl_seconds",
+            "expected seconds from 3 to 3600, found 1",
+        ),
+        (
+            valid(
+                "",
+                "",
+                "[store]\nurl = \"sqlite://h.db\"\nlease_ttl_seconds = 30",
+            ),
+            "store.lease_ttl_seconds",
+            "only a PostgreSQL store takes it",
         ),
         (
             valid(
@@ -343,4 +397,36 @@ fn the_aave_presets_pair_up_and_a_frozen_reserve_is_capped() {
             "RESERVE_PAUSED (29)"
         ]
     );
+}
+
+#[test]
+fn a_postgres_store_takes_its_password_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.toml");
+    // Set only for this test's own variable name.
+    unsafe { std::env::set_var("HALTWATCH_UNIT_TEST_PG_PASSWORD", "pa:ss@word") };
+    std::fs::write(
+        &path,
+        valid(
+            "",
+            "",
+            "[store]\nurl = \"postgres://hw@db.internal:5433/history\"\npassword_env = \"HALTWATCH_UNIT_TEST_PG_PASSWORD\"",
+        ),
+    )
+    .unwrap();
+    let config = load(&path).unwrap();
+    let StoreBackend::Postgres(pg) = &config.store.backend else {
+        panic!("expected a PostgreSQL store: {:?}", config.store);
+    };
+    assert_eq!(pg.lease_ttl, DEFAULT_LEASE_TTL);
+    assert_eq!(
+        pg.credentials().unwrap(),
+        (
+            "postgres://hw@db.internal:5433/history".to_string(),
+            Some("pa:ss@word".to_string())
+        )
+    );
+    let shown = config.store.describe();
+    assert_eq!(shown, "postgres://db.internal:5433/…");
+    assert!(!format!("{:?}", config.store).contains("pa:ss"));
 }

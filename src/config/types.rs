@@ -135,8 +135,88 @@ impl Config {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
+    pub backend: StoreBackend,
+}
+
+/// Where the history lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
     /// The SQLite database file, resolved against the config file's folder.
-    pub sqlite_path: PathBuf,
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by any number of `run` replicas.
+    Postgres(PostgresStore),
+}
+
+/// `[store]` on PostgreSQL. The secrets stay in the environment until the
+/// store connects ([`PostgresStore::credentials`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresStore {
+    /// The URL as written, or the variable that holds it.
+    pub url: SecretUrl,
+    /// The variable that holds the password, if the URL has none.
+    pub password_env: Option<String>,
+    /// `lease_ttl_seconds`: a chain's lease lasts this long unrenewed.
+    pub lease_ttl: Duration,
+}
+
+/// A URL written in the file, or the environment variable that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretUrl {
+    Literal(String),
+    Env(String),
+}
+
+/// `lease_ttl_seconds` unless set.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+
+impl StoreConfig {
+    /// A SQLite history at `path`.
+    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            backend: StoreBackend::Sqlite(path.into()),
+        }
+    }
+
+    /// The SQLite file, if the history is one.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match &self.backend {
+            StoreBackend::Sqlite(path) => Some(path),
+            StoreBackend::Postgres(_) => None,
+        }
+    }
+
+    /// Where the history is, for messages: the file, or the database's
+    /// scheme, host, port and name (never its credentials).
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            StoreBackend::Sqlite(path) => path.display().to_string(),
+            StoreBackend::Postgres(pg) => match &pg.url {
+                SecretUrl::Literal(url) => crate::redact::redact_url(url),
+                SecretUrl::Env(var) => format!("the PostgreSQL URL in ${var}"),
+            },
+        }
+    }
+}
+
+impl PostgresStore {
+    /// The URL to connect with and the password from the environment, read
+    /// now (so a rotated secret takes effect on the next connection).
+    pub fn credentials(&self) -> Result<(String, Option<String>), String> {
+        let url = match &self.url {
+            SecretUrl::Literal(u) => u.clone(),
+            SecretUrl::Env(var) => std::env::var(var)
+                .map(|u| u.trim().to_string())
+                .map_err(|_| format!("environment variable `{var}` is not set"))?,
+        };
+        let password = match &self.password_env {
+            Some(var) => Some(
+                std::env::var(var)
+                    .map_err(|_| format!("environment variable `{var}` is not set"))?,
+            ),
+            None => None,
+        };
+        Ok((url, password))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

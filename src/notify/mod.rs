@@ -26,6 +26,7 @@ use rand::Rng;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, EmailConfig, TlsMode};
+use crate::lease::this_replica;
 use crate::model::ProtocolState;
 use crate::store::{IncidentRecord, OutboxItem, Store, StoreError, now_ms};
 use crate::telemetry;
@@ -34,6 +35,9 @@ use crate::telemetry;
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
 /// How often the outbox is looked at when nothing wakes the sender.
 const IDLE_POLL: Duration = Duration::from_millis(250);
+/// The shortest claim on a mail: a sender that died holding one delays
+/// that mail by this much, and a send never outlasts it.
+const CLAIM_AT_LEAST_MS: i64 = 60_000;
 
 use message::build;
 pub use message::history_head_line;
@@ -239,6 +243,11 @@ impl Notifier {
             if group.iter().all(|i| i.attempts == 0) && now - group[0].created_ms < wait {
                 continue;
             }
+            // Replicas share the outbox: send only what this one claimed.
+            let group = self.claim(group).await?;
+            if group.is_empty() {
+                continue;
+            }
             let protocol = group[0].protocol.clone();
             let sent = self.store.mails_sent_since(&protocol, hour_ago).await?;
             if sent >= i64::from(self.email.max_per_hour) {
@@ -255,9 +264,32 @@ impl Notifier {
             }
         }
         for notice in self.store.notices_due(now).await? {
-            self.deliver_notice(notice).await?;
+            let until = now_ms() + self.claim_ms();
+            if self
+                .store
+                .notice_claim(notice.id, this_replica(), until)
+                .await?
+            {
+                self.deliver_notice(notice).await?;
+            }
         }
         Ok(())
+    }
+
+    /// How long a claim keeps other senders off: longer than any send.
+    fn claim_ms(&self) -> i64 {
+        let timeout = i64::try_from(self.email.timeout.as_millis()).unwrap_or(i64::MAX / 4);
+        (timeout * 3).max(CLAIM_AT_LEAST_MS)
+    }
+
+    /// The mails of `group` this sender now holds a claim on: replicas
+    /// share the outbox, and one mail goes out through one of them.
+    async fn claim(&self, mut group: Vec<OutboxItem>) -> Result<Vec<OutboxItem>, NotifyError> {
+        let ids: Vec<i64> = group.iter().map(|i| i.id).collect();
+        let until = now_ms() + self.claim_ms();
+        let claimed = self.store.outbox_claim(&ids, this_replica(), until).await?;
+        group.retain(|i| claimed.contains(&i.id));
+        Ok(group)
     }
 
     /// A notice about a chain goes to the responders of every protocol on it

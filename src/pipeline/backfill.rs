@@ -64,7 +64,7 @@ pub async fn backfill(
     .map_err(source_err)?;
     // Probes read current state, not history. Complete sets are read once,
     // on the range's last block: the reserves the market had by then.
-    let plan = super::watch_plan(&config, chain, &processor);
+    let plan = super::follow::watch_plan(&config, chain, &processor);
     let (sets, _): (Vec<_>, Vec<_>) = plan
         .probes
         .iter()

@@ -6,7 +6,9 @@
 //! each processor drains what is queued and ends. No sleeps at exit.
 
 mod backfill;
+mod follow;
 mod processor;
+mod replica;
 
 use std::future::Future;
 
@@ -17,11 +19,11 @@ pub use backfill::{BackfillProgress, backfill};
 pub use processor::{Mode, Processor};
 
 use crate::config::Config;
-use crate::model::ProbeKind;
 use crate::notify::Notifier;
-use crate::source::{ChainSource, ProbeCall, SourceError, Watch};
+use crate::source::SourceError;
 use crate::status::Status;
 use crate::store::{Store, StoreError};
+use follow::Follow;
 
 /// Blocks remembered for reorg detection, per chain.
 pub const WINDOW_BLOCKS: u64 = 128;
@@ -60,6 +62,8 @@ pub enum PipelineError {
     },
     #[error("no chain named `{0}` in the config")]
     UnknownChain(String),
+    #[error("chain leases")]
+    Leases(#[source] StoreError),
     #[error("a pipeline task panicked")]
     Panic(#[source] tokio::task::JoinError),
 }
@@ -86,11 +90,24 @@ pub async fn run_with(
         let _ = stop_tx.send(true);
     });
     let config = std::sync::Arc::new(config);
+    // On a shared (PostgreSQL) history this process is one replica: its
+    // writes of a chain are fenced by its lease of that chain.
+    let replica = store
+        .leases(&config.store)
+        .await
+        .map_err(PipelineError::Leases)?;
+    let store = match &replica {
+        Some(leases) => store.fenced_by(leases.clone()),
+        None => store,
+    };
     // Every chain that will be followed is known to /readyz before the HTTP
-    // surface answers: not ready until each has read a head.
-    for (c, chain) in config.chains.iter().enumerate() {
-        if config.follows(c) {
-            status.register_chain(&chain.name, chain.chain_id, chain.stall_after);
+    // surface answers: not ready until each has read a head. A replica
+    // registers the chains it follows as it takes them.
+    if replica.is_none() {
+        for (c, chain) in config.chains.iter().enumerate() {
+            if config.follows(c) {
+                status.register_chain(&chain.name, chain.chain_id, chain.stall_after);
+            }
         }
     }
     let mut tasks: JoinSet<Result<(), PipelineError>> = JoinSet::new();
@@ -147,54 +164,30 @@ pub async fn run_with(
     if let Some(notifier) = Notifier::new(config.clone(), store.clone(), status.clone())? {
         tasks.spawn(async move { notifier.run(woken).await.map_err(PipelineError::from) });
     }
-    for (c, chain) in config.chains.iter().enumerate() {
-        let mode = processor::Mode::Live {
-            wake: wake.clone(),
-            status: status.clone(),
-        };
-        let processor = Processor::new(config.clone(), c, store.clone(), mode).await?;
-        if !config.follows(c) {
-            tracing::info!(chain = %chain.name, "no protocol on this chain; not following it");
-            continue;
+    let follow = Follow {
+        config: config.clone(),
+        store: store.clone(),
+        status: status.clone(),
+        wake: wake.clone(),
+    };
+    match replica {
+        // Replicas share the history: a chain is followed while this
+        // replica holds its lease.
+        Some(leases) => {
+            let stop = stop_rx.clone();
+            tasks.spawn(replica::run(follow, leases, stop));
         }
-        let window = store
-            .window(chain.chain_id)
-            .await
-            .map_err(|source| PipelineError::Store {
-                chain: chain.name.clone(),
-                source,
-            })?;
-        match window.last() {
-            Some(cp) => {
-                tracing::info!(chain = %chain.name, checkpoint = cp.number, "resuming from checkpoint")
+        None => {
+            for c in (0..config.chains.len()).filter(|c| config.follows(*c)) {
+                follow.start(c, stop_rx.clone(), &mut tasks).await?;
             }
-            None => {
-                tracing::info!(chain = %chain.name, start = ?chain.start_block, "first run on this chain")
-            }
+            // Its wake-up sender: the mail sender ends once the processors have.
+            drop(follow);
         }
-        let watch = watch_plan(&config, c, &processor);
-        let (addresses, topics) = (
-            processor.registry().addresses(),
-            processor.registry().topics(),
-        );
-        let source = ChainSource::new(chain, addresses, topics, window, WINDOW_BLOCKS)
-            .with_status(status.clone())
-            .with_watch(watch)
-            // Half the stop's limit: the write and the outbox's pass get the rest.
-            .with_shutdown_grace(config.shutdown_timeout / 2);
-        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let name = chain.name.clone();
-        let stop = stop_rx.clone();
-        tasks.spawn(async move {
-            source
-                .run(tx, stop)
-                .await
-                .map_err(|source| PipelineError::Source {
-                    chain: name,
-                    source,
-                })
-        });
-        tasks.spawn(processor.run(rx));
+    }
+    for chain in (0..config.chains.len()).filter(|c| !config.follows(*c)) {
+        let name = &config.chains[chain].name;
+        tracing::info!(chain = %name, "no protocol on this chain; not following it");
     }
     if config.anchor.is_some() {
         let (config, store, stop) = (config.clone(), store.clone(), stop_rx.clone());
@@ -226,59 +219,4 @@ pub async fn run_with(
         crate::anchor::at_stop(&config, &store).await;
     }
     result
-}
-
-/// What the source of chain `c` reads besides logs: calls into every
-/// contract of its protocols (when failed-tx detection is on), probes, and
-/// the complete sets that rules read from the chain.
-fn watch_plan(config: &Config, c: usize, processor: &Processor) -> Watch {
-    let chain = &config.chains[c];
-    let mut probes = Vec::new();
-    let mut halt_reverts = Vec::new();
-    for (pi, p) in config
-        .protocols
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.chain == c)
-    {
-        for (i, probe) in p.probes.iter().enumerate() {
-            probes.push(ProbeCall {
-                kind: ProbeKind::State,
-                id: (pi, i),
-                refresh_on: Vec::new(),
-                address: p.contracts[probe.contract].address,
-                calldata: probe.function.selector().to_vec().into(),
-                every_blocks: probe.every_blocks,
-            });
-        }
-        for (r, rule) in p.rules.iter().enumerate() {
-            let Some(from) = &rule.scopes_from else {
-                continue;
-            };
-            let at = p.contracts[rule.contract].address;
-            probes.push(ProbeCall {
-                kind: ProbeKind::ScopeSet,
-                id: (pi, r),
-                refresh_on: from.refresh_on.iter().map(|t| (at, *t)).collect(),
-                address: p.contracts[from.contract].address,
-                calldata: from.function.selector().to_vec().into(),
-                every_blocks: from.refresh_blocks,
-            });
-        }
-        for contract in &p.contracts {
-            for h in &contract.halt_reverts {
-                halt_reverts.push((contract.address, h.revert_data(&contract.abi)));
-            }
-        }
-    }
-    Watch {
-        contracts: if chain.failed_tx {
-            processor.registry().contracts()
-        } else {
-            Vec::new()
-        },
-        trace: chain.trace_calls,
-        probes,
-        halt_reverts,
-    }
 }

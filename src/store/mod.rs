@@ -1,397 +1,209 @@
 //! The halt history and the pipeline's own state (checkpoints, reorg window,
-//! classifier snapshots) in SQLite. Everything one block range produced is
-//! written in one transaction together with the new checkpoint, so a crash
-//! leaves either all of it or none of it.
+//! classifier snapshots). Everything one block range produced is written in
+//! one transaction together with the new checkpoint, so a crash leaves
+//! either all of it or none of it.
 //!
-//! Here: the records read back and the errors. Beside it, by what they do:
-//! `open` (connections, migrations), `commit` (a range, its trackers and
-//! checkpoint) with `write` and `bulk` (the history rows) and `header` (an
-//! incident's state from its transitions), `read` (incidents back),
-//! `revert` (a reorg undone), `outbox` and `notices` (mails), `gaps` and
-//! `coverage` (what was and was not observed), `ledger` (the hash chain and
-//! its verification), `anchors`, and `retry` (riding out a busy or full
-//! store).
+//! [`Store`] is the one interface, over two backends: `sqlite` (the
+//! embedded default, one `run` per file) and `postgres` (one history shared
+//! by replicas, writes fenced by chain leases). Their reads and writes are
+//! written once, in `history/`, and compiled for each; what differs
+//! (opening, migrations, bulk inserts, the write lock) is in each backend's
+//! folder. Beside them, shared by both: `records` (what goes in and comes
+//! out), `rows` (an update's rows, built ahead), `ledger` (the hash chain's
+//! encodings), `header` (an incident's state from its transitions),
+//! `codec`, `value`, `error`, `retry` (riding out a busy or full store) and
+//! `run_lock` (one `run` per SQLite file).
 
-use std::path::PathBuf;
-use std::str::FromStr;
-
-use alloy::primitives::{Address, B256};
-use serde::Serialize;
-use sqlx::SqlitePool;
-
-pub use ledger::{HistoryReport, RecordKind, Tamper};
-
-mod anchors;
-mod bulk;
-mod commit;
-mod coverage;
-mod gaps;
+mod codec;
+mod error;
 mod header;
 pub mod ledger;
-mod notices;
-mod open;
-mod outbox;
-mod read;
+mod postgres;
+mod records;
 pub mod retry;
-mod revert;
+mod rows;
 mod run_lock;
-mod write;
+mod sqlite;
+mod value;
 
-use crate::model::{
-    BlockRef, EventArg, EvidenceKind, IncidentUpdate, ProtocolState, ScopeChange, TransitionKind,
-};
-pub use anchors::AnchorRecord;
-pub use coverage::{Observed, ObservedSpan};
-use gaps::insert_gap;
-pub use notices::Notice;
-use outbox::enqueue_row;
-use revert::{rederive, reinstate_mail};
+use alloy::primitives::B256;
+
+pub(crate) use codec::rfc3339;
+pub use codec::{format_time, now_ms};
+pub use error::StoreError;
+use error::{Result, q};
+pub use ledger::{HistoryReport, RecordKind, Tamper};
+pub use records::*;
+pub use rows::Rows;
 pub use run_lock::RunLock;
-pub use write::Rows;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open the store {path}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error("cannot migrate the store {path} to version {version}")]
-    Migrate {
-        path: PathBuf,
-        version: usize,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error(
-        "the store {path} was written by a newer haltwatch (schema {found}, this build knows {known})"
-    )]
-    TooNew {
-        path: PathBuf,
-        found: i64,
-        known: usize,
-    },
-    #[error("there is no halt history at {path} yet: `haltwatch run` creates it")]
-    Missing { path: PathBuf },
-    #[error(
-        "the history {} is in use by another `haltwatch run`{}: a SQLite history takes one `run` (stop the other, or give this one its own store.url); the read-only commands work beside it",
-        path.display(),
-        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-    )]
-    InUse { path: PathBuf, pid: Option<u32> },
-    #[error("cannot take the run lock {path}")]
-    Lock {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "the history {path} is at schema {found}, this build needs {known}: `haltwatch run` (or `backfill`) brings it up to date"
-    )]
-    NotMigrated {
-        path: PathBuf,
-        found: i64,
-        known: usize,
-    },
-    #[error("store query failed: {what}")]
-    Query {
-        what: &'static str,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error("store query failed: {what}: {message} (SQLite code {code})")]
-    Sqlite {
-        what: &'static str,
-        code: i32,
-        message: String,
-    },
-    #[error("store holds a value it cannot read: {what}: {value}")]
-    Corrupt { what: &'static str, value: String },
-    #[error("incident {key} is not in the store (an update for it arrived before it was opened)")]
-    UnknownIncident { key: String },
-    #[error("chaining the ledger records of a commit failed")]
-    LedgerTask(#[source] tokio::task::JoinError),
-}
+use crate::config::{StoreBackend, StoreConfig};
+use crate::lease::Leases;
+use crate::model::BlockRef;
 
-type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Query { what, source }
-}
-
-/// Lifecycle of a stored incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IncidentState {
-    Open,
-    Resolved,
-    /// Every piece of evidence it rested on was removed by a reorg.
-    Withdrawn,
-}
-
-impl IncidentState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IncidentState::Open => "open",
-            IncidentState::Resolved => "resolved",
-            IncidentState::Withdrawn => "withdrawn",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "open" => Some(IncidentState::Open),
-            "resolved" => Some(IncidentState::Resolved),
-            "withdrawn" => Some(IncidentState::Withdrawn),
-            _ => None,
-        }
-    }
-}
-
-/// One update ready to be written, with the names the store records.
-pub struct StoredUpdate<'a> {
-    pub protocol: &'a str,
-    pub chain: &'a str,
-    pub update: &'a IncidentUpdate,
-    /// Queue a mail for this update's transition (email configured, responders set).
-    pub notify: bool,
-    /// The incident opened inside a maintenance window: record it as planned, page nobody.
-    pub planned: bool,
-    /// Its rows, built from `update` ([`Rows::of`]).
-    pub rows: Rows,
-}
-
-/// A stretch of time in which the monitor could not read a chain.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct GapRecord {
-    pub chain: String,
-    pub chain_id: u64,
-    #[serde(with = "rfc3339")]
-    pub started_at: u64,
-    #[serde(with = "rfc3339_opt")]
-    pub ended_at: Option<u64>,
-    pub reason: String,
-}
-
-/// A queued mail, as the sender sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxItem {
-    pub id: i64,
-    pub incident_id: i64,
-    pub protocol: String,
-    pub kind: String,
-    /// `<incident key>.<n>`; the sender adds the domain.
-    pub message_id: String,
-    pub created_ms: i64,
-    pub attempts: i64,
-}
-
-/// A queued mail's delivery record.
-#[derive(Debug, Clone, Serialize)]
-pub struct OutboxRecord {
-    pub id: i64,
-    pub incident_id: i64,
-    pub kind: String,
-    pub message_id: String,
-    pub status: String,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub sent_as: Option<String>,
-}
-
-/// Wall clock in unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Everything one committed block range produced, written atomically.
-pub struct Batch<'a> {
-    pub chain_id: u64,
-    /// Blocks to remember for reorg detection; the highest is the new checkpoint.
-    pub blocks: &'a [BlockRef],
-    pub updates: Vec<StoredUpdate<'a>>,
-    /// (protocol, block, tracker JSON after that block) for blocks in which
-    /// a protocol's tracker changed. The store keeps, per protocol, those
-    /// inside the window and the newest below it (older ones are pruned).
-    pub trackers: Vec<(&'a str, u64, String)>,
-    /// Blocks below `checkpoint - window` are forgotten.
-    pub window_blocks: u64,
-    /// The blocks this batch covers, for the record of what was observed
-    /// (none when no block time of the range is known).
-    pub observed: Option<Observed<'a>>,
-}
-
-/// Filters for [`Store::list`].
-#[derive(Debug, Default, Clone)]
-pub struct IncidentFilter {
-    pub protocol: Option<String>,
-    pub chain: Option<String>,
-    pub open_only: bool,
-    pub include_withdrawn: bool,
-    /// Only incidents that overlap `since..until` (unix seconds).
-    pub since: Option<u64>,
-    pub until: Option<u64>,
-    /// Only incidents in this state (overrides `open_only` / `include_withdrawn`).
-    pub state: Option<IncidentState>,
-}
-
-/// An incident as the history tells it: what `incidents list/show` print.
-#[derive(Debug, Clone, Serialize)]
-pub struct IncidentRecord {
-    pub id: i64,
-    pub key: String,
-    pub protocol: String,
-    pub chain: String,
-    pub chain_id: u64,
-    pub state: IncidentState,
-    pub severity: ProtocolState,
-    #[serde(with = "rfc3339")]
-    pub started_at: u64,
-    #[serde(with = "rfc3339_opt")]
-    pub ended_at: Option<u64>,
-    pub duration_seconds: Option<u64>,
-    pub start_block: u64,
-    pub end_block: Option<u64>,
-    /// Opened inside a maintenance window: recorded, not paged.
-    pub planned: bool,
-    /// Every scope halted during the incident, e.g. `pool` or `configurator:0x…`.
-    pub scopes: Vec<String>,
-    pub transitions: Vec<TransitionRecord>,
-    pub evidence: Vec<EvidenceRecord>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TransitionRecord {
-    pub kind: TransitionKind,
-    pub from: ProtocolState,
-    pub to: ProtocolState,
-    #[serde(with = "rfc3339")]
-    pub at: u64,
-    pub block_number: u64,
-    pub block_hash: B256,
-    pub retracted: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EvidenceRecord {
-    pub kind: EvidenceKind,
-    pub chain_id: u64,
-    pub contract: Address,
-    pub contract_name: String,
-    pub tx_hash: B256,
-    pub block_number: u64,
-    pub block_hash: B256,
-    #[serde(with = "rfc3339")]
-    pub block_time: u64,
-    pub log_index: u64,
-    pub event: String,
-    pub args: Vec<EventArg>,
-    pub changes: Vec<ScopeChange>,
-    /// keccak256(address ‖ topics ‖ data) of the log as it was read.
-    pub log_hash: B256,
-    pub retracted: bool,
-}
-
-/// The SQLite store. Cheap to clone; every clone shares one pool.
+/// The halt history, on whichever backend the config names. Cheap to
+/// clone; every clone shares one pool.
 #[derive(Clone, Debug)]
-pub struct Store {
-    /// The writer's connections (read-only ones in a read-only store).
-    pool: SqlitePool,
-    /// Read-only connections for the API, pages and commands: readers never
-    /// take a connection the writer needs.
-    reads: SqlitePool,
+pub struct Store(Backend);
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(sqlite::Store),
+    Postgres(postgres::Store),
 }
 
 impl Store {
-    /// The history's tamper-evidence: walks the ledger against the rows.
-    pub async fn verify_history(&self) -> Result<HistoryReport> {
-        let mut conn = self.reads.acquire().await.map_err(q("connect"))?;
-        ledger::verify(&mut conn).await
+    /// Opens (creating if missing) and migrates the history.
+    pub async fn open(config: &StoreConfig) -> Result<Self> {
+        Ok(Store(match &config.backend {
+            StoreBackend::Sqlite(path) => Backend::Sqlite(sqlite::Store::open(path).await?),
+            StoreBackend::Postgres(pg) => {
+                Backend::Postgres(postgres::Store::open(pg, &config.describe()).await?)
+            }
+        }))
     }
 
-    /// Where ledger record `hash` stands now (its number), if it is still
-    /// there; with `record`, only at that number. A head pinned earlier (from
-    /// a mail, a report) that is gone means the history was truncated or
-    /// rewritten since.
-    pub async fn ledger_record(&self, record: Option<i64>, hash: B256) -> Result<Option<i64>> {
-        sqlx::query_scalar(
-            "SELECT seq FROM ledger WHERE hash = ?1 AND (?2 IS NULL OR seq = ?2) LIMIT 1",
-        )
-        .bind(hash.to_string())
-        .bind(record)
-        .fetch_optional(&self.reads)
-        .await
-        .map_err(q("find ledger record"))
+    /// Opens the history only to read it: never creates, migrates or
+    /// writes it, so it never takes a lock `run` waits for.
+    pub async fn open_read_only(config: &StoreConfig) -> Result<Self> {
+        Ok(Store(match &config.backend {
+            StoreBackend::Sqlite(path) => {
+                Backend::Sqlite(sqlite::Store::open_read_only(path).await?)
+            }
+            StoreBackend::Postgres(pg) => {
+                Backend::Postgres(postgres::Store::open_read_only(pg, &config.describe()).await?)
+            }
+        }))
     }
 
-    /// The ledger head: (records, hash). Pin it to detect a rewritten history.
-    pub async fn ledger_head(&self) -> Result<(i64, B256)> {
-        let mut conn = self.reads.acquire().await.map_err(q("connect"))?;
-        ledger::head(&mut conn).await
-    }
-}
-
-impl Store {}
-
-/// Unix seconds as SQLite stores them; a time past `i64::MAX` (an open end
-/// such as `u64::MAX`) is the end of time, not a negative number.
-fn seconds(t: u64) -> i64 {
-    i64::try_from(t).unwrap_or(i64::MAX)
-}
-
-fn parse_b256(s: &str) -> Result<B256> {
-    B256::from_str(s).map_err(|_| StoreError::Corrupt {
-        what: "hash",
-        value: s.into(),
-    })
-}
-
-fn parse_state(s: &str) -> Result<ProtocolState> {
-    ProtocolState::parse(s).ok_or_else(|| StoreError::Corrupt {
-        what: "protocol state",
-        value: s.into(),
-    })
-}
-
-fn parse_kind(s: &str) -> Result<TransitionKind> {
-    TransitionKind::parse(s).ok_or_else(|| StoreError::Corrupt {
-        what: "transition kind",
-        value: s.into(),
-    })
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(what: &'static str, s: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|_| StoreError::Corrupt {
-        what,
-        value: s.into(),
-    })
-}
-
-/// Formats unix seconds as RFC 3339 UTC, e.g. `2026-11-20T14:03:00Z`.
-pub fn format_time(secs: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs as i64)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| secs.to_string())
-}
-
-pub(crate) mod rfc3339 {
-    pub fn serialize<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_time(*v))
-    }
-}
-
-mod rfc3339_opt {
-    pub fn serialize<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => s.serialize_str(&super::format_time(*v)),
-            None => s.serialize_none(),
+    /// A replica's store: every write of a chain's history is fenced with
+    /// this replica's lease of the chain. Only a PostgreSQL history has
+    /// replicas; a SQLite one is returned as it is.
+    pub fn fenced_by(self, leases: Leases) -> Self {
+        match self.0 {
+            Backend::Postgres(s) => Store(Backend::Postgres(s.fenced_by(leases))),
+            sqlite => Store(sqlite),
         }
     }
+
+    /// This process's chain leases on a shared history (a pool of their
+    /// own), or `None` on SQLite, where one process follows every chain.
+    pub async fn leases(&self, config: &StoreConfig) -> Result<Option<Leases>> {
+        match (&self.0, &config.backend) {
+            (Backend::Postgres(_), StoreBackend::Postgres(pg)) => {
+                let name = config.describe();
+                let options = postgres::connect_options(pg, &name)?;
+                let leases =
+                    Leases::connect_with(options, crate::lease::this_replica(), pg.lease_ttl)
+                        .await
+                        .map_err(|source| StoreError::Leases { name, source })?;
+                Ok(Some(leases))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// True for a history replicas share (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.0, Backend::Postgres(_))
+    }
+}
+
+/// Methods that each backend implements alike, passed on to it.
+macro_rules! on_backend {
+    ($(
+        $(#[$doc:meta])*
+        pub async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;
+    )*) => {
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match &self.0 {
+                        Backend::Sqlite(s) => s.$name($($arg),*).await,
+                        Backend::Postgres(s) => s.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_backend! {
+    /// The remembered blocks of a chain, oldest first; the last is the checkpoint.
+    pub async fn window(&self, chain_id: u64) -> Result<Vec<BlockRef>>;
+    /// The newest tracker snapshot of a protocol (JSON), if any.
+    pub async fn tracker(&self, protocol: &str) -> Result<Option<String>>;
+    /// Writes one committed range: incidents, evidence, trackers and checkpoint.
+    pub async fn commit(&self, batch: Batch<'_>) -> Result<()>;
+    /// Undoes everything above block `ancestor` of a chain.
+    pub async fn revert(&self, chain_id: u64, protocols: &[&str], ancestor: u64) -> Result<()>;
+    /// Incidents matching `filter`, newest first, with transitions and evidence.
+    pub async fn list(&self, filter: &IncidentFilter) -> Result<Vec<IncidentRecord>>;
+    /// One page of [`Store::list`]: `limit` incidents from `offset`, and how many match in all.
+    pub async fn page(
+        &self,
+        filter: &IncidentFilter,
+        offset: usize,
+        limit: usize
+    ) -> Result<(Vec<IncidentRecord>, usize)>;
+    /// One incident with its transitions and evidence.
+    pub async fn incident(&self, id: i64) -> Result<Option<IncidentRecord>>;
+    /// Records the start of a monitoring gap on a chain.
+    pub async fn gap_opened(&self, chain: &str, chain_id: u64, since: u64, reason: &str) -> Result<()>;
+    /// Closes the open monitoring gaps of a chain.
+    pub async fn gap_closed(&self, chain_id: u64, at: u64) -> Result<()>;
+    /// Monitoring gaps that overlap `since..until`, oldest first.
+    pub async fn gaps(&self, since: u64, until: u64) -> Result<Vec<GapRecord>>;
+    /// Every observed span overlapping `since..until` (chain time), oldest first.
+    pub async fn observed(&self, since: u64, until: u64) -> Result<Vec<ObservedSpan>>;
+    /// A reorg deeper than the window: a monitoring gap and, when `notify`, a notice.
+    pub async fn deep_reorg(
+        &self,
+        chain: &str,
+        chain_id: u64,
+        since: u64,
+        reason: &str,
+        notify: bool
+    ) -> Result<()>;
+    /// Notices due at `now`, oldest first.
+    pub async fn notices_due(&self, now: i64) -> Result<Vec<Notice>>;
+    /// What became of one notice's delivery attempt.
+    pub async fn notice_attempted(&self, id: i64, error: Option<&str>, retry_at: Option<i64>) -> Result<()>;
+    /// Queued mails due at `now`, oldest first.
+    pub async fn outbox_due(&self, now: i64) -> Result<Vec<OutboxItem>>;
+    /// Mails waiting to be sent.
+    pub async fn outbox_pending(&self) -> Result<usize>;
+    /// Mails carried by one message: marks them sent.
+    pub async fn outbox_sent(&self, ids: &[i64], sent_as: &str) -> Result<()>;
+    /// Claims pending mails for `sender` until `until_ms`; the ids claimed.
+    pub async fn outbox_claim(&self, ids: &[i64], sender: &str, until_ms: i64) -> Result<Vec<i64>>;
+    /// Claims notice `id` for `sender` until `until_ms`; whether it was.
+    pub async fn notice_claim(&self, id: i64, sender: &str, until_ms: i64) -> Result<bool>;
+    /// A temporary failure: try again at `next_ms`.
+    pub async fn outbox_retry(&self, ids: &[i64], next_ms: i64, error: &str) -> Result<()>;
+    /// A permanent failure: never retried.
+    pub async fn outbox_failed(&self, ids: &[i64], error: &str) -> Result<()>;
+    /// Mails nobody is to receive: never sent, `why` kept.
+    pub async fn outbox_cancelled(&self, ids: &[i64], why: &str) -> Result<()>;
+    /// Distinct mails sent for `protocol` since `since_ms` (a digest counts once).
+    pub async fn mails_sent_since(&self, protocol: &str, since_ms: i64) -> Result<i64>;
+    /// Every queued mail with its delivery state, oldest first.
+    pub async fn outbox(&self) -> Result<Vec<OutboxRecord>>;
+    /// Records an anchor just sent (or mined).
+    pub async fn record_anchor(&self, a: &AnchorRecord) -> Result<()>;
+    /// The newest anchor's (record, head), if any.
+    pub async fn last_anchor(&self) -> Result<Option<(i64, B256)>>;
+    /// Every anchor, oldest first.
+    pub async fn anchors(&self) -> Result<Vec<AnchorRecord>>;
+    /// The history's tamper-evidence: walks the ledger against the rows.
+    pub async fn verify_history(&self) -> Result<HistoryReport>;
+    /// Where ledger record `hash` stands now (its number), if it is still there.
+    pub async fn ledger_record(&self, record: Option<i64>, hash: B256) -> Result<Option<i64>>;
+    /// The ledger head: (records, hash). Pin it to detect a rewritten history.
+    pub async fn ledger_head(&self) -> Result<(i64, B256)>;
+    /// Copies SQLite's WAL into the database off the commit path (PostgreSQL: nothing).
+    pub async fn checkpoint(&self) -> Result<()>;
+    /// Answers a trivial query: for readiness checks.
+    pub async fn ping(&self) -> Result<()>;
 }

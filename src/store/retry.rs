@@ -29,10 +29,15 @@ impl StoreError {
         const CANTOPEN: i32 = 14;
         let passes = |code: i32| matches!(code & 0xff, BUSY | LOCKED | IOERR | FULL | CANTOPEN);
         let sqlx_passes = |e: &sqlx::Error| match e {
-            sqlx::Error::Database(d) => d
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .is_some_and(passes),
+            sqlx::Error::Database(d) => {
+                match d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    Some(pg) => pg_passes(pg.code()),
+                    None => d
+                        .code()
+                        .and_then(|c| c.parse::<i32>().ok())
+                        .is_some_and(passes),
+                }
+            }
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
             _ => false,
         };
@@ -42,6 +47,16 @@ impl StoreError {
             _ => false,
         }
     }
+}
+
+/// PostgreSQL's SQLSTATEs that pass: a lost connection (08), no resources
+/// (53: disk full, out of memory, too many connections), the server
+/// shutting down or restarting (57P), an I/O error (58), and a
+/// serialization failure or deadlock (40001, 40P01).
+fn pg_passes(code: &str) -> bool {
+    ["08", "53", "57P", "58", "40001", "40P01"]
+        .iter()
+        .any(|prefix| code.starts_with(prefix))
 }
 
 /// Runs `op` until it succeeds or fails for good. Each transient failure is
@@ -141,6 +156,27 @@ mod tests {
             value: "y".into(),
         };
         assert!(!corrupt.is_transient());
+    }
+
+    #[test]
+    fn postgres_connection_resource_and_shutdown_errors_pass_and_others_do_not() {
+        for code in [
+            "08006", "08001", "53100", "53300", "57P01", "57P03", "58030", "40001", "40P01",
+        ] {
+            assert!(pg_passes(code), "{code}");
+        }
+        // Unique and foreign-key violations, bad SQL, a lock not granted.
+        for code in ["23505", "23503", "42601", "55P03", "22P02"] {
+            assert!(!pg_passes(code), "{code}");
+        }
+        let fenced = StoreError::Fenced {
+            chain_id: 1,
+            source: crate::lease::LeaseError::NotHeld {
+                chain_id: 1,
+                holder: "h".into(),
+            },
+        };
+        assert!(!fenced.is_transient(), "a refused write is never retried");
     }
 
     #[tokio::test(start_paused = true)]

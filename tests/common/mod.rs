@@ -88,8 +88,62 @@ responders = ["oncall@example.org"]
 
 pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("haltwatch.toml");
-    std::fs::write(&path, text).expect("write config");
+    std::fs::write(&path, with_store(dir, text)).expect("write config");
     path
+}
+
+/// True when the store-touching tests run on PostgreSQL
+/// (`HALTWATCH_TEST_STORE=postgres`, as `scripts/test.sh` runs them a
+/// second time); SQLite otherwise.
+pub fn on_postgres() -> bool {
+    match std::env::var("HALTWATCH_TEST_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("HALTWATCH_TEST_STORE={other}: expected `sqlite` or `postgres`"),
+    }
+}
+
+/// `text` with every `url = "sqlite://NAME"` in it on the backend under
+/// test: as it is on SQLite; on PostgreSQL, a database of the shared
+/// cluster for this folder and NAME.
+pub fn with_store(dir: &Path, text: &str) -> String {
+    if !on_postgres() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let name = line
+            .trim()
+            .strip_prefix("url = \"sqlite://")
+            .and_then(|rest| rest.strip_suffix('"'));
+        match name {
+            Some(name) => {
+                let url = postgres::database(&dir.join(name));
+                out.push_str(&format!("url = \"{url}\"\n"));
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// Runs one SQL statement on the history `config` names, as someone with
+/// access to the database would (tampering tests): the SQLite file, or the
+/// PostgreSQL database.
+pub async fn sql_on_store(config: &Path, statement: &str) {
+    let store = haltwatch::config::load_store(config).expect("load the store config");
+    match &store.backend {
+        haltwatch::config::StoreBackend::Sqlite(path) => sql_on(path, statement).await,
+        haltwatch::config::StoreBackend::Postgres(pg) => {
+            let (url, _) = pg.credentials().expect("the store's URL");
+            let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+            sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            pool.close().await;
+        }
+    }
 }
 
 /// The pipeline running in this process, stopped through its shutdown future.

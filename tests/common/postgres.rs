@@ -4,8 +4,10 @@
 //! `initdb` refuses to run as root, and CI runs as root: the cluster then
 //! belongs to `nobody`. No Docker, no download at run time.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 pub struct Postgres {
     bin: PathBuf,
@@ -110,5 +112,87 @@ impl Drop for Postgres {
             .arg(self.dir.path().join("data"))
             .args(["-m", "immediate", "stop"])
             .output();
+    }
+}
+
+/// One cluster for the whole test binary, started on first use, for the
+/// tests that run the store-touching suite on PostgreSQL: each test gets
+/// databases of its own ([`database`]). A static is never dropped, so a
+/// watcher process stops the cluster once this test process has exited.
+pub fn shared() -> &'static Postgres {
+    static SHARED: OnceLock<Postgres> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let pg = Postgres::start();
+        let pg_ctl = pg.bin.join("pg_ctl");
+        let data = pg.dir.path().join("data");
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             {owner}'{pg_ctl}' -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
+            pid = std::process::id(),
+            owner = if is_root() {
+                "runuser -u nobody -- "
+            } else {
+                ""
+            },
+            pg_ctl = pg_ctl.display(),
+            data = data.display(),
+            dir = pg.dir.path().display(),
+        );
+        // `setsid -f` leaves the watcher running on its own and returns.
+        Command::new("setsid")
+            .args(["-f", "sh", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("start the cluster's watcher");
+        pg
+    })
+}
+
+/// The URL of a database of the shared cluster for `key` (a test's folder
+/// and store name), created the first time the key is asked for.
+pub fn database(key: &Path) -> String {
+    static DATABASES: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    let pg = shared();
+    let mut known = DATABASES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(url) = known.get(key) {
+        return url.clone();
+    }
+    let name = format!("t{}", known.len() + 1);
+    let out = Command::new(pg.bin.join("createdb"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port().to_string(),
+            "-U",
+            "postgres",
+        ])
+        .arg(&name)
+        .output()
+        .expect("run createdb");
+    assert!(
+        out.status.success(),
+        "createdb {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", pg.port());
+    known.insert(key.to_path_buf(), url.clone());
+    url
+}
+
+impl Postgres {
+    /// The port the cluster listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .expect("the cluster's URL has a port")
     }
 }

@@ -106,11 +106,9 @@ fn range(blocks: Vec<BlockRef>, logs: Vec<Log>, probes: Vec<ProbeResult>) -> Cha
 /// incidents, oldest first (and the folder that holds it).
 async fn run(updates: Vec<ChainUpdate>) -> (Vec<crate::store::IncidentRecord>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreConfig {
-        sqlite_path: dir.path().join("history.db"),
-    })
-    .await
-    .unwrap();
+    let store = Store::open(&StoreConfig::sqlite(dir.path().join("history.db")))
+        .await
+        .unwrap();
     let (wake, _) = mpsc::channel(1);
     let status = Status::default();
     let processor = Processor::new(

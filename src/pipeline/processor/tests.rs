@@ -111,11 +111,9 @@ async fn live(store: Store, status: Status) -> Processor {
 }
 
 async fn store_in(dir: &tempfile::TempDir) -> Store {
-    Store::open(&StoreConfig {
-        sqlite_path: dir.path().join("history.db"),
-    })
-    .await
-    .unwrap()
+    Store::open(&StoreConfig::sqlite(dir.path().join("history.db")))
+        .await
+        .unwrap()
 }
 
 /// The states of every incident, oldest first.
@@ -201,11 +199,9 @@ async fn a_quiet_branch_replaced_by_a_burst_opens_a_spike_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revert_queued_behind_a_range_being_written_applies_after_it() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreConfig {
-        sqlite_path: dir.path().join("history.db"),
-    })
-    .await
-    .unwrap();
+    let store = Store::open(&StoreConfig::sqlite(dir.path().join("history.db")))
+        .await
+        .unwrap();
     let status = Status::default();
     status.register_chain("anvil", 31337, std::time::Duration::from_secs(60));
     let processor = live(store.clone(), status.clone()).await;

@@ -7,17 +7,18 @@
 //! recomputes the chain from the rows as they are now, so an edited, deleted
 //! or inserted row, or an edited ledger, is named by its position.
 
-mod incidents;
-mod verify;
+//!
+//! Here: the records and their encodings, and the chaining, which need no
+//! database. Reading the head, appending and verifying are per backend
+//! (`history/ledger.rs`, `history/verify.rs`).
+
+mod report;
 
 use alloy::primitives::{B256, keccak256};
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
 
-use super::bulk::{self, Bulk};
-use super::{Result, StoreError, parse_b256, q};
-pub(in crate::store) use verify::verify;
-pub use verify::{HistoryReport, Tamper};
+use super::{Result, StoreError};
+pub use report::{HistoryReport, Tamper};
 
 /// What kind of history record a ledger entry covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,7 +35,7 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    fn as_str(self) -> &'static str {
+    pub(in crate::store) fn as_str(self) -> &'static str {
         match self {
             RecordKind::Incident => "incident",
             RecordKind::Transition => "transition",
@@ -44,7 +45,7 @@ impl RecordKind {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(in crate::store) fn parse(s: &str) -> Option<Self> {
         match s {
             "incident" => Some(RecordKind::Incident),
             "transition" => Some(RecordKind::Transition),
@@ -56,43 +57,28 @@ impl RecordKind {
     }
 }
 
-/// The current head: (records, hash).
-pub(super) async fn head(conn: &mut SqliteConnection) -> Result<(i64, B256)> {
-    let row = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(q("read ledger head"))?;
-    match row {
-        Some(r) => Ok((r.get(0), parse_b256(&r.get::<String, _>(1))?)),
-        None => Ok((0, B256::ZERO)),
-    }
-}
-
-fn chain(prev: B256, canonical: &str) -> B256 {
+/// The hash that links a record with encoding `canonical` after `prev`.
+pub(in crate::store) fn chain(prev: B256, canonical: &str) -> B256 {
     let mut bytes = Vec::with_capacity(32 + canonical.len());
     bytes.extend_from_slice(prev.as_slice());
     bytes.extend_from_slice(canonical.as_bytes());
     keccak256(bytes)
 }
 
-/// Appends a self-contained retraction record.
-pub(super) async fn append_retraction(
-    conn: &mut SqliteConnection,
+/// The payload of a retraction record: `[kind, chain id, ancestor,
+/// evidence ids, transition ids]`.
+pub(in crate::store) fn retraction(
     chain_id: u64,
     ancestor: u64,
     evidence: &[i64],
     transitions: &[i64],
-) -> Result<()> {
-    let payload =
-        serde_json::json!(["retraction", chain_id, ancestor, evidence, transitions]).to_string();
-    let mut cursor = Cursor::load(conn).await?;
-    cursor.push(RecordKind::Retraction, None, Some(payload.clone()), payload);
-    cursor.chain().flush(conn).await
+) -> String {
+    serde_json::json!(["retraction", chain_id, ancestor, evidence, transitions]).to_string()
 }
 
 /// The payload of a reinstatement record: `[kind, chain id, incident,
 /// evidence ids, transition ids]`, the ids where a retraction has them.
-pub(super) fn reinstatement(
+pub(in crate::store) fn reinstatement(
     chain_id: u64,
     incident: i64,
     evidence: &[i64],
@@ -103,7 +89,7 @@ pub(super) fn reinstatement(
 
 /// The ledger encoding of an incident's identity, the columns its
 /// transitions do not determine.
-pub(super) fn incident_canonical(
+pub(in crate::store) fn incident_canonical(
     key: &str,
     protocol: &str,
     chain: &str,
@@ -116,7 +102,7 @@ pub(super) fn incident_canonical(
 
 /// The immutable fields of a piece of evidence, exactly as bound and stored.
 #[derive(Debug, Clone)]
-pub(super) struct EvidenceValues {
+pub(in crate::store) struct EvidenceValues {
     pub chain_id: i64,
     pub contract: String,
     pub contract_name: String,
@@ -183,7 +169,7 @@ impl EvidenceValues {
 
 /// The immutable fields of a transition, exactly as bound and stored.
 #[derive(Debug, Clone)]
-pub(super) struct TransitionValues {
+pub(in crate::store) struct TransitionValues {
     pub kind: String,
     pub from: String,
     pub to: String,
@@ -221,13 +207,13 @@ struct Pending {
 
 /// A ledger record chained in memory, not yet inserted.
 #[derive(Debug, Clone)]
-struct LedgerRow {
-    seq: i64,
-    kind: RecordKind,
-    ref_id: Option<i64>,
-    payload: Option<String>,
-    prev: B256,
-    hash: B256,
+pub(in crate::store) struct LedgerRow {
+    pub seq: i64,
+    pub kind: RecordKind,
+    pub ref_id: Option<i64>,
+    pub payload: Option<String>,
+    pub prev: B256,
+    pub hash: B256,
 }
 
 /// The ledger's head during a write: records are queued in order with
@@ -235,7 +221,7 @@ struct LedgerRow {
 /// the keccak work overlaps the history's INSERTs) and written by
 /// [`Chained::flush`].
 #[derive(Debug, Clone)]
-pub(super) struct Cursor {
+pub(in crate::store) struct Cursor {
     seq: i64,
     hash: B256,
     pending: Vec<Pending>,
@@ -246,13 +232,13 @@ pub(super) struct Cursor {
 const CHAIN_IN_PLACE: usize = 64;
 
 impl Cursor {
-    pub async fn load(conn: &mut SqliteConnection) -> Result<Self> {
-        let (seq, hash) = head(conn).await?;
-        Ok(Cursor {
+    /// A cursor on the head `(seq, hash)` as read inside the writing transaction.
+    pub fn at((seq, hash): (i64, B256)) -> Self {
+        Cursor {
             seq,
             hash,
             pending: Vec::new(),
-        })
+        }
     }
 
     /// Queues a record; it takes the next sequence number.
@@ -304,7 +290,7 @@ fn link(mut seq: i64, mut hash: B256, pending: Vec<Pending>) -> Vec<LedgerRow> {
 }
 
 /// Ledger records being chained, or chained.
-pub(super) struct Chained(Chaining);
+pub(in crate::store) struct Chained(Chaining);
 
 enum Chaining {
     Ready(Vec<LedgerRow>),
@@ -312,35 +298,12 @@ enum Chaining {
 }
 
 impl Chained {
-    /// Inserts the chained records.
-    pub async fn flush(self, conn: &mut SqliteConnection) -> Result<()> {
-        let rows = match self.0 {
-            Chaining::Ready(rows) => rows,
-            Chaining::Running(task) => task.await.map_err(StoreError::LedgerTask)?,
-        };
-        if rows.is_empty() {
-            return Ok(());
+    /// The chained records, once chained.
+    pub async fn rows(self) -> Result<Vec<LedgerRow>> {
+        match self.0 {
+            Chaining::Ready(rows) => Ok(rows),
+            Chaining::Running(task) => task.await.map_err(StoreError::LedgerTask),
         }
-        let bulk = Bulk::lock(conn).await?;
-        bulk::blocking(|| {
-            let mut insert = bulk.prepare(
-                "INSERT INTO ledger (seq, kind, ref_id, payload, prev_hash, hash) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-                "append ledger records",
-            )?;
-            for r in &rows {
-                let (prev, hash) = (r.prev.to_string(), r.hash.to_string());
-                insert.row(&[
-                    r.seq.into(),
-                    r.kind.as_str().into(),
-                    r.ref_id.into(),
-                    r.payload.as_ref().into(),
-                    (&prev).into(),
-                    (&hash).into(),
-                ])?;
-            }
-            Ok(())
-        })
     }
 }
 

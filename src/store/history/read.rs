@@ -5,16 +5,13 @@
 //! thousands of round trips. Reads use the store's read-only connections,
 //! so readers never wait for, or hold up, the writer.
 
+use super::*;
+
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
 
 use alloy::primitives::Address;
-use sqlx::Row;
 
-use super::{
-    EvidenceRecord, IncidentFilter, IncidentRecord, IncidentState, Result, Store, StoreError,
-    TransitionRecord, parse_b256, parse_json, parse_kind, parse_state, q,
-};
 use crate::model::EvidenceKind;
 
 impl Store {
@@ -47,10 +44,10 @@ impl Store {
         };
         sqlx::query_scalar(
             "SELECT id FROM incidents
-             WHERE (?1 IS NULL OR protocol = ?1) AND (?2 IS NULL OR chain = ?2)
-               AND (?3 = 0 OR state = 'open') AND (?4 = 1 OR state != 'withdrawn')
-               AND (?5 IS NULL OR started_at < ?5) AND (?6 IS NULL OR ended_at IS NULL OR ended_at > ?6)
-               AND (?7 IS NULL OR state = ?7)
+             WHERE ($1 IS NULL OR protocol = $1) AND ($2 IS NULL OR chain = $2)
+               AND (NOT $3 OR state = 'open') AND ($4 OR state != 'withdrawn')
+               AND ($5 IS NULL OR started_at < $5) AND ($6 IS NULL OR ended_at IS NULL OR ended_at > $6)
+               AND ($7 IS NULL OR state = $7)
              ORDER BY started_at DESC, id DESC",
         )
         .bind(&filter.protocol)
@@ -73,20 +70,20 @@ impl Store {
         }
         // One bound parameter whatever the count: a JSON array of ids.
         let set = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-        let rows = sqlx::query(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, key, protocol, chain, chain_id, state, severity, started_at, ended_at,
                     start_block, end_block, planned
-             FROM incidents WHERE id IN (SELECT value FROM json_each(?))",
-        )
+             FROM incidents WHERE id IN ({IDS_IN})"
+        )))
         .bind(&set)
         .fetch_all(&self.reads)
         .await
         .map_err(q("read incidents"))?;
         let mut transitions: HashMap<i64, Vec<TransitionRecord>> = HashMap::new();
-        for r in sqlx::query(
+        for r in sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT incident_id, kind, from_state, to_state, at, block_number, block_hash, retracted
-             FROM transitions WHERE incident_id IN (SELECT value FROM json_each(?)) ORDER BY id",
-        )
+             FROM transitions WHERE incident_id IN ({IDS_IN}) ORDER BY id"
+        )))
         .bind(&set)
         .fetch_all(&self.reads)
         .await
@@ -106,12 +103,12 @@ impl Store {
                 });
         }
         let mut evidence: HashMap<i64, Vec<EvidenceRecord>> = HashMap::new();
-        for r in sqlx::query(
+        for r in sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT incident_id, chain_id, contract, contract_name, tx_hash, block_number,
                     block_hash, block_timestamp, log_index, event, args, changes, retracted,
                     log_hash, kind
-             FROM evidence WHERE incident_id IN (SELECT value FROM json_each(?)) ORDER BY id",
-        )
+             FROM evidence WHERE incident_id IN ({IDS_IN}) ORDER BY id"
+        )))
         .bind(&set)
         .fetch_all(&self.reads)
         .await
@@ -125,17 +122,11 @@ impl Store {
         let mut by_id = HashMap::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.get(0);
-            let state = match row.get::<String, _>(5).as_str() {
-                "open" => IncidentState::Open,
-                "resolved" => IncidentState::Resolved,
-                "withdrawn" => IncidentState::Withdrawn,
-                other => {
-                    return Err(StoreError::Corrupt {
-                        what: "incident state",
-                        value: other.into(),
-                    });
-                }
-            };
+            let state = row.get::<String, _>(5);
+            let state = IncidentState::parse(&state).ok_or(StoreError::Corrupt {
+                what: "incident state",
+                value: state,
+            })?;
             let evidence = evidence.remove(&id).unwrap_or_default();
             let scopes: BTreeSet<String> = evidence
                 .iter()
@@ -173,7 +164,7 @@ impl Store {
 }
 
 /// One evidence row (columns from `incident_id`, which is skipped).
-fn evidence_row(r: &sqlx::sqlite::SqliteRow) -> Result<EvidenceRecord> {
+fn evidence_row(r: &DbRow) -> Result<EvidenceRecord> {
     Ok(EvidenceRecord {
         chain_id: r.get::<i64, _>(1) as u64,
         contract: Address::from_str(&r.get::<String, _>(2)).map_err(|_| StoreError::Corrupt {

@@ -1,8 +1,6 @@
 //! Committing a range: history, trackers, window and checkpoint, what was
-//! observed, in one IMMEDIATE transaction; and reading back the window and
+//! observed, in one transaction that holds the write lock; and reading back the window and
 //! the trackers a restart resumes from.
-
-use sqlx::{Row, Sqlite, Transaction};
 
 use super::*;
 
@@ -11,7 +9,7 @@ impl Store {
     pub async fn window(&self, chain_id: u64) -> Result<Vec<BlockRef>> {
         let rows = sqlx::query(
             "SELECT number, hash, parent_hash, timestamp FROM chain_blocks
-             WHERE chain_id = ? ORDER BY number",
+             WHERE chain_id = $1 ORDER BY number",
         )
         .bind(chain_id as i64)
         .fetch_all(&self.pool)
@@ -32,7 +30,7 @@ impl Store {
     /// The newest tracker snapshot of a protocol (JSON), if any.
     pub async fn tracker(&self, protocol: &str) -> Result<Option<String>> {
         sqlx::query_scalar(
-            "SELECT tracker FROM protocol_state WHERE protocol = ?
+            "SELECT tracker FROM protocol_state WHERE protocol = $1
              ORDER BY block_number DESC LIMIT 1",
         )
         .bind(protocol)
@@ -45,13 +43,11 @@ impl Store {
     pub async fn commit(&self, mut batch: Batch<'_>) -> Result<()> {
         // A backfill writes history only: no blocks, no window, no trackers.
         let tip = batch.blocks.iter().map(|b| b.number).max();
-        // IMMEDIATE: the write lock is taken at once, so ids allocated from
-        // MAX(id) stay free and several chains' processors never deadlock.
+        // The write lock is taken at once, so ids allocated from MAX(id)
+        // stay free and several chains' processors never deadlock.
         let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(q("begin commit"))?;
+            .begin_write("begin commit", Some(batch.chain_id))
+            .await?;
         let started = std::time::Instant::now();
         let updates = batch.updates.len();
         if updates > 0 {
@@ -84,7 +80,7 @@ impl Store {
 /// every snapshot inside the window, and per protocol the newest one below
 /// it; older ones are pruned when the checkpoint moves.
 pub(super) async fn write_trackers(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Db>,
     trackers: Vec<(&str, u64, String)>,
     window_blocks: u64,
     tip: Option<u64>,
@@ -112,9 +108,9 @@ pub(super) async fn write_trackers(
     for protocol in protocols {
         // Keep the snapshots inside the window, and the newest one below it.
         sqlx::query(
-            "DELETE FROM protocol_state WHERE protocol = ?1 AND block_number <
+            "DELETE FROM protocol_state WHERE protocol = $1 AND block_number <
                (SELECT MAX(block_number) FROM protocol_state
-                WHERE protocol = ?1 AND block_number <= ?2)",
+                WHERE protocol = $1 AND block_number <= $2)",
         )
         .bind(protocol)
         .bind(cutoff as i64)
@@ -127,7 +123,7 @@ pub(super) async fn write_trackers(
 
 /// The window of recent blocks and so the checkpoint.
 pub(super) async fn write_state(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Db>,
     batch: &Batch<'_>,
     tip: u64,
 ) -> Result<()> {
@@ -148,7 +144,7 @@ pub(super) async fn write_state(
             },
         )
         .await?;
-        sqlx::query("DELETE FROM chain_blocks WHERE chain_id = ? AND number < ?")
+        sqlx::query("DELETE FROM chain_blocks WHERE chain_id = $1 AND number < $2")
             .bind(batch.chain_id as i64)
             .bind(tip.saturating_sub(batch.window_blocks) as i64)
             .execute(&mut **tx)

@@ -5,44 +5,13 @@
 //! caught up from far behind may start a little later than its first block,
 //! so coverage is claimed for less than was observed, never for more.
 
-use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
-
-use super::{Result, Store, q, seconds};
-
-/// Blocks `from_block..=to_block` of a chain, committed; the earliest time
-/// read among them and the time of the last.
-#[derive(Debug, Clone, Copy)]
-pub struct Observed<'a> {
-    pub chain: &'a str,
-    pub from_block: u64,
-    pub to_block: u64,
-    pub first_time: u64,
-    pub last_time: u64,
-}
-
-/// A span of a chain the monitor observed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ObservedSpan {
-    pub chain: String,
-    pub chain_id: u64,
-    pub first_block: u64,
-    #[serde(with = "super::rfc3339")]
-    pub first_time: u64,
-    pub last_block: u64,
-    #[serde(with = "super::rfc3339")]
-    pub last_time: u64,
-}
+use super::*;
 
 /// Joins `o` to the spans of `chain_id`, in the commit's transaction.
-pub(super) async fn record(
-    conn: &mut SqliteConnection,
-    chain_id: u64,
-    o: &Observed<'_>,
-) -> Result<()> {
+pub(super) async fn record(conn: &mut Conn, chain_id: u64, o: &Observed<'_>) -> Result<()> {
     let touching = sqlx::query(
         "SELECT id, first_block, first_time, last_block, last_time FROM observed
-         WHERE chain_id = ?1 AND last_block + 1 >= ?2 AND first_block <= ?3 + 1",
+         WHERE chain_id = $1 AND last_block + 1 >= $2 AND first_block <= $3 + 1",
     )
     .bind(chain_id as i64)
     .bind(o.from_block as i64)
@@ -64,7 +33,7 @@ pub(super) async fn record(
         }
     }
     for r in &touching {
-        sqlx::query("DELETE FROM observed WHERE id = ?")
+        sqlx::query("DELETE FROM observed WHERE id = $1")
             .bind(r.get::<i64, _>(0))
             .execute(&mut *conn)
             .await
@@ -72,7 +41,7 @@ pub(super) async fn record(
     }
     sqlx::query(
         "INSERT INTO observed (chain, chain_id, first_block, first_time, last_block, last_time)
-         VALUES (?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(o.chain)
     .bind(chain_id as i64)
@@ -91,7 +60,7 @@ impl Store {
     pub async fn observed(&self, since: u64, until: u64) -> Result<Vec<ObservedSpan>> {
         let rows = sqlx::query(
             "SELECT chain, chain_id, first_block, first_time, last_block, last_time FROM observed
-             WHERE first_time < ? AND last_time > ? ORDER BY first_time, id",
+             WHERE first_time < $1 AND last_time > $2 ORDER BY first_time, id",
         )
         .bind(seconds(until))
         .bind(seconds(since))

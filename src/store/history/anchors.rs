@@ -1,30 +1,16 @@
 //! Anchors: the history heads haltwatch wrote to a chain, with their
 //! transactions, so that `verify --history --anchors` can read them back.
 
+use super::*;
+
 use alloy::primitives::B256;
-use serde::Serialize;
-use sqlx::Row;
-
-use super::{Result, Store, now_ms, parse_b256, q};
-
-/// One anchor transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AnchorRecord {
-    pub record: i64,
-    pub head: B256,
-    pub chain: String,
-    pub chain_id: u64,
-    pub tx_hash: B256,
-    /// `None` while its receipt has not been seen.
-    pub block_number: Option<u64>,
-}
 
 impl Store {
     /// Records an anchor just sent (or mined).
     pub async fn record_anchor(&self, a: &AnchorRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO anchors (record, head, chain, chain_id, tx_hash, block_number, anchored_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (tx_hash) DO UPDATE SET block_number = excluded.block_number",
         )
         .bind(a.record)

@@ -1,21 +1,7 @@
 //! Mails about a chain rather than an incident: a reorg deeper than the
 //! window. Queued with the monitoring gap they announce, in one transaction.
 
-use sqlx::Row;
-
-use super::{Result, Store, now_ms, q};
-
-/// A queued chain notice, as the sender sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    pub id: i64,
-    pub chain: String,
-    pub chain_id: u64,
-    pub kind: String,
-    pub body: String,
-    pub message_id: String,
-    pub attempts: i64,
-}
+use super::*;
 
 impl Store {
     /// A reorg deeper than the window on a chain: a monitoring gap from
@@ -28,17 +14,13 @@ impl Store {
         reason: &str,
         notify: bool,
     ) -> Result<()> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(q("begin deep reorg"))?;
+        let mut tx = self.begin_write("begin deep reorg", Some(chain_id)).await?;
         super::insert_gap(&mut *tx, chain, chain_id, since, reason).await?;
         if notify {
             let now = now_ms();
             sqlx::query(
                 "INSERT INTO notices (chain, chain_id, kind, body, message_id, created_ms, next_attempt_ms)
-                 VALUES (?, ?, 'deep_reorg', ?, ?, ?, ?)",
+                 VALUES ($1, $2, 'deep_reorg', $3, $4, $5, $6)",
             )
             .bind(chain)
             .bind(chain_id as i64)
@@ -57,7 +39,7 @@ impl Store {
     pub async fn notices_due(&self, now: i64) -> Result<Vec<Notice>> {
         let rows = sqlx::query(
             "SELECT id, chain, chain_id, kind, body, message_id, attempts FROM notices
-             WHERE status = 'pending' AND next_attempt_ms <= ? ORDER BY id",
+             WHERE status = 'pending' AND next_attempt_ms <= $1 ORDER BY id",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -77,6 +59,26 @@ impl Store {
             .collect())
     }
 
+    /// Claims notice `id` for `sender` until `until_ms`, unless another
+    /// sender holds an unexpired claim on it (see [`Store::outbox_claim`]).
+    pub async fn notice_claim(&self, id: i64, sender: &str, until_ms: i64) -> Result<bool> {
+        let claimed: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "UPDATE notices SET claimed_by = $2, claimed_until_ms = $3
+             WHERE id IN (SELECT id FROM notices WHERE id = $1 AND status = 'pending'
+                 AND (claimed_by IS NULL OR claimed_by = $2 OR claimed_until_ms <= $4)
+                 {SKIP_LOCKED})
+             RETURNING id"
+        )))
+        .bind(id)
+        .bind(sender)
+        .bind(until_ms)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q("claim notice"))?;
+        Ok(claimed.is_some())
+    }
+
     /// What became of one delivery attempt: sent, to be retried at
     /// `retry_at`, or failed for good (`retry_at` `None` with an error).
     pub async fn notice_attempted(
@@ -91,10 +93,11 @@ impl Store {
             (Some(_), None) => "failed",
         };
         sqlx::query(
-            "UPDATE notices SET status = ?, attempts = attempts + 1, last_error = ?,
-                next_attempt_ms = COALESCE(?, next_attempt_ms),
-                sent_ms = CASE WHEN ? = 'sent' THEN ? ELSE sent_ms END
-             WHERE id = ?",
+            "UPDATE notices SET status = $1, attempts = attempts + 1, last_error = $2,
+                claimed_by = NULL, claimed_until_ms = NULL,
+                next_attempt_ms = COALESCE($3, next_attempt_ms),
+                sent_ms = CASE WHEN $4 = 'sent' THEN $5 ELSE sent_ms END
+             WHERE id = $6",
         )
         .bind(status)
         .bind(error)

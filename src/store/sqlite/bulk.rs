@@ -24,48 +24,56 @@ use libsqlite3_sys as ffi;
 use sqlx::SqliteConnection;
 use sqlx::sqlite::LockedSqliteHandle;
 
-use super::{Result, StoreError, q};
+use crate::store::value::{Table, Value};
+use crate::store::{Result, StoreError, q};
 
-/// A value bound to one parameter.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Value<'a> {
-    Int(i64),
-    Text(&'a str),
-    Null,
+/// Inserts `rows` into `table`: one prepared statement stepped per row, on
+/// this thread (see the module's doc).
+pub(in crate::store) async fn insert_all<'v, const N: usize>(
+    conn: &mut SqliteConnection,
+    table: &Table,
+    rows: impl IntoIterator<Item = [Value<'v>; N]>,
+) -> Result<()> {
+    insert(conn, table, rows, |_| ()).await
 }
 
-impl From<i64> for Value<'_> {
-    fn from(v: i64) -> Self {
-        Value::Int(v)
-    }
+/// Inserts `rows` into `table` one by one; for each, whether it was
+/// inserted (`false`: the conflict clause skipped it).
+pub(in crate::store) async fn insert_each<'v, const N: usize>(
+    conn: &mut SqliteConnection,
+    table: &Table,
+    rows: impl IntoIterator<Item = [Value<'v>; N]>,
+) -> Result<Vec<bool>> {
+    let mut added = Vec::new();
+    insert(conn, table, rows, |changed| added.push(changed == 1)).await?;
+    Ok(added)
 }
 
-impl From<bool> for Value<'_> {
-    fn from(v: bool) -> Self {
-        Value::Int(i64::from(v))
+async fn insert<'v, const N: usize>(
+    conn: &mut SqliteConnection,
+    table: &Table,
+    rows: impl IntoIterator<Item = [Value<'v>; N]>,
+    mut changed: impl FnMut(u64),
+) -> Result<()> {
+    debug_assert_eq!(table.columns, N, "{}", table.what);
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return Ok(());
     }
-}
-
-impl<'a> From<&'a str> for Value<'a> {
-    fn from(v: &'a str) -> Self {
-        Value::Text(v)
-    }
-}
-
-impl<'a> From<&'a String> for Value<'a> {
-    fn from(v: &'a String) -> Self {
-        Value::Text(v)
-    }
-}
-
-impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
-    fn from(v: Option<T>) -> Self {
-        v.map_or(Value::Null, Into::into)
-    }
+    let params = vec!["?"; N].join(", ");
+    let sql = format!("{} VALUES ({params}){}", table.head, table.tail);
+    let bulk = Bulk::lock(conn).await?;
+    blocking(|| {
+        let mut insert = bulk.prepare(&sql, table.what)?;
+        for row in rows {
+            changed(insert.row(&row)?);
+        }
+        Ok(())
+    })
 }
 
 /// A connection locked away from sqlx's worker for direct writes.
-pub(super) struct Bulk<'c> {
+struct Bulk<'c> {
     db: NonNull<ffi::sqlite3>,
     _guard: LockedSqliteHandle<'c>,
 }
@@ -132,7 +140,7 @@ fn error(db: NonNull<ffi::sqlite3>, what: &'static str, code: c_int) -> StoreErr
 }
 
 /// A prepared statement, stepped once per [`Insert::row`].
-pub(super) struct Insert<'b> {
+struct Insert<'b> {
     db: NonNull<ffi::sqlite3>,
     stmt: NonNull<ffi::sqlite3_stmt>,
     what: &'static str,
@@ -163,9 +171,10 @@ impl Insert<'_> {
             // SQLite not to free it.
             let rc = unsafe {
                 match *v {
-                    Value::Int(n) => ffi::sqlite3_bind_int64(stmt, index, n),
-                    Value::Null => ffi::sqlite3_bind_null(stmt, index),
-                    Value::Text(s) => ffi::sqlite3_bind_text64(
+                    Value::Int(Some(n)) => ffi::sqlite3_bind_int64(stmt, index, n),
+                    Value::Bool(b) => ffi::sqlite3_bind_int64(stmt, index, i64::from(b)),
+                    Value::Int(None) | Value::Text(None) => ffi::sqlite3_bind_null(stmt, index),
+                    Value::Text(Some(s)) => ffi::sqlite3_bind_text64(
                         stmt,
                         index,
                         s.as_ptr().cast(),
@@ -201,7 +210,7 @@ impl Drop for Insert<'_> {
 
 /// Runs `f`, a stretch of synchronous SQLite work, telling a multi-threaded
 /// runtime that this worker is busy so that its other tasks move on.
-pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),

@@ -1,8 +1,6 @@
 //! The outbox: mails queued with the history they tell of, drained by the
 //! sender, marked sent, retried, failed or cancelled.
 
-use sqlx::{Row, SqliteConnection};
-
 use super::*;
 
 impl Store {
@@ -11,7 +9,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT o.id, o.incident_id, i.protocol, o.kind, o.message_id, o.created_ms, o.attempts
              FROM outbox o JOIN incidents i ON i.id = o.incident_id
-             WHERE o.status = 'pending' AND o.next_attempt_ms <= ? ORDER BY o.id",
+             WHERE o.status = 'pending' AND o.next_attempt_ms <= $1 ORDER BY o.id",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -45,8 +43,8 @@ impl Store {
         let now = now_ms();
         for id in ids {
             sqlx::query(
-                "UPDATE outbox SET status = 'sent', sent_ms = ?, sent_as = ?, attempts = attempts + 1
-                 WHERE id = ?",
+                "UPDATE outbox SET status = 'sent', sent_ms = $1, sent_as = $2, attempts = attempts + 1
+                 WHERE id = $3",
             )
             .bind(now)
             .bind(sent_as)
@@ -58,11 +56,39 @@ impl Store {
         Ok(())
     }
 
+    /// Claims the pending mails `ids` for `sender` until `until_ms`: those
+    /// no other sender holds an unexpired claim on. Returns the ids claimed.
+    /// The send happens after this statement has committed, never inside
+    /// a transaction; a sender that dies after sending and before marking
+    /// sent leaves its claim to expire, and the mail goes out once more,
+    /// with the same Message-ID.
+    pub async fn outbox_claim(&self, ids: &[i64], sender: &str, until_ms: i64) -> Result<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let set = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "UPDATE outbox SET claimed_by = $2, claimed_until_ms = $3
+             WHERE id IN (SELECT id FROM outbox WHERE id IN ({IDS_IN}) AND status = 'pending'
+                 AND (claimed_by IS NULL OR claimed_by = $2 OR claimed_until_ms <= $4)
+                 {SKIP_LOCKED})
+             RETURNING id"
+        )))
+        .bind(&set)
+        .bind(sender)
+        .bind(until_ms)
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("claim mail"))
+    }
+
     /// A temporary failure: try again at `next_ms`.
     pub async fn outbox_retry(&self, ids: &[i64], next_ms: i64, error: &str) -> Result<()> {
         for id in ids {
             sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?, last_error = ? WHERE id = ?",
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = $1, last_error = $2,
+                    claimed_by = NULL, claimed_until_ms = NULL WHERE id = $3",
             )
             .bind(next_ms)
             .bind(error)
@@ -78,7 +104,7 @@ impl Store {
     pub async fn outbox_failed(&self, ids: &[i64], error: &str) -> Result<()> {
         for id in ids {
             sqlx::query(
-                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = $1 WHERE id = $2",
             )
             .bind(error)
             .bind(id)
@@ -92,7 +118,7 @@ impl Store {
     /// Mails nobody is to receive: never sent, `why` kept.
     pub async fn outbox_cancelled(&self, ids: &[i64], why: &str) -> Result<()> {
         for id in ids {
-            sqlx::query("UPDATE outbox SET status = 'cancelled', last_error = ? WHERE id = ?")
+            sqlx::query("UPDATE outbox SET status = 'cancelled', last_error = $1 WHERE id = $2")
                 .bind(why)
                 .bind(id)
                 .execute(&self.pool)
@@ -106,7 +132,7 @@ impl Store {
     pub async fn mails_sent_since(&self, protocol: &str, since_ms: i64) -> Result<i64> {
         sqlx::query_scalar(
             "SELECT COUNT(DISTINCT o.sent_as) FROM outbox o JOIN incidents i ON i.id = o.incident_id
-             WHERE i.protocol = ? AND o.status = 'sent' AND o.sent_ms >= ?",
+             WHERE i.protocol = $1 AND o.status = 'sent' AND o.sent_ms >= $2",
         )
         .bind(protocol)
         .bind(since_ms)
@@ -143,13 +169,13 @@ impl Store {
 /// Queues a mail for an incident, unless it is planned (maintenance). The
 /// Message-ID is `<key>.<n>`, n counting the incident's mails: stable across resends.
 pub(super) async fn enqueue_row(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     outbox_id: Option<i64>,
     id: i64,
     key: &str,
     kind: &str,
 ) -> Result<()> {
-    let planned: bool = sqlx::query_scalar("SELECT planned FROM incidents WHERE id = ?")
+    let planned: bool = sqlx::query_scalar("SELECT planned FROM incidents WHERE id = $1")
         .bind(id)
         .fetch_one(&mut *conn)
         .await
@@ -157,21 +183,26 @@ pub(super) async fn enqueue_row(
     if planned {
         return Ok(());
     }
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE incident_id = ?")
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE incident_id = $1")
         .bind(id)
         .fetch_one(&mut *conn)
         .await
         .map_err(q("count outbox"))?;
     let now = now_ms();
-    sqlx::query(write::INSERT_OUTBOX)
-        .bind(outbox_id)
-        .bind(id)
-        .bind(kind)
-        .bind(format!("{key}.{n}"))
-        .bind(now)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(q("enqueue mail"))?;
+    // Without an id from the batch's allocator, the next one: writers are
+    // serialized (the backend's write lock), so MAX(id) is stable here.
+    sqlx::query(
+        "INSERT INTO outbox (id, incident_id, kind, message_id, created_ms, next_attempt_ms)
+         VALUES (COALESCE($1, (SELECT COALESCE(MAX(id), 0) + 1 FROM outbox)), $2, $3, $4, $5, $6)",
+    )
+    .bind(outbox_id)
+    .bind(id)
+    .bind(kind)
+    .bind(format!("{key}.{n}"))
+    .bind(now)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(q("enqueue mail"))?;
     Ok(())
 }

@@ -1,7 +1,5 @@
 //! Monitoring gaps: stretches of time the monitor could not read a chain.
 
-use sqlx::{Row, Sqlite};
-
 use super::*;
 
 impl Store {
@@ -19,7 +17,7 @@ impl Store {
     /// Closes the open monitoring gaps of a chain.
     pub async fn gap_closed(&self, chain_id: u64, at: u64) -> Result<()> {
         sqlx::query(
-            "UPDATE monitoring_gaps SET ended_at = ? WHERE chain_id = ? AND ended_at IS NULL",
+            "UPDATE monitoring_gaps SET ended_at = $1 WHERE chain_id = $2 AND ended_at IS NULL",
         )
         .bind(at as i64)
         .bind(chain_id as i64)
@@ -33,7 +31,7 @@ impl Store {
     pub async fn gaps(&self, since: u64, until: u64) -> Result<Vec<GapRecord>> {
         let rows = sqlx::query(
             "SELECT chain, chain_id, started_at, ended_at, reason FROM monitoring_gaps
-             WHERE started_at < ? AND (ended_at IS NULL OR ended_at > ?) ORDER BY started_at, id",
+             WHERE started_at < $1 AND (ended_at IS NULL OR ended_at > $2) ORDER BY started_at, id",
         )
         .bind(seconds(until))
         .bind(seconds(since))
@@ -55,14 +53,14 @@ impl Store {
 
 /// A monitoring gap of a chain from `since`, with its reason.
 pub(super) async fn insert_gap<'e>(
-    e: impl sqlx::Executor<'e, Database = Sqlite>,
+    e: impl sqlx::Executor<'e, Database = Db>,
     chain: &str,
     chain_id: u64,
     since: u64,
     reason: &str,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO monitoring_gaps (chain, chain_id, started_at, reason) VALUES (?, ?, ?, ?)",
+        "INSERT INTO monitoring_gaps (chain, chain_id, started_at, reason) VALUES ($1, $2, $3, $4)",
     )
     .bind(chain)
     .bind(chain_id as i64)

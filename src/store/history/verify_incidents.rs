@@ -5,19 +5,15 @@
 //! record. Scopes and durations are not stored: they are computed from the
 //! covered evidence and times whenever an incident is read.
 
+use super::*;
+
 use std::collections::{BTreeSet, HashMap};
-
-use sqlx::{Row, SqliteConnection};
-
-use super::{RecordKind, Tamper};
-use crate::store::header::{self, Header, Step};
-use crate::store::{Result, parse_kind, parse_state, q};
 
 /// Checks every incident row; returns how many predate identity records
 /// (rows older than the first incident with one, whose identity columns
 /// are therefore not covered).
 pub(super) async fn check(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     covered: &BTreeSet<i64>,
     problems: &mut Vec<Tamper>,
 ) -> Result<usize> {
@@ -109,7 +105,7 @@ fn columns(h: Header) -> [String; 6] {
 
 /// The identity columns of incident `id` that differ between its ledger
 /// record's payload (`recorded`) and its row now (`now`, both
-/// [`super::incident_canonical`]); empty when they cannot be told apart.
+/// [`crate::store::ledger::incident_canonical`]); empty when they cannot be told apart.
 pub(super) fn identity_columns(id: i64, recorded: &str, now: &str) -> Vec<Tamper> {
     const COLUMNS: [&str; 6] = ["", "key", "protocol", "chain", "chain_id", "planned"];
     let parse = |t: &str| serde_json::from_str::<Vec<serde_json::Value>>(t).ok();

@@ -2,109 +2,25 @@
 //! they are now, so an edited, deleted or inserted row, or an edited
 //! ledger, is named by its position.
 
+use super::*;
+
 use std::collections::BTreeSet;
 
 use alloy::primitives::B256;
-use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
-
-use super::{EvidenceValues, RecordKind, TransitionValues, chain};
-use crate::store::{Result, StoreError, parse_b256, q};
-
-/// One way the history differs from what the ledger recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "problem", rename_all = "snake_case")]
-pub enum Tamper {
-    /// The row behind ledger record `seq` no longer has the content it was written with.
-    Edited { seq: i64, kind: RecordKind, id: i64 },
-    /// The row behind ledger record `seq` is gone.
-    Deleted { seq: i64, kind: RecordKind, id: i64 },
-    /// A row that no ledger record covers.
-    Inserted { kind: RecordKind, id: i64 },
-    /// Ledger records are missing between `after` and `found`.
-    LedgerGap { after: i64, found: i64 },
-    /// Ledger record `seq` does not link to its predecessor, or its hash was changed.
-    LedgerEdited { seq: i64 },
-    /// A row's retracted flag disagrees with the retraction records.
-    RetractedFlag { kind: RecordKind, id: i64 },
-    /// A column of an incident's row differs from what the ledger says: its
-    /// identity record, or what its covered transitions give.
-    Column {
-        incident: i64,
-        column: &'static str,
-        stored: String,
-        recomputed: String,
-    },
-}
-
-impl std::fmt::Display for Tamper {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Tamper::Edited { seq, kind, id } => {
-                write!(f, "record {seq}: {} {id} was edited", kind.as_str())
-            }
-            Tamper::Deleted { seq, kind, id } => {
-                write!(f, "record {seq}: {} {id} was deleted", kind.as_str())
-            }
-            Tamper::Inserted { kind, id } => write!(
-                f,
-                "{} {id} was inserted without a ledger record",
-                kind.as_str()
-            ),
-            Tamper::LedgerGap { after, found } => write!(
-                f,
-                "ledger records {}..{} were deleted",
-                after + 1,
-                found - 1
-            ),
-            Tamper::LedgerEdited { seq } => write!(f, "ledger record {seq} was edited"),
-            Tamper::RetractedFlag { kind, id } => {
-                write!(f, "{} {id}: its retracted flag was changed", kind.as_str())
-            }
-            Tamper::Column {
-                incident,
-                column,
-                stored,
-                recomputed,
-            } => write!(
-                f,
-                "incident {incident}: {column} is {stored} in the incidents table, {recomputed} by the ledger"
-            ),
-        }
-    }
-}
-
-/// The outcome of walking the ledger.
-#[derive(Debug, Clone, Serialize)]
-pub struct HistoryReport {
-    pub records: i64,
-    /// The last record's hash: pin it to detect a rewrite of the whole ledger.
-    pub head: B256,
-    /// In ledger order; the first is the earliest point of tampering.
-    /// Incident rows checked against their transitions come last.
-    pub problems: Vec<Tamper>,
-    /// Incidents recorded before their identity (protocol, chain, planned)
-    /// went into the ledger: those columns of theirs are not covered.
-    pub identities_not_covered: usize,
-}
 
 /// The canonical encoding of a row's immutable fields as stored now; `None` if the row is gone.
-async fn canonical(
-    conn: &mut SqliteConnection,
-    kind: RecordKind,
-    id: i64,
-) -> Result<Option<String>> {
+async fn canonical(conn: &mut Conn, kind: RecordKind, id: i64) -> Result<Option<String>> {
     match kind {
         RecordKind::Incident => {
             let row = sqlx::query(
-                "SELECT key, protocol, chain, chain_id, planned FROM incidents WHERE id = ?",
+                "SELECT key, protocol, chain, chain_id, planned FROM incidents WHERE id = $1",
             )
             .bind(id)
             .fetch_optional(&mut *conn)
             .await
             .map_err(q("read history row"))?;
             Ok(row.map(|r| {
-                super::incident_canonical(
+                crate::store::ledger::incident_canonical(
                     &r.get::<String, _>(0),
                     &r.get::<String, _>(1),
                     &r.get::<String, _>(2),
@@ -118,7 +34,7 @@ async fn canonical(
                 "SELECT i.key, e.chain_id, e.contract, e.contract_name, e.tx_hash, e.block_number,
                         e.block_hash, e.block_timestamp, e.log_index, e.event, e.args, e.changes,
                         e.log_hash, e.kind
-                 FROM evidence e JOIN incidents i ON i.id = e.incident_id WHERE e.id = ?",
+                 FROM evidence e JOIN incidents i ON i.id = e.incident_id WHERE e.id = $1",
             )
             .bind(id)
             .fetch_optional(&mut *conn)
@@ -146,7 +62,7 @@ async fn canonical(
         RecordKind::Transition => {
             let row = sqlx::query(
                 "SELECT i.key, t.kind, t.from_state, t.to_state, t.at, t.block_number, t.block_hash, t.log_index
-                 FROM transitions t JOIN incidents i ON i.id = t.incident_id WHERE t.id = ?",
+                 FROM transitions t JOIN incidents i ON i.id = t.incident_id WHERE t.id = $1",
             )
             .bind(id)
             .fetch_optional(&mut *conn)
@@ -170,7 +86,7 @@ async fn canonical(
 }
 
 /// Walks the whole ledger against the rows as they are now.
-pub(in crate::store) async fn verify(conn: &mut SqliteConnection) -> Result<HistoryReport> {
+pub(super) async fn verify(conn: &mut Conn) -> Result<HistoryReport> {
     let rows =
         sqlx::query("SELECT seq, kind, ref_id, payload, prev_hash, hash FROM ledger ORDER BY seq")
             .fetch_all(&mut *conn)
@@ -230,10 +146,10 @@ pub(in crate::store) async fn verify(conn: &mut SqliteConnection) -> Result<Hist
                 kind,
                 id: ref_id.unwrap_or_default(),
             }),
-            Some(c) if chain(stored_prev, &c) != stored_hash => {
+            Some(c) if crate::store::ledger::chain(stored_prev, &c) != stored_hash => {
                 let named = match (kind, ref_id, &payload) {
                     (RecordKind::Incident, Some(id), Some(recorded)) => {
-                        super::incidents::identity_columns(id, recorded, &c)
+                        super::verify_incidents::identity_columns(id, recorded, &c)
                     }
                     _ => Vec::new(),
                 };
@@ -270,7 +186,8 @@ pub(in crate::store) async fn verify(conn: &mut SqliteConnection) -> Result<Hist
             }
         }
     }
-    let identities_not_covered = super::incidents::check(conn, &covered[2], &mut problems).await?;
+    let identities_not_covered =
+        super::verify_incidents::check(conn, &covered[2], &mut problems).await?;
     Ok(HistoryReport {
         records: last_seq,
         head: prev,

@@ -7,13 +7,15 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::*;
-use crate::config::StoreConfig;
+use std::path::{Path, PathBuf};
+
+use super::Store;
+use crate::store::{Result, StoreError, q};
 
 impl Store {
     /// Opens (creating if missing) and migrates the store.
-    pub async fn open(config: &StoreConfig) -> Result<Self> {
-        let path = config.sqlite_path.clone();
+    pub async fn open(path: &Path) -> Result<Self> {
+        let path: PathBuf = path.to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
         {
@@ -89,8 +91,8 @@ impl Store {
     /// and `verify`): it never creates, migrates or writes the file, so it
     /// never takes a lock `run` waits for. A history that `run` has not
     /// created or brought up to date yet is a clear error.
-    pub async fn open_read_only(config: &StoreConfig) -> Result<Self> {
-        let path = config.sqlite_path.clone();
+    pub async fn open_read_only(path: &Path) -> Result<Self> {
+        let path: PathBuf = path.to_path_buf();
         if !path.is_file() {
             return Err(StoreError::Missing { path });
         }
@@ -198,14 +200,15 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
 pub(super) const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/sqlite/0001_history.sql"),
-    include_str!("../../migrations/sqlite/0002_outbox.sql"),
-    include_str!("../../migrations/sqlite/0003_ledger.sql"),
-    include_str!("../../migrations/sqlite/0004_detectors.sql"),
-    include_str!("../../migrations/sqlite/0005_lean_indexes.sql"),
-    include_str!("../../migrations/sqlite/0006_notices.sql"),
-    include_str!("../../migrations/sqlite/0007_observed.sql"),
-    include_str!("../../migrations/sqlite/0008_anchors.sql"),
+    include_str!("../../../migrations/sqlite/0001_history.sql"),
+    include_str!("../../../migrations/sqlite/0002_outbox.sql"),
+    include_str!("../../../migrations/sqlite/0003_ledger.sql"),
+    include_str!("../../../migrations/sqlite/0004_detectors.sql"),
+    include_str!("../../../migrations/sqlite/0005_lean_indexes.sql"),
+    include_str!("../../../migrations/sqlite/0006_notices.sql"),
+    include_str!("../../../migrations/sqlite/0007_observed.sql"),
+    include_str!("../../../migrations/sqlite/0008_anchors.sql"),
+    include_str!("../../../migrations/sqlite/0009_claims.sql"),
 ];
 
 /// WAL pages after which a commit checkpoints by itself (32 MiB).

@@ -4,48 +4,63 @@
 //! same blocks, a resolution in a later range) are written first, row by
 //! row with conflict checks, so that nothing is recorded twice. Incidents
 //! first seen in this batch (the common case while catching up or
-//! backfilling) are then assembled in memory and inserted through [`Bulk`]
-//! (one prepared statement per table, stepped per row): their rows cannot
+//! backfilling) are then assembled in memory and inserted through the
+//! backend's bulk insert (`insert_all`): their rows cannot
 //! conflict with anything; the ledger's keccak chain is computed on a
 //! blocking thread meanwhile. The text of every row and its ledger
 //! encoding ([`Rows`]) come built by the caller, who can build them off the
 //! store's path (the processor does, while the range before is written).
-//! Both paths take row ids from one allocator (safe under `BEGIN
-//! IMMEDIATE`) and chain one ledger cursor; within an incident, rows and
+//! Both paths take row ids from one allocator (safe under the backend's
+//! write lock, taken when the transaction begins) and chain one ledger cursor; within an incident, rows and
 //! ledger records follow the update order.
+
+use super::*;
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::query_builder::Separated;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use crate::model::{ProtocolState, TransitionKind};
 
-use super::bulk::{self, Bulk, Value};
-use super::ledger::{self, Cursor, EvidenceValues, RecordKind, TransitionValues};
-use super::{Result, StoreError, StoredUpdate, q};
-use crate::model::{IncidentUpdate, ProtocolState, TransitionKind};
+/// Keys per `IN (…)` list (well under SQLite's 32,766 bound parameters).
+const KEYS_PER_QUERY: usize = 500;
 
-/// Rows per multi-row INSERT (well under SQLite's 32,766 bound parameters).
-const ROWS_PER_INSERT: usize = 500;
+const INCIDENTS: Table = Table {
+    head: "INSERT INTO incidents (id, key, protocol, chain, chain_id, state, severity, \
+           started_at, start_block, ended_at, end_block, planned)",
+    columns: 12,
+    tail: "",
+    what: "insert incidents",
+};
+const EVIDENCE: Table = Table {
+    head: "INSERT INTO evidence (id, incident_id, kind, chain_id, contract, contract_name, \
+           tx_hash, block_number, block_hash, block_timestamp, log_index, event, args, \
+           changes, log_hash)",
+    columns: 15,
+    tail: "",
+    what: "insert evidence",
+};
+/// Evidence of an incident stored before, which may be there already.
+const EVIDENCE_AGAIN: Table = Table {
+    tail: " ON CONFLICT (incident_id, kind, block_hash, log_index) DO NOTHING",
+    ..EVIDENCE
+};
+const TRANSITIONS: Table = Table {
+    head: "INSERT INTO transitions (id, incident_id, kind, from_state, to_state, at, \
+           block_number, block_hash, log_index)",
+    columns: 9,
+    tail: "",
+    what: "insert transitions",
+};
+const TRANSITIONS_AGAIN: Table = Table {
+    tail: " ON CONFLICT (incident_id, block_hash, log_index) DO NOTHING",
+    ..TRANSITIONS
+};
+const OUTBOX: Table = Table {
+    head: "INSERT INTO outbox (id, incident_id, kind, message_id, created_ms, next_attempt_ms)",
+    columns: 6,
+    tail: "",
+    what: "enqueue mail",
+};
 
-macro_rules! insert_evidence {
-    ($tail:literal) => {
-        concat!(
-            "INSERT INTO evidence (id, incident_id, kind, chain_id, contract, contract_name, \
-             tx_hash, block_number, block_hash, block_timestamp, log_index, event, args, \
-             changes, log_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            $tail
-        )
-    };
-}
-macro_rules! insert_transition {
-    ($tail:literal) => {
-        concat!(
-            "INSERT INTO transitions (id, incident_id, kind, from_state, to_state, at, \
-             block_number, block_hash, log_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            $tail
-        )
-    };
-}
 /// The next free id of each table, read once per transaction.
 struct Ids {
     incident: i64,
@@ -55,7 +70,7 @@ struct Ids {
 }
 
 impl Ids {
-    async fn load(conn: &mut SqliteConnection) -> Result<Self> {
+    async fn load(conn: &mut Conn) -> Result<Self> {
         let row = sqlx::query(
             "SELECT (SELECT COALESCE(MAX(id), 0) FROM incidents),
                     (SELECT COALESCE(MAX(id), 0) FROM evidence),
@@ -98,7 +113,7 @@ impl NewIncident<'_> {
     fn header(&self) -> super::header::Header {
         // A new incident always has its opening transition.
         super::header::derive(&self.transitions).unwrap_or(super::header::Header {
-            state: super::IncidentState::Open,
+            state: IncidentState::Open,
             severity: ProtocolState::Degraded,
             started_at: 0,
             start_block: 0,
@@ -109,13 +124,10 @@ impl NewIncident<'_> {
 }
 
 /// Writes the updates of one batch; the caller owns the transaction.
-pub(super) async fn write_updates(
-    conn: &mut SqliteConnection,
-    updates: Vec<StoredUpdate<'_>>,
-) -> Result<()> {
+pub(super) async fn write_updates(conn: &mut Conn, updates: Vec<StoredUpdate<'_>>) -> Result<()> {
     let started = std::time::Instant::now();
     let mut ids = Ids::load(conn).await?;
-    let mut ledger = Cursor::load(conn).await?;
+    let mut ledger = ledger::cursor(conn).await?;
     let existing = existing_incidents(conn, &updates).await?;
     // Incidents stored before this batch: row by row, with conflict checks.
     let mut fresh = Vec::with_capacity(updates.len());
@@ -126,18 +138,15 @@ pub(super) async fn write_updates(
         }
     }
     if fresh.is_empty() {
-        return ledger.chain().flush(conn).await;
+        return ledger::flush(conn, ledger.chain()).await;
     }
     let loaded = started.elapsed();
     let rows = NewRows::build(fresh, &mut ids, &mut ledger)?;
     // The ledger's keccak chain is computed on a blocking thread while the
     // rows are inserted.
-    let ledger = ledger.chain();
-    {
-        let bulk = Bulk::lock(conn).await?;
-        bulk::blocking(|| rows.insert(&bulk))?;
-    }
-    ledger.flush(conn).await?;
+    let chained = ledger.chain();
+    rows.insert(conn).await?;
+    ledger::flush(conn, chained).await?;
     tracing::debug!(
         incidents = rows.incidents.len(),
         evidence = rows.evidence.len(),
@@ -193,7 +202,7 @@ impl<'a> NewRows<'a> {
                     // Its identity first, then its evidence and transitions.
                     // Kept as the record's payload too, so that verify can
                     // name the column an edit changed.
-                    let identity = super::ledger::incident_canonical(
+                    let identity = crate::store::ledger::incident_canonical(
                         incident.key,
                         incident.protocol,
                         incident.chain,
@@ -265,38 +274,46 @@ impl<'a> NewRows<'a> {
     }
 
     /// Inserts the rows, incidents first (the others refer to them).
-    fn insert(&self, bulk: &Bulk<'_>) -> Result<()> {
-        let mut insert = bulk.prepare(INSERT_INCIDENT, "insert incidents")?;
-        for i in &self.incidents {
-            insert.row(&incident_row(i))?;
-        }
-        let mut insert = bulk.prepare(insert_evidence!(""), "insert evidence")?;
-        for (id, incident, v) in &self.evidence {
-            insert.row(&evidence_row(*id, *incident, v))?;
-        }
-        let mut insert = bulk.prepare(insert_transition!(""), "insert transitions")?;
-        for (id, incident, v) in &self.transitions {
-            insert.row(&transition_row(*id, *incident, v))?;
-        }
-        let mut insert = bulk.prepare(INSERT_OUTBOX, "enqueue mail")?;
-        let now = super::now_ms();
-        for (id, incident, kind, message_id) in &self.outbox {
-            insert.row(&[
-                (*id).into(),
-                (*incident).into(),
-                (*kind).into(),
-                message_id.into(),
-                now.into(),
-                now.into(),
-            ])?;
-        }
-        Ok(())
+    /// Each table's rows are collected before the insert is awaited: a
+    /// lazy iterator of borrowed rows would make the commit's future
+    /// lifetime-generic, and so not `Send`.
+    async fn insert(&self, conn: &mut Conn) -> Result<()> {
+        let incidents: Vec<_> = self.incidents.iter().map(incident_row).collect();
+        insert_all(conn, &INCIDENTS, incidents).await?;
+        let evidence: Vec<_> = self
+            .evidence
+            .iter()
+            .map(|(id, i, v)| evidence_row(*id, *i, v))
+            .collect();
+        insert_all(conn, &EVIDENCE, evidence).await?;
+        let transitions: Vec<_> = self
+            .transitions
+            .iter()
+            .map(|(id, i, v)| transition_row(*id, *i, v))
+            .collect();
+        insert_all(conn, &TRANSITIONS, transitions).await?;
+        let now = now_ms();
+        let outbox: Vec<[Value; 6]> = self
+            .outbox
+            .iter()
+            .map(|(id, incident, kind, message_id)| {
+                [
+                    (*id).into(),
+                    (*incident).into(),
+                    (*kind).into(),
+                    message_id.into(),
+                    now.into(),
+                    now.into(),
+                ]
+            })
+            .collect();
+        insert_all(conn, &OUTBOX, outbox).await
     }
 }
 
 /// Ids of the incidents of this batch that are already stored.
 async fn existing_incidents(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     updates: &[StoredUpdate<'_>],
 ) -> Result<HashMap<String, i64>> {
     let keys: Vec<&str> = updates
@@ -306,8 +323,8 @@ async fn existing_incidents(
         .into_iter()
         .collect();
     let mut out = HashMap::new();
-    for chunk in keys.chunks(ROWS_PER_INSERT) {
-        let mut sql = QueryBuilder::<Sqlite>::new("SELECT key, id FROM incidents WHERE key IN (");
+    for chunk in keys.chunks(KEYS_PER_QUERY) {
+        let mut sql = QueryBuilder::<Db>::new("SELECT key, id FROM incidents WHERE key IN (");
         let mut list = sql.separated(", ");
         for k in chunk {
             list.push_bind(*k);
@@ -325,23 +342,23 @@ async fn existing_incidents(
     Ok(out)
 }
 
-/// Multi-row INSERTs of `rows`, at most [`ROWS_PER_INSERT`] per statement,
+/// Multi-row INSERTs of `rows`, at most [`KEYS_PER_QUERY`] per statement,
 /// run in order: `head` names the table and columns, `bind` binds one row
 /// in that order, `tail` follows the VALUES (a conflict clause). Returns
 /// the rows affected.
 pub(super) async fn insert_rows<T>(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     head: &str,
     tail: &str,
     rows: impl IntoIterator<Item = T>,
     what: &'static str,
-    mut bind: impl FnMut(Separated<'_, Sqlite, &'static str>, T),
+    mut bind: impl FnMut(sqlx::query_builder::Separated<'_, Db, &'static str>, T),
 ) -> Result<u64> {
     let mut rows = rows.into_iter().peekable();
     let mut affected = 0;
     while rows.peek().is_some() {
-        let mut sql = QueryBuilder::<Sqlite>::new(head);
-        sql.push_values(rows.by_ref().take(ROWS_PER_INSERT), &mut bind);
+        let mut sql = QueryBuilder::<Db>::new(head);
+        sql.push_values(rows.by_ref().take(KEYS_PER_QUERY), &mut bind);
         sql.push(tail);
         affected += sql
             .build()
@@ -353,13 +370,7 @@ pub(super) async fn insert_rows<T>(
     Ok(affected)
 }
 
-const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, key, protocol, chain, chain_id, \
-    state, severity, started_at, start_block, ended_at, end_block, planned) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-pub(super) const INSERT_OUTBOX: &str = "INSERT INTO outbox (id, incident_id, kind, message_id, created_ms, \
-    next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?)";
-
-/// A new incident's row, in the order of [`INSERT_INCIDENT`].
+/// A new incident's row, in the order of [`INCIDENTS`].
 fn incident_row<'a>(i: &NewIncident<'a>) -> [Value<'a>; 12] {
     let h = i.header();
     [
@@ -378,7 +389,7 @@ fn incident_row<'a>(i: &NewIncident<'a>) -> [Value<'a>; 12] {
     ]
 }
 
-/// An evidence row, in the order of `insert_evidence!`.
+/// An evidence row, in the order of [`EVIDENCE`].
 fn evidence_row(id: i64, incident: i64, v: &EvidenceValues) -> [Value<'_>; 15] {
     [
         id.into(),
@@ -399,7 +410,7 @@ fn evidence_row(id: i64, incident: i64, v: &EvidenceValues) -> [Value<'_>; 15] {
     ]
 }
 
-/// A transition row, in the order of `insert_transition!`.
+/// A transition row, in the order of [`TRANSITIONS`].
 fn transition_row(id: i64, incident: i64, v: &TransitionValues) -> [Value<'_>; 9] {
     [
         id.into(),
@@ -414,57 +425,11 @@ fn transition_row(id: i64, incident: i64, v: &TransitionValues) -> [Value<'_>; 9
     ]
 }
 
-/// An update's rows as the store writes them — hashes and addresses as
-/// text, arguments as JSON — with the ledger's canonical encoding of each.
-/// They depend on the update alone, so a caller can build them ahead of
-/// the commit, off the store's path ([`Rows::of`]).
-pub struct Rows {
-    evidence: Vec<(EvidenceValues, String)>,
-    transition: Option<(TransitionValues, String)>,
-}
-
-impl Rows {
-    pub fn of(update: &IncidentUpdate) -> Self {
-        let evidence = update
-            .evidence
-            .iter()
-            .map(|e| {
-                let values = EvidenceValues::from_evidence(e);
-                let canonical = values.canonical(&update.key);
-                (values, canonical)
-            })
-            .collect();
-        // A transition is identified by the block hash and log index of
-        // its first evidence.
-        let transition = update.transition.as_ref().map(|t| {
-            let (block_hash, log_index) = update
-                .evidence
-                .first()
-                .map_or((Default::default(), 0), |e| (e.block_hash, e.log_index));
-            let values = TransitionValues {
-                kind: t.kind.as_str().into(),
-                from: t.from.as_str().into(),
-                to: t.to.as_str().into(),
-                at: t.at as i64,
-                block_number: t.block_number as i64,
-                block_hash: alloy::primitives::B256::to_string(&block_hash),
-                log_index: log_index as i64,
-            };
-            let canonical = values.canonical(&update.key);
-            (values, canonical)
-        });
-        Rows {
-            evidence,
-            transition,
-        }
-    }
-}
-
 /// An update of an incident stored before this batch: row by row, skipping
 /// what is already there (a restart or a re-run over the same blocks), and
 /// reinstating what a reorg retracted when its blocks are canonical again.
 async fn write_existing(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     ids: &mut Ids,
     ledger: &mut Cursor,
     incident: i64,
@@ -472,25 +437,28 @@ async fn write_existing(
 ) -> Result<()> {
     let update = u.update;
     let mut already = Vec::new();
-    {
-        let bulk = Bulk::lock(conn).await?;
-        let mut insert = bulk.prepare(
-            insert_evidence!(" ON CONFLICT (incident_id, kind, block_hash, log_index) DO NOTHING"),
-            "insert evidence",
-        )?;
-        for (v, canonical) in u.rows.evidence {
-            let id = take(&mut ids.evidence);
-            if insert.row(&evidence_row(id, incident, &v))? == 1 {
-                ledger.push(RecordKind::Evidence, Some(id), None, canonical);
-            } else {
-                already.push(v);
-            }
+    let evidence: Vec<(i64, EvidenceValues, String)> = u
+        .rows
+        .evidence
+        .into_iter()
+        .map(|(v, canonical)| (take(&mut ids.evidence), v, canonical))
+        .collect();
+    let rows: Vec<_> = evidence
+        .iter()
+        .map(|(id, v, _)| evidence_row(*id, incident, v))
+        .collect();
+    let added = insert_each(conn, &EVIDENCE_AGAIN, rows).await?;
+    for ((id, v, canonical), added) in evidence.into_iter().zip(added) {
+        if added {
+            ledger.push(RecordKind::Evidence, Some(id), None, canonical);
+        } else {
+            already.push(v);
         }
     }
     let mut reinstated = (Vec::new(), Vec::new());
     for v in &already {
-        let sql = "UPDATE evidence SET retracted = 0 WHERE incident_id = ? AND kind = ?
-                   AND block_hash = ? AND log_index = ? AND retracted = 1 RETURNING id";
+        let sql = "UPDATE evidence SET retracted = FALSE WHERE incident_id = $1 AND kind = $2
+                   AND block_hash = $3 AND log_index = $4 AND retracted = TRUE RETURNING id";
         let back: Vec<i64> = sqlx::query_scalar(sql)
             .bind(incident)
             .bind(&v.kind)
@@ -504,21 +472,15 @@ async fn write_existing(
     let transition = match (&update.transition, u.rows.transition) {
         (Some(t), Some((v, canonical))) => {
             let id = take(&mut ids.transition);
-            let added = {
-                let bulk = Bulk::lock(conn).await?;
-                let mut insert = bulk.prepare(
-                    insert_transition!(
-                        " ON CONFLICT (incident_id, block_hash, log_index) DO NOTHING"
-                    ),
-                    "insert transition",
-                )?;
-                insert.row(&transition_row(id, incident, &v))?
-            };
-            if added == 1 {
+            let added = insert_each(conn, &TRANSITIONS_AGAIN, [transition_row(id, incident, &v)])
+                .await?
+                .first()
+                .is_some_and(|a| *a);
+            if added {
                 ledger.push(RecordKind::Transition, Some(id), None, canonical);
             } else {
-                let sql = "UPDATE transitions SET retracted = 0 WHERE incident_id = ?
-                           AND block_hash = ? AND log_index = ? AND retracted = 1 RETURNING id";
+                let sql = "UPDATE transitions SET retracted = FALSE WHERE incident_id = $1
+                           AND block_hash = $2 AND log_index = $3 AND retracted = TRUE RETURNING id";
                 let back: Vec<i64> = sqlx::query_scalar(sql)
                     .bind(incident)
                     .bind(&v.block_hash)
@@ -528,14 +490,15 @@ async fn write_existing(
                     .map_err(q("reinstate a transition"))?;
                 reinstated.1.extend(back);
             }
-            Some((t, added == 1))
+            Some((t, added))
         }
         _ => None,
     };
     let back = !reinstated.0.is_empty() || !reinstated.1.is_empty();
     if back {
         let chain_id = update.evidence.first().map_or(0, |e| e.chain_id);
-        let payload = ledger::reinstatement(chain_id, incident, &reinstated.0, &reinstated.1);
+        let payload =
+            crate::store::ledger::reinstatement(chain_id, incident, &reinstated.0, &reinstated.1);
         ledger.push(
             RecordKind::Reinstatement,
             None,

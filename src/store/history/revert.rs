@@ -1,8 +1,6 @@
 //! Undoing a reorg: rows above the ancestor retracted, incidents re-derived
 //! (withdrawn when nothing stands), their mails withdrawn or reinstated.
 
-use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
-
 use super::*;
 
 impl Store {
@@ -13,14 +11,10 @@ impl Store {
     pub async fn revert(&self, chain_id: u64, protocols: &[&str], ancestor: u64) -> Result<()> {
         // The write lock first: a deferred transaction would fail at once
         // where its first write meets another writer.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(q("begin revert"))?;
+        let mut tx = self.begin_write("begin revert", Some(chain_id)).await?;
         let touched: Vec<i64> = sqlx::query_scalar(
             "SELECT DISTINCT incident_id FROM evidence
-             WHERE chain_id = ? AND block_number > ? AND retracted = 0",
+             WHERE chain_id = $1 AND block_number > $2 AND retracted = FALSE",
         )
         .bind(chain_id as i64)
         .bind(ancestor as i64)
@@ -28,7 +22,7 @@ impl Store {
         .await
         .map_err(q("find reverted incidents"))?;
         let evidence_ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM evidence WHERE chain_id = ? AND block_number > ? AND retracted = 0 ORDER BY id",
+            "SELECT id FROM evidence WHERE chain_id = $1 AND block_number > $2 AND retracted = FALSE ORDER BY id",
         )
         .bind(chain_id as i64)
         .bind(ancestor as i64)
@@ -36,8 +30,8 @@ impl Store {
         .await
         .map_err(q("find reverted evidence"))?;
         let transition_ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM transitions WHERE block_number > ? AND retracted = 0
-             AND incident_id IN (SELECT id FROM incidents WHERE chain_id = ?) ORDER BY id",
+            "SELECT id FROM transitions WHERE block_number > $1 AND retracted = FALSE
+             AND incident_id IN (SELECT id FROM incidents WHERE chain_id = $2) ORDER BY id",
         )
         .bind(ancestor as i64)
         .bind(chain_id as i64)
@@ -49,7 +43,7 @@ impl Store {
                 .await?;
         }
         sqlx::query(
-            "UPDATE evidence SET retracted = 1 WHERE chain_id = ? AND block_number > ? AND retracted = 0",
+            "UPDATE evidence SET retracted = TRUE WHERE chain_id = $1 AND block_number > $2 AND retracted = FALSE",
         )
         .bind(chain_id as i64)
         .bind(ancestor as i64)
@@ -57,8 +51,8 @@ impl Store {
         .await
         .map_err(q("retract evidence"))?;
         sqlx::query(
-            "UPDATE transitions SET retracted = 1 WHERE block_number > ? AND retracted = 0
-             AND incident_id IN (SELECT id FROM incidents WHERE chain_id = ?)",
+            "UPDATE transitions SET retracted = TRUE WHERE block_number > $1 AND retracted = FALSE
+             AND incident_id IN (SELECT id FROM incidents WHERE chain_id = $2)",
         )
         .bind(ancestor as i64)
         .bind(chain_id as i64)
@@ -69,14 +63,14 @@ impl Store {
             rederive(&mut tx, id).await?;
             withdraw_mail(&mut tx, id).await?;
         }
-        sqlx::query("DELETE FROM chain_blocks WHERE chain_id = ? AND number > ?")
+        sqlx::query("DELETE FROM chain_blocks WHERE chain_id = $1 AND number > $2")
             .bind(chain_id as i64)
             .bind(ancestor as i64)
             .execute(&mut *tx)
             .await
             .map_err(q("drop reverted blocks"))?;
         for p in protocols {
-            sqlx::query("DELETE FROM protocol_state WHERE protocol = ? AND block_number > ?")
+            sqlx::query("DELETE FROM protocol_state WHERE protocol = $1 AND block_number > $2")
                 .bind(p)
                 .bind(ancestor as i64)
                 .execute(&mut *tx)
@@ -89,8 +83,8 @@ impl Store {
 
 /// For an incident a reorg withdrew: unsent mails are cancelled, and if
 /// responders were already told, they are told it was withdrawn.
-pub(super) async fn withdraw_mail(tx: &mut Transaction<'static, Sqlite>, id: i64) -> Result<()> {
-    let row = sqlx::query("SELECT state, key FROM incidents WHERE id = ?")
+pub(super) async fn withdraw_mail(tx: &mut Transaction<'static, Db>, id: i64) -> Result<()> {
+    let row = sqlx::query("SELECT state, key FROM incidents WHERE id = $1")
         .bind(id)
         .fetch_one(&mut **tx)
         .await
@@ -99,14 +93,14 @@ pub(super) async fn withdraw_mail(tx: &mut Transaction<'static, Sqlite>, id: i64
         return Ok(());
     }
     sqlx::query(
-        "UPDATE outbox SET status = 'cancelled' WHERE incident_id = ? AND status = 'pending'",
+        "UPDATE outbox SET status = 'cancelled' WHERE incident_id = $1 AND status = 'pending'",
     )
     .bind(id)
     .execute(&mut **tx)
     .await
     .map_err(q("cancel mail"))?;
     let told: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM outbox WHERE incident_id = ? AND status = 'sent' AND kind != 'withdrawn'",
+        "SELECT COUNT(*) FROM outbox WHERE incident_id = $1 AND status = 'sent' AND kind != 'withdrawn'",
     )
     .bind(id)
     .fetch_one(&mut **tx)
@@ -123,23 +117,23 @@ pub(super) async fn withdraw_mail(tx: &mut Transaction<'static, Sqlite>, id: i64
 /// it was withdrawn get one mail that says it is back, and if nobody was
 /// told of it at all (its mails were cancelled), they are told now.
 pub(super) async fn reinstate_mail(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     outbox_id: Option<i64>,
     id: i64,
     key: &str,
 ) -> Result<()> {
     sqlx::query(
         "UPDATE outbox SET status = 'cancelled'
-         WHERE incident_id = ? AND kind = 'withdrawn' AND status = 'pending'",
+         WHERE incident_id = $1 AND kind = 'withdrawn' AND status = 'pending'",
     )
     .bind(id)
     .execute(&mut *conn)
     .await
     .map_err(q("cancel the withdrawal mail"))?;
     let (told_withdrawn, queued_or_told): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(kind = 'withdrawn' AND status = 'sent'), 0),
-                COALESCE(SUM(status IN ('pending', 'sent')), 0)
-         FROM outbox WHERE incident_id = ?",
+        "SELECT COUNT(CASE WHEN kind = 'withdrawn' AND status = 'sent' THEN 1 END),
+                COUNT(CASE WHEN status IN ('pending', 'sent') THEN 1 END)
+         FROM outbox WHERE incident_id = $1",
     )
     .bind(id)
     .fetch_one(&mut *conn)
@@ -156,10 +150,10 @@ pub(super) async fn reinstate_mail(
 /// Recomputes an incident's header (state, severity, start, end) from its
 /// transitions that still stand. The header is derived data: one code path
 /// serves both new transitions and reorgs.
-pub(super) async fn rederive(conn: &mut SqliteConnection, id: i64) -> Result<()> {
+pub(super) async fn rederive(conn: &mut Conn, id: i64) -> Result<()> {
     let rows = sqlx::query(
         "SELECT kind, to_state, at, block_number FROM transitions
-         WHERE incident_id = ? AND retracted = 0 ORDER BY id",
+         WHERE incident_id = $1 AND retracted = FALSE ORDER BY id",
     )
     .bind(id)
     .fetch_all(&mut *conn)
@@ -177,7 +171,7 @@ pub(super) async fn rederive(conn: &mut SqliteConnection, id: i64) -> Result<()>
         })
         .collect::<Result<Vec<header::Step>>>()?;
     let Some(h) = header::derive(&steps) else {
-        sqlx::query("UPDATE incidents SET state = 'withdrawn', ended_at = NULL, end_block = NULL WHERE id = ?")
+        sqlx::query("UPDATE incidents SET state = 'withdrawn', ended_at = NULL, end_block = NULL WHERE id = $1")
             .bind(id)
             .execute(&mut *conn)
             .await
@@ -185,8 +179,8 @@ pub(super) async fn rederive(conn: &mut SqliteConnection, id: i64) -> Result<()>
         return Ok(());
     };
     sqlx::query(
-        "UPDATE incidents SET state = ?, severity = ?, started_at = ?, start_block = ?,
-            ended_at = ?, end_block = ? WHERE id = ?",
+        "UPDATE incidents SET state = $1, severity = $2, started_at = $3, start_block = $4,
+            ended_at = $5, end_block = $6 WHERE id = $7",
     )
     .bind(h.state.as_str())
     .bind(h.severity.as_str())
