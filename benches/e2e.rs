@@ -4,6 +4,7 @@
 //! scripts/setup.sh && cargo bench --bench e2e            # every scenario, ~5 min after the build
 //! cargo bench --bench e2e -- latency catchup             # some of them
 //! cargo bench --bench e2e -- soak --soak-seconds 3600    # the one-hour memory soak
+//! cargo bench --bench e2e -- catchup --store postgres    # the history on PostgreSQL
 //! ```
 //!
 //! Prints one table: each figure, its target, and the ratio to what the node
@@ -31,6 +32,15 @@ use haltwatch::demo::{Chain, selector, spawn_anvil};
 use haltwatch::status::Status;
 use haltwatch::store::Store;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// The tests' PostgreSQL: `--store postgres` puts each history there.
+#[allow(dead_code)]
+#[path = "../tests/common/postgres.rs"]
+mod postgres;
+
+/// `--store postgres`: the scenarios write to a database of a local
+/// PostgreSQL cluster instead of a SQLite file.
+static ON_POSTGRES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The tests' JSON-RPC proxy: here it adds latency, like a remote node.
 #[allow(dead_code)]
@@ -87,9 +97,14 @@ fn chain_section(
 
 fn write_config(dir: &Path, text: &str) -> Result<PathBuf> {
     let path = dir.join("haltwatch.toml");
+    let store = if ON_POSTGRES.load(std::sync::atomic::Ordering::Relaxed) {
+        postgres::database(dir)
+    } else {
+        "sqlite://history.db".to_string()
+    };
     std::fs::write(
         &path,
-        format!("[store]\nurl = \"sqlite://history.db\"\n[api]\nlisten = \"127.0.0.1:0\"\n{text}"),
+        format!("[store]\nurl = \"{store}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{text}"),
     )?;
     Ok(path)
 }
@@ -469,8 +484,13 @@ async fn catch_up_once(
     let path = scenario.config_at(dir.path(), failed_tx, rpc)?;
     let anvil_pid = scenario.anvil.child().id();
     let cpu_before = (own_cpu_ns(), thread_cpu_ns(anvil_pid));
-    let t = Instant::now();
     let running = start(&path).await?;
+    // From the moment the chain is followed: a replica on PostgreSQL takes
+    // its lease about a second after it starts.
+    while !running.status.chains().contains_key("anvil") {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let t = Instant::now();
     let done = running
         .wait_processed("anvil", scenario.last, Duration::from_secs(300))
         .await?;
@@ -975,10 +995,21 @@ async fn main() -> Result<()> {
         .unwrap_or(120);
     let named: Vec<&str> = args
         .iter()
-        .map(String::as_str)
-        .filter(|a| !a.starts_with("--") && a.parse::<u64>().is_err())
+        .enumerate()
+        .filter(|(i, a)| {
+            !a.starts_with("--")
+                && a.parse::<u64>().is_err()
+                && (*i == 0 || args[i - 1] != "--store")
+        })
+        .map(|(_, a)| a.as_str())
         .collect();
     let want = |s: &str| named.is_empty() || named.contains(&s);
+    if args
+        .windows(2)
+        .any(|w| w[0] == "--store" && w[1] == "postgres")
+    {
+        ON_POSTGRES.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let mut rows = Vec::new();
     let started = Instant::now();
     if want("startup") {

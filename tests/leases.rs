@@ -130,3 +130,81 @@ async fn live_replicas_are_those_with_a_fresh_heartbeat() {
     assert_eq!(a.live_replicas().await.unwrap(), 1);
     assert_eq!(haltwatch::lease::fair_share(6, 1), 6);
 }
+
+/// Every write of a chain's history in a replica's store runs the fence
+/// inside its own transaction: once the lease has passed, the commit, the
+/// revert, the gap and the deep reorg of the old holder are refused and
+/// leave nothing behind, while the new holder's land.
+#[tokio::test]
+async fn history_writes_of_a_replica_that_lost_its_lease_are_refused_and_leave_nothing() {
+    use alloy::primitives::B256;
+    use haltwatch::model::BlockRef;
+    use haltwatch::store::{Batch, Store, StoreError};
+
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.toml");
+    std::fs::write(&path, format!("[store]\nurl = \"{}\"\n", pg.url)).unwrap();
+    let config = haltwatch::config::load_store(&path).unwrap();
+    let a = replica(&pg, "a").await;
+    let b = replica(&pg, "b").await;
+    let store_a = Store::open(&config).await.unwrap().fenced_by(a.clone());
+    let store_b = Store::open(&config).await.unwrap().fenced_by(b.clone());
+    let block = |n: u64| BlockRef {
+        number: n,
+        hash: B256::repeat_byte(n as u8),
+        parent_hash: B256::repeat_byte(n as u8 - 1),
+        timestamp: 1_700_000_000 + n,
+    };
+    let commit = |store: &Store, blocks: Vec<BlockRef>| {
+        let store = store.clone();
+        async move {
+            store
+                .commit(Batch {
+                    chain_id: 1,
+                    blocks: &blocks,
+                    updates: Vec::new(),
+                    trackers: Vec::new(),
+                    window_blocks: 128,
+                    observed: None,
+                })
+                .await
+        }
+    };
+    let fenced =
+        |r: Result<(), StoreError>| matches!(r, Err(StoreError::Fenced { chain_id: 1, .. }));
+    let window = |store: &Store| {
+        let store = store.clone();
+        async move {
+            store
+                .window(1)
+                .await
+                .unwrap()
+                .iter()
+                .map(|b| b.number)
+                .collect::<Vec<_>>()
+        }
+    };
+
+    a.try_acquire(1).await.unwrap().expect("a free chain");
+    commit(&store_a, vec![block(1)]).await.unwrap();
+    // A replica without the lease cannot write the chain.
+    assert!(fenced(commit(&store_b, vec![block(2)]).await));
+
+    // a freezes past its TTL; b takes the chain over.
+    tokio::time::sleep(TTL + Duration::from_millis(300)).await;
+    b.try_acquire(1)
+        .await
+        .unwrap()
+        .expect("expired: free to take");
+    // a thaws: every kind of chain write it tries is refused.
+    assert!(fenced(commit(&store_a, vec![block(2)]).await));
+    assert!(fenced(store_a.revert(1, &["Vault"], 0).await));
+    assert!(fenced(store_a.gap_opened("c", 1, 5, "stale").await));
+    assert!(fenced(store_a.deep_reorg("c", 1, 5, "stale", true).await));
+    assert_eq!(window(&store_a).await, [1], "nothing of a's landed");
+    assert!(store_a.gaps(0, u64::MAX).await.unwrap().is_empty());
+    // The holder's writes land.
+    commit(&store_b, vec![block(2)]).await.unwrap();
+    assert_eq!(window(&store_b).await, [1, 2]);
+}

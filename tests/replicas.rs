@@ -32,6 +32,11 @@ struct Replica {
 impl Replica {
     /// Starts a replica with `text` as its config, on its own HTTP port.
     fn start(dir: &Path, name: &str, text: &str) -> Replica {
+        Self::start_with(dir, name, text, &[])
+    }
+
+    /// [`Replica::start`] with more environment (`RUST_LOG` included).
+    fn start_with(dir: &Path, name: &str, text: &str, env: &[(&str, &str)]) -> Replica {
         let api = free_port();
         let config = dir.join(format!("{name}.toml"));
         let text = text.replace(
@@ -44,6 +49,7 @@ impl Replica {
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "haltwatch=info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -99,6 +105,13 @@ impl Replica {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// `/metrics` as text.
+    async fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.api);
+        let response = reqwest::get(url).await.expect("GET /metrics");
+        response.text().await.unwrap()
+    }
 }
 
 impl Drop for Replica {
@@ -131,14 +144,21 @@ struct World {
     smtp: SmtpServer,
     dir: tempfile::TempDir,
     text: String,
+    /// The config of a reader (the CLI, an auditor): the same history.
+    reader: PathBuf,
     store: Store,
 }
 
 async fn world() -> World {
+    world_with(&[]).await
+}
+
+/// [`world`] with the SMTP server started with `smtp_args`.
+async fn world_with(smtp_args: &[&str]) -> World {
     let node = anvil(0);
     let chain = chain(&node).await;
     let vault = chain.deploy(&bin("DemoPausable")).await.unwrap();
-    let smtp = SmtpServer::start(&[]);
+    let smtp = SmtpServer::start(smtp_args);
     let dir = tempfile::tempdir().unwrap();
     let url = common::postgres::database(&dir.path().join("history"));
     let text = config_text(
@@ -153,9 +173,9 @@ async fn world() -> World {
         "url = \"sqlite://history.db\"",
         &format!("url = \"{url}\"\nlease_ttl_seconds = {TTL}"),
     );
-    let path = dir.path().join("reader.toml");
-    std::fs::write(&path, &text).unwrap();
-    let config = haltwatch::config::load(&path).unwrap();
+    let reader = dir.path().join("reader.toml");
+    std::fs::write(&reader, &text).unwrap();
+    let config = haltwatch::config::load(&reader).unwrap();
     let store = Store::open(&config.store).await.unwrap();
     World {
         _node: node,
@@ -164,6 +184,7 @@ async fn world() -> World {
         smtp,
         dir,
         text,
+        reader,
         store,
     }
 }
@@ -208,9 +229,22 @@ impl World {
 
 #[tokio::test]
 async fn two_replicas_record_a_pause_once_and_mail_it_once() {
-    let w = world().await;
-    let a = w.replica("a");
-    let b = w.replica("b");
+    // A slow relay: while one replica sends, the other's sender looks at
+    // the same pending mail many times.
+    let w = world_with(&["--delay-ms", "1500"]).await;
+    // The password comes from the environment and is never logged, even
+    // at debug level (the test cluster trusts loopback, so any will do).
+    const PASSWORD: &str = "pg-s3cret-of-the-replicas";
+    let text = w.text.replace(
+        "lease_ttl_seconds",
+        "password_env = \"HALTWATCH_TEST_DB_PASSWORD\"\nlease_ttl_seconds",
+    );
+    let env = [
+        ("HALTWATCH_TEST_DB_PASSWORD", PASSWORD),
+        ("RUST_LOG", "debug"),
+    ];
+    let a = Replica::start_with(w.dir.path(), "a", &text, &env);
+    let b = Replica::start_with(w.dir.path(), "b", &text, &env);
     let holder = w.holder(&[&a, &b]).await;
     let standby = [&a, &b][1 - holder];
     // The standby is ready, follows nothing and stands by for the chain.
@@ -223,7 +257,7 @@ async fn two_replicas_record_a_pause_once_and_mail_it_once() {
     wait_caught_up(&w.store, &w.chain).await;
     let mails = w.smtp.wait_mails(2).await;
     // Both replicas had every chance to send it too.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let list = incidents(&w.store).await;
     assert_eq!(list.len(), 1, "{list:#?}");
     assert_eq!(
@@ -243,6 +277,28 @@ async fn two_replicas_record_a_pause_once_and_mail_it_once() {
     assert_eq!(mails.len(), 2, "opened and resolved, once each");
     let report = w.store.verify_history().await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // An auditor reads the shared history from anywhere.
+    let out = Command::new(env!("CARGO_BIN_EXE_haltwatch"))
+        .args(["incidents", "list", "--format", "json", "--config"])
+        .arg(&w.reader)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    for r in [&a, &b] {
+        let log = r.log();
+        assert!(log.contains("DEBUG"), "debug logs were written");
+        assert!(
+            !log.contains(PASSWORD),
+            "the password reached the log of {}",
+            r.name
+        );
+    }
 }
 
 #[tokio::test]
@@ -274,6 +330,13 @@ async fn killing_each_holder_in_turn_the_other_records_the_next_halt() {
         let list = incidents(&w.store).await;
         let last = list[0].transitions.last().unwrap();
         assert_eq!(last.block_number, block, "recorded with its true block");
+        let taker = &replicas[1 - holder];
+        let metrics = taker.metrics().await;
+        assert!(
+            metrics.contains("haltwatch_lease_takeovers_total{chain=\"anvil\"} 1")
+                && metrics.contains("haltwatch_leases_held 1"),
+            "{metrics}"
+        );
         eprintln!(
             "round {round}: recorded {:.1} s after kill -9 (TTL {TTL} s)",
             killed.elapsed().as_secs_f64().min(took.as_secs_f64() + 0.5)
@@ -339,7 +402,7 @@ async fn a_holder_frozen_past_its_lease_writes_nothing_when_thawed() {
 }
 
 #[tokio::test]
-async fn three_replicas_spread_six_chains_two_each_and_two_take_three_each() {
+async fn six_chains_spread_over_the_live_replicas_as_they_join_and_die() {
     let anvil = haltwatch::demo::find_anvil().unwrap_or_else(|e| panic!("{e}"));
     let nodes: Vec<AnvilInstance> = (0..6)
         .map(|i| {

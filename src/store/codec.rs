@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use alloy::primitives::B256;
 
-use super::{Result, StoreError};
+use super::error::{Result, StoreError};
 use crate::model::{ProtocolState, TransitionKind};
 
 /// Wall clock in unix milliseconds.

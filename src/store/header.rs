@@ -5,7 +5,7 @@
 
 use crate::model::{ProtocolState, TransitionKind};
 
-use super::IncidentState;
+use super::records::IncidentState;
 
 /// One transition as the header needs it: (kind, to, at, block).
 pub(super) type Step = (TransitionKind, ProtocolState, i64, i64);

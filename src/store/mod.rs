@@ -30,8 +30,8 @@ use alloy::primitives::B256;
 
 pub(crate) use codec::rfc3339;
 pub use codec::{format_time, now_ms};
+use error::Result;
 pub use error::StoreError;
-use error::{Result, q};
 pub use ledger::{HistoryReport, RecordKind, Tamper};
 pub use records::*;
 pub use rows::Rows;

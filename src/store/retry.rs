@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::telemetry;
 
 /// The first wait after a failure; it doubles up to [`MAX_BACKOFF`].

@@ -2,7 +2,8 @@
 //! `scripts/setup.sh`), a fresh cluster in a temporary folder (`initdb`),
 //! started on a free loopback port (`pg_ctl`) and stopped when dropped.
 //! `initdb` refuses to run as root, and CI runs as root: the cluster then
-//! belongs to `nobody`. No Docker, no download at run time.
+//! belongs to `nobody`. No Docker, no download at run time. The benchmarks
+//! include this file too (`benches/replicas.rs`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -78,7 +79,11 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = super::smtp::free_port();
+        // A free loopback port: bound, then released for the server.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
             dir.path().display()

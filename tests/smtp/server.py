@@ -6,9 +6,11 @@ one per message, before accepting; `--always 550` rejects every message.
 `--tls-cert PEM --tls-key KEY` offers STARTTLS and requires it before mail;
 with `--implicit-tls` the server speaks TLS from the first byte instead (SMTPS).
 `--auth USER:PASSWORD` requires that login (AUTH PLAIN or LOGIN, over TLS) before mail.
+`--delay-ms N` answers DATA only after N ms, as a slow relay does.
 Prints "READY" once listening; stops on SIGTERM.
 """
 import argparse
+import asyncio
 import os
 import ssl
 import signal
@@ -19,7 +21,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, directory, fail, always):
+    def __init__(self, directory, fail, always, delay_ms=0):
+        self.delay_ms = delay_ms
         self.directory = directory
         self.fail = list(fail)
         self.always = always
@@ -27,6 +30,8 @@ class Handler:
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay_ms:
+            await asyncio.sleep(self.delay_ms / 1000)
         with self.lock:
             if self.always:
                 return f"{self.always} scripted permanent failure"
@@ -55,6 +60,7 @@ def main():
     p.add_argument("--tls-key")
     p.add_argument("--implicit-tls", action="store_true")
     p.add_argument("--auth")
+    p.add_argument("--delay-ms", type=int, default=0)
     a = p.parse_args()
     fail = [c for c in a.fail.split(",") if c]
     tls = {}
@@ -79,7 +85,7 @@ def main():
         tls["authenticator"] = authenticator
         tls["auth_required"] = True
     controller = Controller(
-        Handler(a.dir, fail, a.always), hostname="127.0.0.1", port=a.port, **tls
+        Handler(a.dir, fail, a.always, a.delay_ms), hostname="127.0.0.1", port=a.port, **tls
     )
     controller.start()
     print("READY", flush=True)

@@ -3,7 +3,8 @@
 use super::*;
 
 impl Store {
-    /// Records the start of a monitoring gap on a chain.
+    /// Records the start of a monitoring gap on a chain (a replica's
+    /// write is fenced by its lease of the chain, as every chain write is).
     pub async fn gap_opened(
         &self,
         chain: &str,
@@ -11,20 +12,23 @@ impl Store {
         since: u64,
         reason: &str,
     ) -> Result<()> {
-        insert_gap(&self.pool, chain, chain_id, since, reason).await
+        let mut tx = self.begin_write("begin gap", Some(chain_id)).await?;
+        insert_gap(&mut *tx, chain, chain_id, since, reason).await?;
+        tx.commit().await.map_err(q("commit gap"))
     }
 
     /// Closes the open monitoring gaps of a chain.
     pub async fn gap_closed(&self, chain_id: u64, at: u64) -> Result<()> {
+        let mut tx = self.begin_write("begin gap", Some(chain_id)).await?;
         sqlx::query(
             "UPDATE monitoring_gaps SET ended_at = $1 WHERE chain_id = $2 AND ended_at IS NULL",
         )
         .bind(at as i64)
         .bind(chain_id as i64)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(q("close gap"))?;
-        Ok(())
+        tx.commit().await.map_err(q("commit gap"))
     }
 
     /// Monitoring gaps that overlap `since..until`, oldest first.

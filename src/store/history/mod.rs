@@ -24,13 +24,13 @@ use sqlx::{QueryBuilder, Row, Transaction};
 use super::{Conn, Db, DbRow, IDS_IN, SKIP_LOCKED, Store, insert_all, insert_each};
 use crate::model::BlockRef;
 use crate::store::codec::{now_ms, parse_b256, parse_json, parse_kind, parse_state, seconds};
+use crate::store::error::{Result, StoreError, q};
 use crate::store::header::{self, Header, Step};
 use crate::store::ledger::{
     Cursor, EvidenceValues, HistoryReport, RecordKind, Tamper, TransitionValues,
 };
 use crate::store::records::*;
 use crate::store::value::{Table, Value};
-use crate::store::{Result, StoreError, q};
 use gaps::insert_gap;
 use outbox::enqueue_row;
 use revert::{rederive, reinstate_mail};

@@ -17,7 +17,7 @@ mod report;
 use alloy::primitives::{B256, keccak256};
 use serde::Serialize;
 
-use super::{Result, StoreError};
+use crate::store::error::{Result, StoreError};
 pub use report::{HistoryReport, Tamper};
 
 /// What kind of history record a ledger entry covers.

@@ -3,8 +3,8 @@
 
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
+use crate::store::error::{Result, q};
 use crate::store::value::{Table, Value};
-use crate::store::{Result, q};
 
 const ROWS_PER_STATEMENT: usize = 1_000;
 

@@ -19,8 +19,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 pub(super) use bulk::{insert_all, insert_each};
 pub(super) use open::connect_options;
 
-use super::{Result, StoreError, q};
 use crate::lease::Leases;
+use crate::store::error::{Result, StoreError, q};
 
 type Db = Postgres;
 type Conn = sqlx::PgConnection;

@@ -10,7 +10,7 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 use super::Store;
 use crate::config::PostgresStore;
-use crate::store::{Result, StoreError, q};
+use crate::store::error::{Result, StoreError, q};
 
 /// Migrations, applied in order; `haltwatch_schema.version` counts those applied.
 const MIGRATIONS: &[&str] = &[include_str!(

@@ -24,8 +24,8 @@ use libsqlite3_sys as ffi;
 use sqlx::SqliteConnection;
 use sqlx::sqlite::LockedSqliteHandle;
 
+use crate::store::error::{Result, StoreError, q};
 use crate::store::value::{Table, Value};
-use crate::store::{Result, StoreError, q};
 
 /// Inserts `rows` into `table`: one prepared statement stepped per row, on
 /// this thread (see the module's doc).

@@ -14,7 +14,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub(super) use bulk::{insert_all, insert_each};
 
-use super::{Result, q};
+use crate::store::error::{Result, q};
 
 type Db = Sqlite;
 type Conn = sqlx::SqliteConnection;

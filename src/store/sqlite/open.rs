@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use std::path::{Path, PathBuf};
 
 use super::Store;
-use crate::store::{Result, StoreError, q};
+use crate::store::error::{Result, StoreError, q};
 
 impl Store {
     /// Opens (creating if missing) and migrates the store.
