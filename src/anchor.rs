@@ -56,10 +56,16 @@ fn chain_error(chain: &str, what: &'static str, detail: String) -> AnchorError {
 /// Anchors the head at start-up and every period (when it moved), until
 /// `stop`. The last anchor at shutdown is [`at_stop`]'s, once the
 /// pipeline has landed what it held.
-pub async fn run(config: std::sync::Arc<Config>, store: Store, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    config: std::sync::Arc<Config>,
+    store: Store,
+    status: crate::status::Status,
+    mut stop: watch::Receiver<bool>,
+) {
     let Some(anchor) = &config.anchor else {
         return;
     };
+    let chain = config.chains[anchor.chain].name.clone();
     let mut tick = tokio::time::interval(anchor.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -69,6 +75,14 @@ pub async fn run(config: std::sync::Arc<Config>, store: Store, mut stop: watch::
         };
         if stopped {
             return;
+        }
+        // Replicas share the history: the one following the anchor's chain
+        // anchors it, the others would only send the same head again.
+        if status
+            .replica()
+            .is_some_and(|r| !r.follows.contains(&chain))
+        {
+            continue;
         }
         // An anchor waiting for its receipt does not hold up a stop.
         let stopped = tokio::select! {
@@ -81,8 +95,12 @@ pub async fn run(config: std::sync::Arc<Config>, store: Store, mut stop: watch::
     }
 }
 
-/// The last anchor, of the head the stopped pipeline left.
-pub async fn at_stop(config: &Config, store: &Store) {
+/// The last anchor, of the head the stopped pipeline left; a replica
+/// leaves it to the replicas still running.
+pub async fn at_stop(config: &Config, store: &Store, status: &crate::status::Status) {
+    if status.replica().is_some() {
+        return;
+    }
     if let Some(anchor) = &config.anchor {
         once(config, anchor, store, RECEIPT_WAIT_AT_STOP).await;
     }

@@ -39,6 +39,7 @@ pub mod config;
 pub mod decode;
 pub mod demo;
 pub mod detect;
+pub mod error_text;
 pub mod heartbeat;
 pub mod init;
 pub mod lease;

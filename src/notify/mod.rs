@@ -547,14 +547,7 @@ impl Notifier {
 
 /// The error with its sources, e.g. `permanent error (550): mailbox unavailable`.
 fn smtp_reply(e: &SendError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    crate::error_text::with_sources(e)
 }
 
 /// `initial × 2^attempts`, capped, with ±20% jitter so retries do not march in step.

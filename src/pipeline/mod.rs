@@ -190,9 +190,14 @@ pub async fn run_with(
         tracing::info!(chain = %name, "no protocol on this chain; not following it");
     }
     if config.anchor.is_some() {
-        let (config, store, stop) = (config.clone(), store.clone(), stop_rx.clone());
+        let (config, store, status, stop) = (
+            config.clone(),
+            store.clone(),
+            status.clone(),
+            stop_rx.clone(),
+        );
         tasks.spawn(async move {
-            crate::anchor::run(config, store, stop).await;
+            crate::anchor::run(config, store, status, stop).await;
             Ok(())
         });
     }
@@ -216,7 +221,7 @@ pub async fn run_with(
         }
     }
     if result.is_ok() {
-        crate::anchor::at_stop(&config, &store).await;
+        crate::anchor::at_stop(&config, &store, &status).await;
     }
     result
 }

@@ -21,7 +21,8 @@ use tokio::task::JoinSet;
 
 use super::PipelineError;
 use super::follow::Follow;
-use crate::lease::{Lease, LeaseError, Leases, fair_share};
+use crate::error_text::with_sources;
+use crate::lease::{Lease, Leases, fair_share};
 use crate::store::StoreError;
 use crate::telemetry;
 
@@ -62,7 +63,7 @@ pub(super) async fn run(
     // Announced first, and a moment later the first round: replicas
     // starting together then see each other before any takes chains.
     if let Err(e) = replica.leases.heartbeat().await {
-        tracing::warn!(error = %error_chain(&e), "replica heartbeat failed; retrying next round");
+        tracing::warn!(error = %with_sources(&e), "replica heartbeat failed; retrying next round");
     }
     let every = replica.leases.ttl() / 3;
     let mut tick =
@@ -92,7 +93,7 @@ struct Replica {
 impl Replica {
     async fn round(&mut self) -> Result<(), PipelineError> {
         if let Err(e) = self.leases.heartbeat().await {
-            tracing::warn!(error = %error_chain(&e), "replica heartbeat failed; retrying next round");
+            tracing::warn!(error = %with_sources(&e), "replica heartbeat failed; retrying next round");
         }
         self.reap()?;
         self.renew().await;
@@ -102,7 +103,7 @@ impl Replica {
                 self.hand_over(share).await;
                 self.take(share).await?;
             }
-            Err(e) => tracing::warn!(error = %error_chain(&e), "cannot count live replicas"),
+            Err(e) => tracing::warn!(error = %with_sources(&e), "cannot count live replicas"),
         }
         self.publish().await;
         Ok(())
@@ -149,7 +150,7 @@ impl Replica {
                 // ours; if it expires meanwhile, the fence refuses our
                 // writes and the next renewal finds it lost.
                 Err(e) => {
-                    tracing::warn!(chain = %self.name(c), error = %error_chain(&e), "cannot renew a lease; retrying next round")
+                    tracing::warn!(chain = %self.name(c), error = %with_sources(&e), "cannot renew a lease; retrying next round")
                 }
             }
         }
@@ -194,7 +195,7 @@ impl Replica {
                 Ok(Some(lease)) => lease,
                 Ok(None) => continue,
                 Err(e) => {
-                    tracing::warn!(chain = %chain.name, error = %error_chain(&e), "cannot take a lease; retrying next round");
+                    tracing::warn!(chain = %chain.name, error = %with_sources(&e), "cannot take a lease; retrying next round");
                     continue;
                 }
             };
@@ -271,7 +272,7 @@ impl Replica {
         }
         self.follow.status.unregister_chain(&self.name(c));
         if let Err(e) = self.leases.release(&f.lease).await {
-            tracing::warn!(chain = %self.name(c), error = %error_chain(&e), "cannot release a lease; it expires by itself");
+            tracing::warn!(chain = %self.name(c), error = %with_sources(&e), "cannot release a lease; it expires by itself");
         }
     }
 
@@ -332,15 +333,4 @@ fn is_fenced(e: &PipelineError) -> bool {
         source = s.source();
     }
     false
-}
-
-fn error_chain(e: &LeaseError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -100,7 +100,7 @@ where
                 return Ok(v);
             }
             Err(e) if e.is_transient() => {
-                let reason = error_chain(&e);
+                let reason = crate::error_text::with_sources(&e);
                 telemetry::store_unavailable(operation);
                 tracing::warn!(operation, error = %reason, retry_in_ms = backoff.as_millis() as u64,
                     "store unavailable; retrying, nothing is lost");
@@ -112,22 +112,6 @@ where
             Err(e) => return Err(e),
         }
     }
-}
-
-/// The error with its sources: `store query failed: commit: database is locked`.
-fn error_chain(e: &StoreError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        // sqlx's texts already end with their source's.
-        let next = s.to_string();
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -34,3 +34,14 @@ use crate::store::value::{Table, Value};
 use gaps::insert_gap;
 use outbox::enqueue_row;
 use revert::{rederive, reinstate_mail};
+
+impl Store {
+    /// Answers a trivial query: for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(q("ping"))
+            .map(drop)
+    }
+}

@@ -70,15 +70,6 @@ impl Store {
     pub async fn checkpoint(&self) -> Result<()> {
         Ok(())
     }
-
-    /// Answers a trivial query: for readiness checks.
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(q("ping"))
-            .map(drop)
-    }
 }
 
 /// The pool. One connection is made first, on its own, so that a refused

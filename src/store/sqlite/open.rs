@@ -184,15 +184,6 @@ impl Store {
             .map_err(q("checkpoint"))
             .map(drop)
     }
-
-    /// Answers a trivial query: for readiness checks.
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(q("ping"))
-            .map(drop)
-    }
 }
 
 /// How long a statement waits for another connection's lock.
