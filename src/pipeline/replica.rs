@@ -30,6 +30,9 @@ use crate::telemetry;
 /// (or a third of the TTL, if shorter).
 const FIRST_ROUND: Duration = Duration::from_secs(1);
 
+/// How often the chains' tasks are looked at between rounds.
+const REAP_EVERY: Duration = Duration::from_millis(200);
+
 /// One chain this replica follows.
 struct Follower {
     lease: Lease,
@@ -69,12 +72,22 @@ pub(super) async fn run(
     let mut tick =
         tokio::time::interval_at(tokio::time::Instant::now() + every.min(FIRST_ROUND), every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A chain whose write the fence refused stops within this, not at the
+    // next round.
+    let mut reap = tokio::time::interval(REAP_EVERY);
+    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
-        tokio::select! {
+        let round = tokio::select! {
             _ = stop.wait_for(|s| *s) => break Ok(()),
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = replica.round().await {
+            _ = tick.tick() => true,
+            _ = reap.tick() => false,
+        };
+        let done = if round {
+            replica.round().await
+        } else {
+            replica.reap()
+        };
+        if let Err(e) = done {
             break Err(e);
         }
     };
