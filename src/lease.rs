@@ -12,7 +12,10 @@
 //! SIGSTOP, a VM migration) and then thawed can therefore never write.
 //!
 //! Live replicas announce themselves in a heartbeat row; each takes at most
-//! ⌈chains / live replicas⌉ leases ([`fair_share`]).
+//! ⌈chains / live replicas⌉ leases ([`fair_share`]). Only replicas that
+//! follow the same chains count for each other ([`Leases::with_chains`]):
+//! a replica of another config sharing the database would otherwise shrink
+//! this one's share, and leave some of its chains to nobody.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -70,6 +73,8 @@ pub struct Leases {
     /// chain id → epoch of the leases this replica holds, as its last
     /// acquisition or renewal found them; shared by every clone.
     held: Arc<Mutex<BTreeMap<u64, i64>>>,
+    /// The ids of the chains this replica follows, sorted, comma-separated.
+    chains: String,
 }
 
 impl Leases {
@@ -97,6 +102,7 @@ impl Leases {
             holder: holder.to_string(),
             ttl,
             held: Arc::default(),
+            chains: String::new(),
         };
         leases.migrate().await?;
         Ok(leases)
@@ -113,7 +119,8 @@ impl Leases {
             )",
             "CREATE TABLE IF NOT EXISTS replicas (
                 holder  TEXT PRIMARY KEY,
-                seen_at TIMESTAMPTZ NOT NULL
+                seen_at TIMESTAMPTZ NOT NULL,
+                chains  TEXT NOT NULL DEFAULT ''
             )",
         ] {
             sqlx::query(statement)
@@ -137,27 +144,40 @@ impl Leases {
         i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
     }
 
+    /// This replica follows `chains` (their ids): it counts only replicas
+    /// that follow the same ones as live peers.
+    pub fn with_chains(mut self, chains: &[u64]) -> Self {
+        let mut ids = chains.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        self.chains = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+        self
+    }
+
     /// Says this replica is alive (its heartbeat row, at the database's now).
     pub async fn heartbeat(&self) -> Result<(), LeaseError> {
         sqlx::query(
-            "INSERT INTO replicas (holder, seen_at) VALUES ($1, now())
-             ON CONFLICT (holder) DO UPDATE SET seen_at = now()",
+            "INSERT INTO replicas (holder, seen_at, chains) VALUES ($1, now(), $2)
+             ON CONFLICT (holder) DO UPDATE SET seen_at = now(), chains = EXCLUDED.chains",
         )
         .bind(&self.holder)
+        .bind(&self.chains)
         .execute(&self.pool)
         .await
         .map_err(q("heartbeat"))?;
         Ok(())
     }
 
-    /// Replicas whose heartbeat is younger than the TTL, this one included
-    /// once it has beaten.
+    /// Replicas following the same chains whose heartbeat is younger than
+    /// the TTL, this one included once it has beaten.
     pub async fn live_replicas(&self) -> Result<u64, LeaseError> {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM replicas
-             WHERE seen_at > now() - make_interval(secs => $1::double precision / 1000)",
+             WHERE seen_at > now() - make_interval(secs => $1::double precision / 1000)
+               AND chains = $2",
         )
         .bind(self.ttl_ms())
+        .bind(&self.chains)
         .fetch_one(&self.pool)
         .await
         .map_err(q("count live replicas"))?;

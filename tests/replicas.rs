@@ -403,8 +403,62 @@ async fn a_holder_frozen_past_its_lease_writes_nothing_when_thawed() {
 
 #[tokio::test]
 async fn six_chains_spread_over_the_live_replicas_as_they_join_and_die() {
+    let (_nodes, dir, text) = chains(6).await;
+    let mut replicas: Vec<Replica> = ["a", "b"]
+        .iter()
+        .map(|n| Replica::start(dir.path(), n, &text))
+        .collect();
+    until(
+        "two replicas take three chains each",
+        Duration::from_secs(40),
+        || async { spread(&replicas).await == (vec![3, 3], 6) },
+    )
+    .await;
+    // A third joins: the two hand a chain over each, at a renewal.
+    replicas.push(Replica::start(dir.path(), "c", &text));
+    until(
+        "the chains spread 2/2/2",
+        Duration::from_secs(40),
+        || async { spread(&replicas).await == (vec![2, 2, 2], 6) },
+    )
+    .await;
+    for r in &replicas[..2] {
+        assert!(
+            r.log().contains("handing a chain over"),
+            "{} handed a chain over",
+            r.name
+        );
+    }
+    let mut dead = replicas.remove(2);
+    dead.kill9();
+    until(
+        "the two left take three chains each",
+        Duration::from_secs(TTL * 4 + 20),
+        || async { spread(&replicas).await == (vec![3, 3], 6) },
+    )
+    .await;
+}
+
+/// How many chains each replica follows, and how many distinct chains are
+/// followed in all.
+async fn spread(replicas: &[Replica]) -> (Vec<usize>, usize) {
+    let mut counts = Vec::new();
+    let mut all = Vec::new();
+    for r in replicas {
+        let f = r.follows().await;
+        counts.push(f.len());
+        all.extend(f);
+    }
+    all.sort();
+    all.dedup();
+    (counts, all.len())
+}
+
+/// `n` anvil chains (ids 1000, 1001, …) with a vault each, and a config
+/// for replicas of one PostgreSQL history following all of them.
+async fn chains(n: u64) -> (Vec<AnvilInstance>, tempfile::TempDir, String) {
     let anvil = haltwatch::demo::find_anvil().unwrap_or_else(|e| panic!("{e}"));
-    let nodes: Vec<AnvilInstance> = (0..6)
+    let nodes: Vec<AnvilInstance> = (0..n)
         .map(|i| {
             Anvil::at(&anvil)
                 .args(["--chain-id", &(1000 + i).to_string()])
@@ -439,37 +493,35 @@ async fn six_chains_spread_over_the_live_replicas_as_they_join_and_die() {
             .replace("chain = \"anvil\"", &format!("chain = \"c{i}\"")),
         );
     }
-    let mut replicas: Vec<Replica> = ["a", "b", "c"]
-        .iter()
-        .map(|n| Replica::start(dir.path(), n, &text))
-        .collect();
-    until(
-        "the chains spread 2/2/2",
-        Duration::from_secs(40),
-        || async { spread(&replicas).await == (vec![2, 2, 2], 6) },
-    )
-    .await;
-    let mut dead = replicas.remove(2);
-    dead.kill9();
-    until(
-        "the two left take three chains each",
-        Duration::from_secs(TTL * 4 + 20),
-        || async { spread(&replicas).await == (vec![3, 3], 6) },
-    )
-    .await;
+    (nodes, dir, text)
 }
 
-/// How many chains each replica follows, and how many distinct chains are
-/// followed in all.
-async fn spread(replicas: &[Replica]) -> (Vec<usize>, usize) {
-    let mut counts = Vec::new();
-    let mut all = Vec::new();
-    for r in replicas {
-        let f = r.follows().await;
-        counts.push(f.len());
-        all.extend(f);
-    }
-    all.sort();
-    all.dedup();
-    (counts, all.len())
+/// Two monitors of different protocols share one database: the first
+/// follows chains c0 and c1, the second only c2. Each counts only the
+/// replicas of its own chains, so neither leaves a chain to nobody.
+#[tokio::test]
+async fn replicas_of_different_chains_on_one_database_follow_every_chain() {
+    let (_nodes, dir, text) = chains(3).await;
+    // The store and api sections, then one chain with its protocol per part.
+    let parts: Vec<&str> = text.split("\n[[chains]]").collect();
+    let config = |chains: &[usize]| {
+        let mut t = parts[0].to_string();
+        for c in chains {
+            t.push_str("\n[[chains]]");
+            t.push_str(parts[c + 1]);
+        }
+        t
+    };
+    let a = Replica::start(dir.path(), "a", &config(&[0, 1]));
+    let b = Replica::start(dir.path(), "b", &config(&[2]));
+    until(
+        "every chain is followed",
+        Duration::from_secs(30),
+        || async {
+            let (mut fa, fb) = (a.follows().await, b.follows().await);
+            fa.sort();
+            fa == ["c0", "c1"] && fb == ["c2"]
+        },
+    )
+    .await;
 }

@@ -165,5 +165,7 @@ CREATE TABLE IF NOT EXISTS chain_leases (
 );
 CREATE TABLE IF NOT EXISTS replicas (
     holder  TEXT PRIMARY KEY,
-    seen_at TIMESTAMPTZ NOT NULL
+    seen_at TIMESTAMPTZ NOT NULL,
+    -- The ids of the chains it follows: replicas count only their peers.
+    chains  TEXT NOT NULL DEFAULT ''
 );

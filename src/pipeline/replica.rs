@@ -1,7 +1,8 @@
 //! A replica on a shared history: it follows the chains whose leases it
 //! holds, and no others. Every third of the lease's TTL it says it is
 //! alive, renews its leases, and takes its fair share of the chains
-//! (⌈chains / live replicas⌉): free or expired leases are taken, and
+//! (⌈chains / live replicas⌉, counting the replicas that follow the same
+//! chains): free or expired leases are taken, and
 //! beyond the share, leases are handed over (the chain is stopped, then
 //! its lease released for another replica to take). A lease that could
 //! not be renewed, or a write the fence refused, stops that chain at once.
@@ -51,9 +52,10 @@ pub(super) async fn run(
     let chains: Vec<usize> = (0..config.chains.len())
         .filter(|c| config.follows(*c))
         .collect();
+    let ids: Vec<u64> = chains.iter().map(|c| config.chains[*c].chain_id).collect();
     let mut replica = Replica {
         follow,
-        leases,
+        leases: leases.with_chains(&ids),
         chains,
         followers: BTreeMap::new(),
     };
