@@ -57,6 +57,9 @@ pub struct ReplicaStatus {
     pub follows: Vec<String>,
     pub stands_by: Vec<String>,
     pub unheld: Vec<String>,
+    /// Before its first round: it does not know its part yet.
+    #[serde(skip)]
+    pub starting: bool,
 }
 
 /// Shared, cheap to clone.
@@ -103,6 +106,19 @@ impl Status {
             follows,
             stands_by,
             unheld,
+            starting: false,
+        });
+    }
+
+    /// A replica that has not taken its part of `chains` yet: not ready,
+    /// and no chain counts as followed (the heartbeat waits).
+    pub fn replica_starting(&self, name: &str, chains: Vec<String>) {
+        self.write().replica = Some(ReplicaStatus {
+            name: name.to_string(),
+            follows: Vec::new(),
+            stands_by: chains.clone(),
+            unheld: chains,
+            starting: true,
         });
     }
 

@@ -244,6 +244,19 @@ async fn two_replicas_record_a_pause_once_and_mail_it_once() {
         ("RUST_LOG", "debug"),
     ];
     let a = Replica::start_with(w.dir.path(), "a", &text, &env);
+    // From its first answer a replica says what it is: starting (not
+    // ready), or its part of the chains; never a bare "ready".
+    let first = loop {
+        if let Some(r) = a.readyz().await {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let starting = first["ready"] == false && first["problems"][0]["part"] == "replica";
+    assert!(
+        starting || first["replica"]["stands_by"].is_array(),
+        "{first}"
+    );
     let b = Replica::start_with(w.dir.path(), "b", &text, &env);
     let holder = w.holder(&[&a, &b]).await;
     let standby = [&a, &b][1 - holder];

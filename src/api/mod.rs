@@ -161,6 +161,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|(chain, reason)| serde_json::json!({"part": format!("chain:{chain}"), "reason": reason}))
         .collect();
+    if state.status.replica().is_some_and(|r| r.starting) {
+        problems.push(
+            serde_json::json!({"part": "replica", "reason": "taking its share of the chains"}),
+        );
+    }
     if let Err(e) = state.store.ping().await {
         problems.push(serde_json::json!({"part": "store", "reason": e.to_string()}));
     }

@@ -103,11 +103,20 @@ pub async fn run_with(
     // Every chain that will be followed is known to /readyz before the HTTP
     // surface answers: not ready until each has read a head. A replica
     // registers the chains it follows as it takes them.
-    if replica.is_none() {
-        for (c, chain) in config.chains.iter().enumerate() {
-            if config.follows(c) {
-                status.register_chain(&chain.name, chain.chain_id, chain.stall_after);
+    match &replica {
+        None => {
+            for (c, chain) in config.chains.iter().enumerate() {
+                if config.follows(c) {
+                    status.register_chain(&chain.name, chain.chain_id, chain.stall_after);
+                }
             }
+        }
+        Some(leases) => {
+            let chains = (0..config.chains.len())
+                .filter(|c| config.follows(*c))
+                .map(|c| config.chains[c].name.clone())
+                .collect();
+            status.replica_starting(leases.holder(), chains);
         }
     }
     let mut tasks: JoinSet<Result<(), PipelineError>> = JoinSet::new();
