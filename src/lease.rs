@@ -23,9 +23,6 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
-/// `lease_ttl_seconds` unless set.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
-
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     #[error("lease query failed: {what}")]
@@ -272,12 +269,6 @@ impl Leases {
             Some(e) => held.insert(chain_id, e),
             None => held.remove(&chain_id),
         };
-    }
-
-    /// The chains this replica holds the leases of, as last acquired or renewed.
-    pub fn held(&self) -> Vec<u64> {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.keys().copied().collect()
     }
 
     /// [`Leases::fence`] with the lease this replica holds of `chain_id`;

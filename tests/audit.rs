@@ -153,28 +153,25 @@ async fn dump(config: &Path) -> String {
     let mut out = String::new();
     for table in ["incidents", "transitions", "evidence", "ledger", "outbox"] {
         let sql = format!("SELECT * FROM {table} ORDER BY 1");
-        let rows: Vec<Vec<String>> = match &store.backend {
-            StoreBackend::Sqlite(path) => {
-                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-                    .await
-                    .unwrap();
+        // The same query and row reading on either backend's pool.
+        macro_rules! rows {
+            ($pool:expr) => {{
+                let pool = $pool.await.unwrap();
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .fetch_all(&pool)
                     .await
                     .unwrap();
                 pool.close().await;
-                rows.iter().map(|r| cells!(r)).collect()
-            }
+                rows.iter().map(|r| cells!(r)).collect::<Vec<Vec<String>>>()
+            }};
+        }
+        let rows = match &store.backend {
+            StoreBackend::Sqlite(path) => rows!(sqlx::SqlitePool::connect(&format!(
+                "sqlite://{}",
+                path.display()
+            ))),
             StoreBackend::Postgres(pg) => {
-                let pool = sqlx::PgPool::connect(&pg.credentials().unwrap().0)
-                    .await
-                    .unwrap();
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap();
-                pool.close().await;
-                rows.iter().map(|r| cells!(r)).collect()
+                rows!(sqlx::PgPool::connect(&pg.credentials().unwrap().0))
             }
         };
         for cells in rows {

@@ -102,11 +102,6 @@ impl Store {
             _ => Ok(None),
         }
     }
-
-    /// True for a history replicas share (PostgreSQL).
-    pub fn is_shared(&self) -> bool {
-        matches!(self.0, Backend::Postgres(_))
-    }
 }
 
 /// Methods that each backend implements alike, passed on to it.

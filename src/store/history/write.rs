@@ -20,8 +20,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::model::{ProtocolState, TransitionKind};
 
-/// Keys per `IN (…)` list (well under SQLite's 32,766 bound parameters).
-const KEYS_PER_QUERY: usize = 500;
+/// Keys per `IN (…)` list and rows per multi-row INSERT: well under
+/// SQLite's 32,766 bound parameters.
+const ROWS_PER_STATEMENT: usize = 500;
 
 const INCIDENTS: Table = Table {
     head: "INSERT INTO incidents (id, key, protocol, chain, chain_id, state, severity, \
@@ -323,7 +324,7 @@ async fn existing_incidents(
         .into_iter()
         .collect();
     let mut out = HashMap::new();
-    for chunk in keys.chunks(KEYS_PER_QUERY) {
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
         let mut sql = QueryBuilder::<Db>::new("SELECT key, id FROM incidents WHERE key IN (");
         let mut list = sql.separated(", ");
         for k in chunk {
@@ -342,7 +343,7 @@ async fn existing_incidents(
     Ok(out)
 }
 
-/// Multi-row INSERTs of `rows`, at most [`KEYS_PER_QUERY`] per statement,
+/// Multi-row INSERTs of `rows`, at most [`ROWS_PER_STATEMENT`] per statement,
 /// run in order: `head` names the table and columns, `bind` binds one row
 /// in that order, `tail` follows the VALUES (a conflict clause). Returns
 /// the rows affected.
@@ -358,7 +359,7 @@ pub(super) async fn insert_rows<T>(
     let mut affected = 0;
     while rows.peek().is_some() {
         let mut sql = QueryBuilder::<Db>::new(head);
-        sql.push_values(rows.by_ref().take(KEYS_PER_QUERY), &mut bind);
+        sql.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), &mut bind);
         sql.push(tail);
         affected += sql
             .build()
